@@ -1,0 +1,188 @@
+"""One typed config for the whole pipeline: defaults here, a YAML file over them, `--set a.b=v` last.
+
+Every key is a dataclass field, so a typo or a wrong type is a clear error before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclass
+class DecodeConfig:
+    min_size: int = 64  # reject images whose short side is below this (pixels)
+    max_aspect_ratio: float = 3.0  # reject long/short side ratios above this
+    max_pixels: int = 89_478_485  # refuse larger images before full decode (Pillow's bomb limit)
+
+
+@dataclass
+class SaliencyConfig:
+    backend: str = "classical"  # classical | icon
+    variant: str = "ICON-R"  # icon: ICON-R | ICON-S | ICON-P
+    weights: str | None = None  # icon: path to the official .weight file
+    batch_size: int = 16
+    num_actors: int = 1  # actor pool size
+    num_gpus: float = 1.0  # per actor, only requested when the cluster has GPUs
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class LayersConfig:
+    threshold: float = 0.1  # F = I where m > threshold (paper: 0.1)
+    dilate_kernel: int = 15  # elliptical kernel size (pixels at the working resolution)
+    dilate_iterations: int = 2
+    min_area: float = 0.01  # reject masks covering less than this fraction of the image
+    max_area: float = 0.95  # ... or more than this fraction
+
+
+@dataclass
+class InpaintConfig:
+    backend: str = "telea"  # telea | sd2
+    radius: int = 5  # telea: inpainting radius
+    model: str = "stabilityai/stable-diffusion-2-inpainting"  # sd2: diffusers dir or HF id (local cache)
+    allow_download: bool = False  # sd2: let diffusers fetch the model when not cached
+    steps: int = 50
+    scheduler: str | None = None  # sd2: diffusers scheduler class name; None keeps the model's own
+    guidance_scale: float = 7.5  # sd2: irrelevant with the empty prompt (see stages/inpaint_sd2.py)
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp16 | bf16 | fp32
+    compile: bool = False
+    feather: int = 0  # pixels of feathered seam when pasting the original back
+    batch_size: int = 8
+    num_actors: int = 1
+    num_gpus: float = 1.0
+    device: str = "auto"
+
+
+@dataclass
+class ScoreConfig:
+    mask_classifier: str | None = None  # checkpoint of `l2i classifiers train --task mask`
+    inpaint_classifier: str | None = None
+    batch_size: int = 64
+    num_actors: int = 1
+    num_gpus: float = 0.25
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    resolution: int = 512
+    samples_per_shard: int = 1000  # chunk of an input shard = one output shard = unit of restart
+    seed: int = 0  # run seed; per-sample seeds derive from it and the sample key
+    jpeg_quality: int = 95
+    cpu_parallelism: int = 0  # 0: let Ray decide
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
+    layers: LayersConfig = field(default_factory=LayersConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def validate(self) -> "Config":
+        checks = [
+            (self.resolution >= 64, "resolution must be >= 64"),
+            (self.samples_per_shard >= 1, "samples_per_shard must be >= 1"),
+            (0.0 <= self.layers.threshold < 1.0, "layers.threshold must be in [0, 1)"),
+            (0.0 <= self.layers.min_area < self.layers.max_area <= 1.0,
+             "need 0 <= layers.min_area < layers.max_area <= 1"),
+            (self.layers.dilate_kernel >= 1, "layers.dilate_kernel must be >= 1"),
+            (self.decode.max_aspect_ratio >= 1.0, "decode.max_aspect_ratio must be >= 1"),
+            (self.saliency.batch_size >= 1 and self.inpaint.batch_size >= 1, "batch sizes must be >= 1"),
+            (self.saliency.num_actors >= 1 and self.inpaint.num_actors >= 1, "num_actors must be >= 1"),
+            (self.inpaint.feather >= 0, "inpaint.feather must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or say which key is wrong."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise ConfigError(f"unknown config key {key!r}; known: {sorted(names)}")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {key!r} is a section; give {key}.<field>=value")
+            _apply(cur, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def _parse_set(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file, then `--set` overrides; validated."""
+    cfg = Config()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping")
+        _apply(cfg, data)
+    for item in overrides or []:
+        parts, value = _parse_set(item)
+        nested: dict[str, Any] = {parts[-1]: value}
+        for part in reversed(parts[:-1]):
+            nested = {part: nested}
+        _apply(cfg, nested)
+    return cfg.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, data)
+    return cfg.validate()
