@@ -1,0 +1,150 @@
+"""Who labels what next: one good/bad label per sample and task, two for the overlap share.
+
+A sample handed to an annotator is leased to them for a while, so two annotators working at once are not
+shown the same single-label sample. An annotator never gets a sample they already have an event for in
+that task (labelled, skipped or undone), except the one they explicitly undo.
+All decisions run inside one write transaction (BEGIN IMMEDIATE), so concurrent requests cannot race.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+
+from annotations import db
+
+LEASE_SECONDS = 20 * 60
+MAX_HELD = 20
+
+
+class QueueError(Exception):
+    """A request the queue refuses (unknown sample, not assigned, nothing to undo): a 4xx."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Settings:
+    overlap: float = 0.1  # share of samples shown to a second annotator
+    lease_seconds: float = LEASE_SECONDS
+
+
+@dataclass
+class Item:
+    key: str
+    split: str
+    caption: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    count: int  # this annotator's current good/bad labels in the task
+    rate_per_hour: float  # judgements in the last 10 minutes, scaled to an hour
+    remaining: int  # samples of the task that still need a label from someone
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+_VOTES = ("SELECT sample_id, COUNT(*) AS n FROM current"
+          " WHERE task = :task AND value IN ('good', 'bad') GROUP BY sample_id")
+
+
+def _item(conn: sqlite3.Connection, sample_id: int) -> Item:
+    row = conn.execute("SELECT key, split, caption FROM samples WHERE id = ?", (sample_id,)).fetchone()
+    return Item(row["key"], row["split"], row["caption"])
+
+
+def _sample_id(conn: sqlite3.Connection, key: str) -> int:
+    row = conn.execute("SELECT id FROM samples WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        raise QueueError(404, "no such sample in the pool")
+    return row["id"]
+
+
+def next_items(conn: sqlite3.Connection, user_id: int, task: str, n: int, s: Settings) -> list[Item]:
+    """The samples this annotator holds, topped up to n with new leases; oldest lease first."""
+    n = max(1, min(int(n), MAX_HELD))
+    now = time.time()
+    p = {"u": user_id, "task": task, "now": now, "overlap": s.overlap}
+    with db.write(conn):
+        held = [r["sample_id"] for r in conn.execute(
+            "SELECT sample_id FROM leases WHERE user_id = :u AND task = :task AND expires > :now"
+            " ORDER BY leased, sample_id", p)]
+        want = n - len(held)
+        fresh = []
+        if want > 0:
+            fresh = [r["id"] for r in conn.execute(
+                f"""WITH votes AS ({_VOTES}),
+                    held AS (SELECT sample_id, COUNT(*) AS n FROM leases
+                             WHERE task = :task AND expires > :now AND user_id != :u GROUP BY sample_id)
+                SELECT s.id FROM samples s
+                LEFT JOIN votes v ON v.sample_id = s.id LEFT JOIN held h ON h.sample_id = s.id
+                WHERE NOT EXISTS (SELECT 1 FROM events e
+                                  WHERE e.user_id = :u AND e.task = :task AND e.sample_id = s.id)
+                  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.user_id = :u AND l.task = :task
+                                  AND l.sample_id = s.id AND l.expires > :now)
+                  AND COALESCE(v.n, 0) + COALESCE(h.n, 0) < (CASE WHEN s.draw < :overlap THEN 2 ELSE 1 END)
+                ORDER BY COALESCE(v.n, 0) DESC, s.pos
+                LIMIT :want""", {**p, "want": want})]
+        expires = now + s.lease_seconds
+        conn.execute("UPDATE leases SET expires = ? WHERE user_id = ? AND task = ? AND expires > ?",
+                     (expires, user_id, task, now))
+        conn.executemany(
+            "INSERT OR REPLACE INTO leases (sample_id, task, user_id, leased, expires) VALUES (?, ?, ?, ?, ?)",
+            [(sid, task, user_id, now + i * 1e-6, expires) for i, sid in enumerate(fresh)])
+        return [_item(conn, sid) for sid in held + fresh]
+
+
+def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: str) -> None:
+    """Append a good/bad/skip event. Only for a sample the annotator was handed (or already judged)."""
+    if value not in ("good", "bad", "skip"):
+        raise QueueError(422, "label must be good, bad or skip")
+    with db.write(conn):
+        sid = _sample_id(conn, key)
+        assigned = conn.execute(
+            "SELECT 1 FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?"
+            " UNION ALL SELECT 1 FROM events WHERE sample_id = ? AND task = ? AND user_id = ? LIMIT 1",
+            (sid, task, user_id) * 2).fetchone()
+        if assigned is None:
+            raise QueueError(409, "this sample was not assigned to you in this task")
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, ?, ?)",
+                     (user_id, sid, task, value, time.time()))
+        conn.execute("DELETE FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?", (sid, task, user_id))
+
+
+def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Item:
+    """Undo the annotator's most recent standing judgement in the task; they hold that sample again."""
+    now = time.time()
+    with db.write(conn):
+        row = conn.execute(
+            "SELECT sample_id FROM current WHERE user_id = ? AND task = ? AND value != 'undo'"
+            " ORDER BY id DESC LIMIT 1", (user_id, task)).fetchone()
+        if row is None:
+            raise QueueError(409, "nothing to undo")
+        sid = row["sample_id"]
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, 'undo', ?)",
+                     (user_id, sid, task, now))
+        conn.execute(
+            "INSERT OR REPLACE INTO leases (sample_id, task, user_id, leased, expires) VALUES (?, ?, ?, ?, ?)",
+            (sid, task, user_id, 0.0, now + s.lease_seconds))  # leased=0: first in line
+        return _item(conn, sid)
+
+
+def progress(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Progress:
+    now = time.time()
+    count = conn.execute("SELECT COUNT(*) FROM current WHERE user_id = ? AND task = ? AND value IN ('good', 'bad')",
+                         (user_id, task)).fetchone()[0]
+    recent = conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ? AND task = ? AND value != 'undo'"
+                          " AND t > ?", (user_id, task, now - 600)).fetchone()[0]
+    remaining = conn.execute(
+        f"""WITH votes AS ({_VOTES})
+        SELECT COUNT(*) FROM samples s LEFT JOIN votes v ON v.sample_id = s.id
+        WHERE COALESCE(v.n, 0) < (CASE WHEN s.draw < :overlap THEN 2 ELSE 1 END)""",
+        {"task": task, "overlap": s.overlap}).fetchone()[0]
+    return Progress(count, recent * 6.0, remaining)

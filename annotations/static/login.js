@@ -1,0 +1,37 @@
+// Login: the token comes from the URL fragment (never sent to the server in a URL, so never in logs)
+// or from the form; it is exchanged for a session cookie, then removed from the address bar.
+"use strict";
+
+async function login(token) {
+  const msg = document.getElementById("message");
+  msg.textContent = "Logging in…";
+  let resp;
+  try {
+    resp = await fetch("/api/login", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({token}),
+      credentials: "same-origin",
+    });
+  } catch (e) {
+    msg.textContent = "The server cannot be reached.";
+    return;
+  }
+  if (!resp.ok) {
+    msg.textContent = resp.status === 401 ? "Unknown token." : `Login failed (${resp.status}).`;
+    return;
+  }
+  const next = new URLSearchParams(location.search).get("next");
+  location.replace(next === "/annotate/inpaint" || next === "/stats" ? next : "/annotate/mask");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token");
+  history.replaceState(null, "", location.pathname + location.search);
+  document.getElementById("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    login(document.getElementById("token").value.trim());
+  });
+  if (token) login(token);
+});
