@@ -68,6 +68,12 @@ def make_shards(out_dir: Path, shards: int = 2, per_shard: int = 12, rejected_ev
 
 
 @pytest.fixture
+def shard_maker():
+    """The shard writer itself, for tests that need other shapes (conftest is not importable in importlib mode)."""
+    return make_shards
+
+
+@pytest.fixture
 def shards_dir(tmp_path) -> Path:
     d = tmp_path / "l2iu"
     make_shards(d)
@@ -100,6 +106,11 @@ def login(client: TestClient, token: str) -> str:
     csrf = r.json()["csrf"]
     client.headers["X-CSRF-Token"] = csrf
     return csrf
+
+
+@pytest.fixture
+def do_login():
+    return login
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""Accounts, sessions and the request-level security rules: 401/403/4xx, never a 500."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from annotations import db
+from annotations.users import add_user, token_hash
+
+
+def test_only_token_hashes_are_stored(env):
+    conn = db.connect(env.db_path)
+    stored = [r[0] for r in conn.execute("SELECT token_hash FROM users")]
+    assert token_hash(env.tokens["ann1"]) in stored
+    assert not any(t in stored for t in env.tokens.values())
+    raw = env.db_path.read_bytes() + (env.db_path.with_name(env.db_path.name + "-wal").read_bytes()
+                                      if env.db_path.with_name(env.db_path.name + "-wal").exists() else b"")
+    assert not any(t.encode() in raw for t in env.tokens.values())
+    with pytest.raises(ValueError, match="already exists"):
+        add_user(conn, "ann1")
+    with pytest.raises(ValueError):
+        add_user(conn, " spaced ")
+
+
+def test_every_route_but_login_and_static_needs_a_session(make_client):
+    c = make_client()
+    assert c.get("/login").status_code == 200
+    assert c.get("/static/label.js").status_code == 200
+    for path in ("/", "/annotate/mask", "/annotate/inpaint", "/stats"):
+        r = c.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login", path
+    for path in ("/api/me", "/api/tasks/mask/next", "/api/stats", "/img/image?key=000000000"):
+        assert c.get(path).status_code == 401, path
+    assert c.post("/api/tasks/mask/label", json={"key": "000000000", "label": "good"}).status_code == 401
+    assert c.post("/api/tasks/mask/undo", json={}).status_code == 401
+
+
+def test_login_sets_strict_httponly_cookie_and_bad_tokens_get_401(make_client, env):
+    c = make_client()
+    assert c.post("/api/login", json={"token": "nope"}).status_code == 401
+    assert c.post("/api/login", json={"token": ""}).status_code == 422
+    assert c.post("/api/login", json={"token": "x" * 5000}).status_code == 422
+    lone_surrogate = b'{"token": "\\ud800"}'
+    assert c.post("/api/login", content=lone_surrogate, headers={"Content-Type": "application/json"}).status_code in (400, 401)
+    assert c.post("/api/login", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert c.post("/api/login", json=["a"]).status_code == 422
+    r = c.post("/api/login", json={"token": env.tokens["ann1"]})
+    assert r.status_code == 200
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert c.get("/api/me").json()["name"] == "ann1"
+    c.cookies.clear()
+    c.cookies.set("l2i_session", "forged")
+    assert c.get("/api/me").status_code == 401
+
+
+def test_writes_need_csrf_token_json_and_same_origin(make_client):
+    c = make_client("ann1")
+    key = c.get("/api/tasks/mask/next?n=1").json()["items"][0]["key"]
+    csrf = c.headers.pop("X-CSRF-Token")
+    body = {"key": key, "label": "good"}
+    assert c.post("/api/tasks/mask/label", json=body).status_code == 403
+    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "é".encode()}).status_code == 403
+    ok = {"X-CSRF-Token": csrf}
+    assert c.post("/api/tasks/mask/label", json=body, headers={**ok, "Origin": "http://evil.example"}).status_code == 403
+    assert c.post("/api/tasks/mask/label", json=body, headers={**ok, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert c.post("/api/tasks/mask/label", data=body, headers=ok).status_code == 415  # a form post
+    assert c.post("/api/login", json={"token": "x"}, headers={"Origin": "http://evil.example"}).status_code == 403
+    r = c.post("/api/tasks/mask/label", json=body, headers={**ok, "Origin": "http://testserver"})
+    assert r.status_code == 200
+    conn = db.connect(c.app.state.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1  # only the one accepted write
+
+
+def test_malformed_requests_get_4xx_never_500(make_client):
+    c = make_client("ann1")
+    cases = [
+        ("get", "/api/tasks/nope/next", None), ("get", "/api/tasks/mask/next?n=0", None),
+        ("get", "/api/tasks/mask/next?n=abc", None), ("get", "/api/tasks/mask/next?n=100000", None),
+        ("get", "/img/image", None), ("get", "/img/image?key=", None), ("get", "/img/../../etc/passwd?key=1", None),
+        ("get", "/img/secret?key=000000000", None), ("get", "/img/image?key=../../etc/passwd", None),
+        ("get", "/img/image?key=%00", None), ("get", "/img/image?key=%ED%A0%80", None),
+        ("get", "/annotate/other", None),
+        ("post", "/api/tasks/mask/label", {"key": "no-such-key", "label": "good"}),
+        ("post", "/api/tasks/mask/label", {"key": "000000000", "label": "great"}),
+        ("post", "/api/tasks/mask/label", b'{"key": "\\ud800", "label": "good"}'),
+        ("post", "/api/tasks/mask/label", {"key": 5, "label": "good"}),
+        ("post", "/api/tasks/mask/label", {"label": "good"}),
+        ("post", "/api/tasks/mask/label", {"key": "000000000", "label": "good", "extra": 1}),
+        ("post", "/api/tasks/mask/label", "just a string"),
+        ("post", "/api/tasks/inpaint/undo", {}),  # nothing to undo yet
+    ]
+    for method, path, body in cases:
+        if method == "get":
+            r = c.get(path)
+        elif isinstance(body, bytes):
+            r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+        else:
+            r = c.post(path, json=body)
+        assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+
+
+def test_annotators_cannot_see_stats(make_client):
+    assert make_client("ann1").get("/api/stats").status_code == 403
+    assert make_client("ann1").get("/stats").status_code == 403
+    assert make_client("boss").get("/api/stats").status_code == 200
+
+
+def test_security_headers_and_logout(make_client):
+    c = make_client("ann2")
+    r = c.get("/annotate/mask")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert c.post("/api/logout", json={}).status_code == 200
+    assert c.get("/api/me").status_code == 401
+
+
+def test_events_are_append_only(env):
+    conn = db.connect(env.db_path)
+    with db.write(conn):
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (1, 1, 'mask', 'good', 0)")
+    for sql in ("UPDATE events SET value = 'bad'", "DELETE FROM events"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,121 @@
+"""Queueing: one label per sample and task, the overlap share twice, never the same sample twice, undo."""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+from annotations import db
+from annotations.queue import Settings, next_items, record, undo
+
+
+def standing(env, task="mask"):
+    """{key: [(annotator, value)]} of the current (latest) events."""
+    conn = db.connect(env.db_path)
+    out = defaultdict(list)
+    for key, name, value in conn.execute(
+            "SELECT s.key, u.name, c.value FROM current c JOIN samples s ON s.id = c.sample_id"
+            " JOIN users u ON u.id = c.user_id WHERE c.task = ? ORDER BY c.id", (task,)):
+        out[key].append((name, value))
+    return out
+
+
+def label_all(client, task, label="good", n=3, limit=100):
+    """Label everything the queue hands this client; returns the keys in order."""
+    seen = []
+    for _ in range(limit):
+        items = client.get(f"/api/tasks/{task}/next?n={n}").json()["items"]
+        if not items:
+            return seen
+        for item in items:
+            r = client.post(f"/api/tasks/{task}/label", json={"key": item["key"], "label": label})
+            assert r.status_code == 200, r.text
+            seen.append(item["key"])
+    raise AssertionError("queue did not run dry")
+
+
+def test_one_label_per_sample_without_overlap(env, make_client):
+    a, b = make_client("ann1", overlap=0.0), make_client("ann2", overlap=0.0)
+    held_a = {i["key"] for i in a.get("/api/tasks/mask/next?n=5").json()["items"]}
+    held_b = {i["key"] for i in b.get("/api/tasks/mask/next?n=5").json()["items"]}
+    assert len(held_a) == len(held_b) == 5 and not held_a & held_b  # leases keep them apart
+    keys = label_all(a, "mask") + label_all(b, "mask")
+    assert len(keys) == len(set(keys)) == 12
+    votes = standing(env)
+    assert all(len(v) == 1 for v in votes.values()) and len(votes) == 12
+    assert make_client("ann3", overlap=0.0).get("/api/tasks/mask/next").json()["items"] == []
+    assert len(label_all(make_client("ann3", overlap=0.0), "inpaint")) == 12  # tasks are independent
+
+
+def test_overlap_share_gets_a_second_distinct_annotator(env, make_client):
+    conn = db.connect(env.db_path)
+    draws = {k: d for k, d in conn.execute("SELECT key, draw FROM samples")}
+    overlap = 0.5
+    expected = {k: 2 if d < overlap else 1 for k, d in draws.items()}
+    assert 0 < sum(v == 2 for v in expected.values()) < 12
+    clients = [make_client(n, overlap=overlap) for n in ("ann1", "ann2", "ann3")]
+    for _ in range(3):  # interleave annotators
+        for c in clients:
+            for item in c.get("/api/tasks/mask/next?n=2").json()["items"]:
+                assert c.post("/api/tasks/mask/label", json={"key": item["key"], "label": "bad"}).status_code == 200
+    for c in clients:
+        label_all(c, "mask")
+    votes = standing(env)
+    assert {k: len(v) for k, v in votes.items()} == expected
+    for k, v in votes.items():
+        assert len({name for name, _ in v}) == len(v), f"{k} labelled twice by one annotator"
+    assert clients[0].get("/api/tasks/mask/next").json()["progress"]["remaining"] == 0
+
+
+def test_never_the_same_sample_twice_even_after_skip(env, make_client):
+    a = make_client("ann1", overlap=1.0)
+    first = a.get("/api/tasks/inpaint/next?n=2").json()["items"]
+    assert a.post("/api/tasks/inpaint/label", json={"key": first[0]["key"], "label": "skip"}).status_code == 200
+    assert a.post("/api/tasks/inpaint/label", json={"key": first[1]["key"], "label": "good"}).status_code == 200
+    rest = label_all(a, "inpaint")
+    assert not {first[0]["key"], first[1]["key"]} & set(rest) and len(rest) == 10
+    # the skipped sample still needs two labels, so both other annotators get it
+    b_keys = label_all(make_client("ann2", overlap=1.0), "inpaint")
+    assert first[0]["key"] in b_keys
+    assert Counter(v for vs in standing(env, "inpaint").values() for _, v in vs) == {"good": 23, "skip": 1}
+
+
+def test_undo_walks_back_and_returns_the_sample(env, make_client):
+    a = make_client("ann1")
+    items = a.get("/api/tasks/mask/next?n=3").json()["items"]
+    k0, k1, k2 = (i["key"] for i in items)
+    for key, label in ((k0, "good"), (k1, "bad"), (k2, "skip")):
+        a.post("/api/tasks/mask/label", json={"key": key, "label": label})
+    r = a.post("/api/tasks/mask/undo", json={})
+    assert r.status_code == 200 and r.json()["item"]["key"] == k2
+    r = a.post("/api/tasks/mask/undo", json={})
+    assert r.json()["item"]["key"] == k1 and r.json()["progress"]["count"] == 1
+    held = [i["key"] for i in a.get("/api/tasks/mask/next?n=3").json()["items"]]
+    assert held[:2] in ([k1, k2], [k2, k1]) and k0 not in held  # undone samples come back first
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"}).status_code == 200
+    votes = standing(env)
+    assert votes[k0] == [("ann1", "good")] and votes[k1] == [("ann1", "good")] and votes[k2] == [("ann1", "undo")]
+    conn = db.connect(env.db_path)
+    history = [v for v, in conn.execute("SELECT e.value FROM events e JOIN samples s ON s.id = e.sample_id"
+                                        " WHERE s.key = ? ORDER BY e.id", (k1,))]
+    assert history == ["bad", "undo", "good"]  # append-only: the undone label is still there
+
+
+def test_labels_only_for_assigned_samples(env, make_client):
+    a, b = make_client("ann1", overlap=0.0), make_client("ann2", overlap=0.0)
+    key = a.get("/api/tasks/mask/next?n=1").json()["items"][0]["key"]
+    r = b.post("/api/tasks/mask/label", json={"key": key, "label": "good"})
+    assert r.status_code == 409
+    assert a.post("/api/tasks/inpaint/label", json={"key": key, "label": "good"}).status_code == 409
+    assert a.post("/api/tasks/mask/label", json={"key": key, "label": "good"}).status_code == 200
+    assert a.post("/api/tasks/mask/label", json={"key": key, "label": "good"}).status_code == 200  # a retry is fine
+
+
+def test_expired_leases_go_back_to_the_queue(env):
+    conn = db.connect(env.db_path)
+    s = Settings(overlap=0.0, lease_seconds=0.05)
+    held = [i.key for i in next_items(conn, 1, "mask", 12, s)]
+    assert len(held) == 12 and next_items(conn, 2, "mask", 12, s) == []
+    time.sleep(0.1)
+    assert {i.key for i in next_items(conn, 2, "mask", 12, s)} == set(held)
+    record(conn, 1, "mask", held[0], "good")  # the first holder may still answer; nothing is lost
+    assert undo(conn, 1, "mask", s).key == held[0]
