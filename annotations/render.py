@@ -32,12 +32,13 @@ def _gray(read: Callable[[str], bytes], member: str, shape: tuple[int, int]) -> 
     return g
 
 
-def _outline(img: np.ndarray, binary: np.ndarray) -> np.ndarray:
-    """Dark-then-bright contour: visible on light and dark backgrounds alike."""
+def _outline(img: np.ndarray, binary: np.ndarray, thin: bool = False) -> np.ndarray:
+    """Dark-then-bright contour, visible on light and dark backgrounds; thin where edges are being judged."""
     contours, _ = cv2.findContours(binary.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = img.copy()
-    thick = max(1, round(min(img.shape[:2]) / 256))
-    cv2.drawContours(out, contours, -1, (0, 0, 0), 2 * thick + 1, lineType=cv2.LINE_AA)
+    thick = 1 if thin else max(1, round(min(img.shape[:2]) / 256))
+    if not thin:
+        cv2.drawContours(out, contours, -1, (0, 0, 0), 2 * thick + 1, lineType=cv2.LINE_AA)
     cv2.drawContours(out, contours, -1, (0, 255, 255), thick, lineType=cv2.LINE_AA)
     return out
 
@@ -62,7 +63,7 @@ def render(read: Callable[[str], bytes], view: str) -> bytes:
             m = _gray(read, "mask.png", shape).astype(np.float32)[:, :, None] / 255.0
             red = np.array([40, 40, 255], np.float32)
             img = (base * (1 - 0.5 * m) + red * 0.5 * m).astype(np.uint8)
-            img = _outline(img, m[:, :, 0] >= 0.5)
+            img = _outline(img, m[:, :, 0] >= 0.5, thin=True)
         elif view == "cutout":
             fg = _color(read, "fg.png")
             if fg.shape[:2] != shape:

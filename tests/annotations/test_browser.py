@@ -1,0 +1,126 @@
+"""A real browser (headless Chromium via Playwright) logs in, labels with the hotkeys, undoes one label; the
+stored events and the export match. Skipped, with the reason, where Chromium or Playwright is missing
+(CI installs Chromium with .ci/install_browser.sh). Set L2I_SCREENSHOT_DIR to keep page screenshots.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from annotations import db
+from l2i_pipeline.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python package playwright is not installed")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing (Debian package chromium; run .ci/install_browser.sh)",
+                allow_module_level=True)
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_page(browser, problems: list):
+    page = browser.new_context(viewport={"width": 1500, "height": 900}).new_page()
+    page.set_default_timeout(15000)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    return page
+
+
+def shown_key(page) -> str:
+    page.wait_for_function("() => document.getElementById('key').textContent !== ''")
+    return page.text_content("#key")
+
+
+def press_and_wait(page, key: str, before: str) -> str:
+    """Press a hotkey; wait until the page shows another sample; return its key."""
+    page.keyboard.press(key)
+    page.wait_for_function("k => document.getElementById('key').textContent !== k", arg=before)
+    return page.text_content("#key")
+
+
+def wait_saved(page) -> None:
+    page.wait_for_function("() => document.getElementById('sync').textContent === 'saved'")
+
+
+def images_loaded(page) -> bool:
+    return page.evaluate("""() => [...document.querySelectorAll('#panels img')]
+        .every(i => i.complete && i.naturalWidth > 0)""")
+
+
+def screenshot(page, name: str) -> None:
+    out = os.environ.get("L2I_SCREENSHOT_DIR")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(out) / name), full_page=True)
+
+
+def test_label_undo_and_export_in_a_real_browser(browser, live_server, tmp_path):
+    env, problems = live_server.env, []
+    page = open_page(browser, problems)
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")
+    page.wait_for_url("**/annotate/mask")
+    assert "token" not in page.url
+
+    k1 = shown_key(page)
+    page.wait_for_function("() => [...document.querySelectorAll('#panels img')].every(i => i.complete)")
+    assert images_loaded(page)
+    caption = page.text_content("#caption")
+    assert "<script>alert(1)</script>" in caption and page.query_selector("#caption *") is None  # text, not HTML
+    assert page.text_content("#user") == "ann1"
+    screenshot(page, "annotate_mask.png")
+
+    k2 = press_and_wait(page, "1", k1)  # k1 good
+    k3 = press_and_wait(page, "2", k2)  # k2 bad
+    k4 = press_and_wait(page, "Space", k3)  # k3 skipped
+    assert press_and_wait(page, "Backspace", k4) == k3  # undo the skip: k3 is back
+    assert press_and_wait(page, "2", k3) == k4  # k3 bad
+    k5 = press_and_wait(page, "1", k4)  # k4 good
+    wait_saved(page)
+    assert len({k1, k2, k3, k4, k5}) == 5
+    assert page.text_content("#count") == "4"
+
+    page.goto(f"{live_server.url}/annotate/inpaint")
+    i1 = shown_key(page)
+    page.wait_for_function("() => [...document.querySelectorAll('#panels img')].every(i => i.complete)")
+    assert images_loaded(page)
+    screenshot(page, "annotate_inpaint.png")
+    i2 = press_and_wait(page, "2", i1)
+    page.keyboard.press("o")  # overlay toggle shows the plain B
+    page.wait_for_function("() => document.querySelector('img[data-view=bg_outline]').src.includes('/img/bg?')")
+    press_and_wait(page, "1", i2)
+    wait_saved(page)
+
+    conn = db.connect(env.db_path)
+    events = [tuple(r) for r in conn.execute(
+        "SELECT e.task, s.key, e.value FROM events e JOIN samples s ON s.id = e.sample_id ORDER BY e.id")]
+    assert events == [("mask", k1, "good"), ("mask", k2, "bad"), ("mask", k3, "skip"), ("mask", k3, "undo"),
+                      ("mask", k3, "bad"), ("mask", k4, "good"), ("inpaint", i1, "bad"), ("inpaint", i2, "good")]
+
+    out = tmp_path / "labels.jsonl"
+    assert main(["annotate", "export", "--db", str(env.db_path), "--out", str(out)]) == 0
+    rows = {(r["task"], r["key"]): (r["label"], r["annotator"]) for r in map(json.loads, out.read_text().splitlines())}
+    assert rows == {("mask", k1): ("good", "ann1"), ("mask", k2): ("bad", "ann1"), ("mask", k3): ("bad", "ann1"),
+                    ("mask", k4): ("good", "ann1"), ("inpaint", i1): ("bad", "ann1"),
+                    ("inpaint", i2): ("good", "ann1")}
+
+    admin = open_page(browser, problems)
+    admin.goto(f"{live_server.url}/login#token={env.tokens['boss']}")
+    admin.wait_for_url("**/annotate/mask")
+    admin.goto(f"{live_server.url}/stats")
+    admin.wait_for_selector("section.task[data-task=inpaint] table")
+    assert "ann1" in admin.text_content("section.task[data-task=mask]")
+    screenshot(admin, "annotate_stats.png")
+    assert problems == []
