@@ -1,0 +1,1 @@
+"""Model definitions used by pipeline stages (weights always come from local files)."""

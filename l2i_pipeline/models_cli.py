@@ -1,0 +1,89 @@
+"""`l2i models check`: which model files the config points at, whether they are here, and their digests.
+
+No machine here reaches a model hub, so this is the place to see, before a long run, that every weight
+file is present (and which one, by sha256) and where the official files come from.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from l2i_pipeline.config import Config, load_config
+
+
+def _sha256(path: Path) -> str:
+    from l2i_pipeline.models.icon.loading import sha256_file
+
+    return sha256_file(path)
+
+
+def _file_row(role: str, value: str | None, digest: bool = True) -> tuple[str, str, str, bool]:
+    """(role, path, status, ok). An unset optional file is fine; a set but absent one is not."""
+    if not value:
+        return role, "-", "not configured", True
+    path = Path(value).expanduser()
+    if path.is_file():
+        return role, str(path), f"present sha256={_sha256(path)}" if digest else "present", True
+    if path.is_dir():
+        return role, str(path), "present (directory)", True
+    return role, str(path), "MISSING", False
+
+
+def _icon_rows(cfg: Config, load: bool) -> list[tuple[str, str, str, bool]]:
+    from l2i_pipeline.models.icon import VARIANTS
+
+    s = cfg.saliency
+    used = " (in use)" if s.backend == "icon" else f" (not used: saliency.backend={s.backend})"
+    if s.variant not in VARIANTS:
+        return [(f"saliency.weights{used}", s.weights or "-", f"unknown variant {s.variant!r}; "
+                 f"choose one of {sorted(VARIANTS)}", False)]
+    role = f"saliency.weights {s.variant} ({VARIANTS[s.variant].weights_file}){used}"
+    row = _file_row(role, s.weights)
+    if not s.weights and s.backend == "icon":
+        row = (role, "-", "NOT SET", False)
+    if load and row[3] and s.weights:
+        from l2i_pipeline.models.icon import load_icon
+
+        try:
+            load_icon(s.variant, Path(s.weights).expanduser())
+            row = (role, row[1], row[2] + "; loads strictly", True)
+        except ValueError as e:
+            row = (role, row[1], f"present but does not load: {e}", False)
+    return [row]
+
+
+def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
+    role = "inpaint.model (sd2)" + ("" if cfg.inpaint.backend == "sd2" else f" (not used: inpaint.backend={cfg.inpaint.backend})")
+    path = Path(cfg.inpaint.model).expanduser()
+    if path.is_dir():
+        ok = (path / "model_index.json").is_file()
+        return role, str(path), "present" if ok else "directory without model_index.json", ok
+    return role, cfg.inpaint.model, "hub id: resolved from the local Hugging Face cache at run time", True
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from l2i_pipeline.models.icon import WEIGHTS_WHERE
+
+    cfg = load_config(args.config, args.set)
+    rows = _icon_rows(cfg, args.load) + [
+        _sd2_row(cfg),
+        _file_row("score.mask_classifier", cfg.score.mask_classifier),
+        _file_row("score.inpaint_classifier", cfg.score.inpaint_classifier),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for role, path, status, ok in rows:
+        print(f"{'ok ' if ok else 'BAD'} {role:<{width}}  {path}  {status}")
+    print(f"\nICON: {WEIGHTS_WHERE}.")
+    return 0 if all(r[3] for r in rows) else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="model files: presence and digests")
+    msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+    c = msub.add_parser("check", help="list each configured weight file, whether it is present, and its sha256",
+                        description="Exit status 1 when a configured file is missing (or, with --load, does not load).")
+    c.add_argument("--config", help="YAML config file (see l2i_pipeline/config.py for every key)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set saliency.weights=ICON-Res.weight (repeatable)")
+    c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files)")
+    c.set_defaults(func=run_check)
