@@ -1,0 +1,58 @@
+"""Turn pending units of a raw shard into Samples: one per input row, downloaded or not."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from l2i_pipeline.sample import Sample
+from l2i_pipeline.shards import LAION_COLUMNS, Unit, image_member, iter_tar
+
+# img2dataset bookkeeping that is not metadata worth keeping per sample
+_DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}
+
+
+def _meta(row: dict, side: dict) -> dict:
+    meta = {k: v for k, v in {**row, **side}.items() if k not in _DROP and v is not None}
+    for c in LAION_COLUMNS:  # keep the LAION columns even when null, so the schema is predictable
+        meta.setdefault(c, row.get(c, side.get(c)))
+    return meta
+
+
+def _download_failure(row: dict) -> str:
+    msg = str(row.get("error_message") or row.get("status") or "unknown").strip().splitlines()[0]
+    return f"download:{msg[:200]}"
+
+
+def read_units(raw_dir: str | Path, input_name: str, units: list[Unit]) -> Iterator[Sample]:
+    """Yield every row of the given units exactly once, streaming the input tar once."""
+    by_key: dict[str, tuple[Unit, dict]] = {}
+    for u in units:
+        for row in u.rows:
+            by_key[row["key"]] = (u, row)
+    emitted: set[str] = set()
+    errors: list[str] = []
+    for key, members in iter_tar(Path(raw_dir) / f"{input_name}.tar", errors):
+        hit = by_key.get(key)
+        if hit is None or key in emitted:
+            continue
+        unit, row = hit
+        emitted.add(key)
+        if row.get("status", "success") != "success":
+            yield Sample(key, unit.name, caption=row.get("caption") or "", meta=_meta(row, {})).reject(
+                _download_failure(row))
+            continue
+        try:
+            side = json.loads(members.get("json", b"{}") or b"{}")
+        except ValueError:
+            side = {}
+        caption = members["txt"].decode("utf-8", "replace") if "txt" in members else (row.get("caption") or "")
+        yield Sample(key, unit.name, caption=caption, meta=_meta(row, side), raw=image_member(members) or b"")
+    for key, (unit, row) in by_key.items():
+        if key in emitted:
+            continue
+        s = Sample(key, unit.name, caption=row.get("caption") or "", meta=_meta(row, {}))
+        if row.get("status", "success") != "success":
+            yield s.reject(_download_failure(row))
+        else:
+            yield s.reject("input:truncated_tar" if errors else "input:missing_from_tar")

@@ -1,0 +1,59 @@
+"""Saliency stage: m = backend(I), quantised to 8 bits so the stored mask.png reproduces it exactly."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from l2i_pipeline.config import Config
+from l2i_pipeline.sample import Sample
+from stages.base import Resources, Stage
+from stages.registry import saliency_backend
+
+log = logging.getLogger(__name__)
+
+
+def quantize_mask(mask: np.ndarray) -> np.ndarray:
+    return (np.round(np.clip(mask, 0, 1) * 255) / 255).astype(np.float32)
+
+
+class SaliencyStage(Stage):
+    name = "saliency"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.backend = saliency_backend(cfg)
+        c = cfg.saliency
+        gpus = c.num_gpus if self.backend.uses_gpu else 0.0
+        # weight-free CPU backends need no actor: plain tasks scale with the cluster's CPUs
+        actors = c.num_actors if self.backend.uses_gpu else 0
+        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
+
+    def setup(self) -> None:
+        self.backend.setup()
+        self._describe = self.backend.describe()
+
+    def process(self, samples: list[Sample]) -> list[Sample]:
+        todo = [s for s in samples if s.ok]
+        if not todo:
+            return samples
+        try:
+            masks = self.backend.predict([s.image for s in todo])
+        except Exception as e:  # noqa: BLE001 - a failed batch is retried one sample at a time
+            log.warning("saliency batch of %d failed (%s); retrying one by one", len(todo), e)
+            masks = []
+            for s in todo:
+                try:
+                    masks.append(self.backend.predict([s.image])[0])
+                except Exception as e1:  # noqa: BLE001
+                    masks.append(None)
+                    s.reject(f"saliency:error:{type(e1).__name__}")
+        for s, m in zip(todo, masks):
+            if m is None:
+                continue
+            if m.shape != s.image.shape[:2] or not np.isfinite(m).all():
+                s.reject("saliency:bad_output")
+                continue
+            s.mask = quantize_mask(m)
+            s.meta["saliency"] = self._describe
+        return samples
