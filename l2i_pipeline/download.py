@@ -9,6 +9,7 @@ resize/re-encode step is replaced by `KeepBytes`, which keeps the bytes and only
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ CAPTION_COLUMNS = ("TEXT", "caption", "text")
 LAION_COLUMNS = ("similarity", "hash", "punsafe", "pwatermark", "aesthetic", "AESTHETIC_SCORE", "WIDTH", "HEIGHT")
 MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (~ 9459 x 9459)
 DISTRIBUTORS = ("multiprocessing", "ray")
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # workers must be able to import l2i_pipeline
 
 
 class KeepBytes:
@@ -148,8 +150,7 @@ def _init_ray(processes: int) -> bool:
 
     if ray.is_initialized():
         return False
-    package_root = str(Path(__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=processes, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1"}})
     return True
@@ -168,8 +169,10 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
     log.info("downloading %d input file(s) to %s; columns kept: %s; private network %s",
              len(files), out, extra, "ALLOWED" if allow_private_network else "refused")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
-    import img2dataset.main as i2d
+    i2d = importlib.import_module("img2dataset.main")  # `import ... as` would get the function img2dataset.main
 
+    if PACKAGE_ROOT not in sys.path:  # spawned workers unpickle SafeDownloader with the parent's sys.path
+        sys.path.append(PACKAGE_ROOT)
     started_ray = _init_ray(processes) if distributor == "ray" else False
     original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
     i2d.Downloader = partial(__getattr__("SafeDownloader"), allow_private_network=allow_private_network)

@@ -170,8 +170,6 @@ def fetch(url: str, timeout: float = 10, *, allow_private_network: bool = False,
 def safe_download_image(row, timeout, user_agent_token=None, disallowed_header_directives=None,
                         ignore_ssl_certificate=False, *, allow_private_network=False):
     """Drop-in for `img2dataset.downloader.download_image` (1.45+ signatures): (key, stream|None, error)."""
-    from img2dataset.downloader import is_disallowed  # img2dataset's X-Robots-Tag rule, unchanged
-
     key, url = row
     agent = USER_AGENT
     if user_agent_token:
@@ -185,6 +183,8 @@ def safe_download_image(row, timeout, user_agent_token=None, disallowed_header_d
                               headers={"User-Agent": agent}, context=context)
     except Exception as err:  # pylint: disable=broad-except  # every failure is a recorded row
         return key, None, error_text(err)
+    from img2dataset.downloader import is_disallowed  # img2dataset's X-Robots-Tag rule, unchanged
+
     if disallowed_header_directives and is_disallowed(headers, user_agent_token, disallowed_header_directives):
         return key, None, "Use of image disallowed by X-Robots-Tag directive"
     return key, io.BytesIO(body), None
