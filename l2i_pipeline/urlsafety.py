@@ -37,8 +37,8 @@ def address_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),  # 169.254.169.254, the cloud metadata service
         ("is_multicast", "multicast"),
+        ("is_reserved", "reserved"),  # before is_private, which also covers 240/4
         ("is_private", "private network"),  # 10/8, 172.16/12, 192.168/16, fc00::/7 (fd00:ec2::254)
-        ("is_reserved", "reserved"),
     ):
         if getattr(ip, prop):
             return f"{words} address {ip}"
@@ -160,7 +160,13 @@ def fetch(url: str, timeout: float = 10, *, allow_private_network: bool = False,
     """GET `url` safely; returns (body, response headers). Raises UnsafeURLError or urllib errors."""
     check_url(url)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-    with make_opener(allow_private_network, context).open(request, timeout=timeout) as response:
+    try:
+        response = make_opener(allow_private_network, context).open(request, timeout=timeout)
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, UnsafeURLError):  # urllib wraps what the connection raised
+            raise e.reason from None
+        raise
+    with response:
         body = response.read(MAX_BODY_BYTES + 1)
         if len(body) > MAX_BODY_BYTES:
             raise UnsafeURLError(f"refused: body larger than {MAX_BODY_BYTES} bytes")
