@@ -97,11 +97,25 @@ def plan_units(raw_dir: str | Path, out_dir: str | Path, samples_per_shard: int)
     return pending, done
 
 
+def _has_end_marker(path: Path) -> bool:
+    """An intact uncompressed tar ends in zero blocks; a cut-off one (at a header boundary) does not."""
+    size = path.stat().st_size
+    if path.suffix != ".tar":
+        return True  # compressed: damage shows up as a decompression error instead
+    if size < 1024:
+        return False
+    with open(path, "rb") as f:
+        f.seek(size - 1024)
+        return f.read(1024) == bytes(1024)
+
+
 def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a WebDataset tar as (key, {ext: bytes}); members of a key are consecutive.
 
-    A truncated or corrupt tar ends the stream at the damage and appends the error to `errors`.
+    A truncated or corrupt tar ends the stream at the damage, drops the sample being read there (its
+    members may be incomplete) and appends the error to `errors`.
     """
+    path = Path(path)
     key, group = None, {}
     try:
         with tarfile.open(path, "r|*") as tf:
@@ -110,15 +124,19 @@ def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[st
                     continue
                 k, _, ext = os.path.basename(info.name).partition(".")
                 data = tf.extractfile(info).read()
+                if len(data) != info.size:
+                    raise tarfile.ReadError(f"member {info.name} cut short")
                 if k != key and group:
                     yield key, group
                     group = {}
                 key = k
                 group[ext] = data
+        if not _has_end_marker(path):
+            raise tarfile.ReadError("unexpected end of archive (no end-of-archive marker)")
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         errors.append(f"{type(e).__name__}: {e}")
         log.warning("input tar %s is damaged (%s); using the samples before the damage", path, errors[-1])
-        return  # the last group may be incomplete: drop it
+        return
     if group:
         yield key, group
 

@@ -78,7 +78,7 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)  # never a stale cluster by accident
 
 
 def synthesize(raw_dir: str | Path, out_dir: str | Path, cfg: Config, runner: str = "ray",
