@@ -68,11 +68,23 @@ CREATE TABLE IF NOT EXISTS leases (
     expires REAL NOT NULL,
     PRIMARY KEY (sample_id, task, user_id)
 );
--- Each annotator's latest event per (sample, task): their current answer.
+-- Each annotator's latest event per (sample, task), kept by a trigger in the inserting transaction: a derived
+-- index over the append-only log (rebuildable from it), so the queue does not rescan history per request.
+CREATE TABLE IF NOT EXISTS latest (
+    user_id INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    sample_id INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    PRIMARY KEY (user_id, task, sample_id)
+);
+CREATE INDEX IF NOT EXISTS latest_by_sample ON latest (task, sample_id, value);
+CREATE TRIGGER IF NOT EXISTS events_latest AFTER INSERT ON events
+    BEGIN INSERT OR REPLACE INTO latest (user_id, task, sample_id, value, event_id)
+          VALUES (NEW.user_id, NEW.task, NEW.sample_id, NEW.value, NEW.id); END;
+-- Each annotator's current answer per (sample, task). CROSS JOIN keeps `latest` (indexed) as the outer loop.
 CREATE VIEW IF NOT EXISTS current AS
-    SELECT e.* FROM events e
-    WHERE e.id = (SELECT MAX(e2.id) FROM events e2
-                  WHERE e2.user_id = e.user_id AND e2.task = e.task AND e2.sample_id = e.sample_id);
+    SELECT e.id, l.user_id, l.sample_id, l.task, l.value, e.t FROM latest l CROSS JOIN events e ON e.id = l.event_id;
 """
 
 

@@ -51,7 +51,7 @@ class Progress:
         return asdict(self)
 
 
-_VOTES = ("SELECT sample_id, COUNT(*) AS n FROM current"
+_VOTES = ("SELECT sample_id, COUNT(*) AS n FROM latest"
           " WHERE task = :task AND value IN ('good', 'bad') GROUP BY sample_id")
 
 

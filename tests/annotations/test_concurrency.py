@@ -55,6 +55,8 @@ def test_concurrent_annotators_lose_nothing(live_server):
     assert dict(per_sample) == required  # the leases kept concurrent annotators from over-labeling
     pairs = conn.execute("SELECT user_id, sample_id, COUNT(*) FROM events GROUP BY user_id, sample_id").fetchall()
     assert all(n == 1 for *_, n in pairs)  # nobody was handed a sample twice
+    latest = {r[0] for r in conn.execute("SELECT MAX(id) FROM events GROUP BY user_id, task, sample_id")}
+    assert {r[0] for r in conn.execute("SELECT id FROM current")} == latest  # the derived index matches the log
 
 
 def test_parallel_posts_of_one_annotator_are_all_stored(live_server):

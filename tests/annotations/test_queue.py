@@ -98,6 +98,8 @@ def test_undo_walks_back_and_returns_the_sample(env, make_client):
     history = [v for v, in conn.execute("SELECT e.value FROM events e JOIN samples s ON s.id = e.sample_id"
                                         " WHERE s.key = ? ORDER BY e.id", (k1,))]
     assert history == ["bad", "undo", "good"]  # append-only: the undone label is still there
+    latest = {r[0] for r in conn.execute("SELECT MAX(id) FROM events GROUP BY user_id, task, sample_id")}
+    assert {r[0] for r in conn.execute("SELECT id FROM current")} == latest
 
 
 def test_labels_only_for_assigned_samples(env, make_client):
