@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    PNDMScheduler,
+    StableDiffusionInpaintPipeline,
+    UNet2DConditionModel,
+)
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -33,28 +38,29 @@ from l2i_pipeline.config import InpaintConfig
 from stages.inpaint_sd2 import Sd2Inpainter
 
 # Published configs of stabilityai/stable-diffusion-2-inpainting (unet/, vae/, text_encoder/, scheduler/).
-UNET = dict(
-    sample_size=64, in_channels=9, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
-    use_linear_projection=True, dual_cross_attention=False,
-)
-VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, act_fn="silu", norm_num_groups=32,
-    block_out_channels=(128, 256, 512, 512), sample_size=512,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-)
-TEXT_ENCODER = dict(  # OpenCLIP ViT-H/14 text tower, penultimate layer (23 of 24 layers)
-    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-    max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=512,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1,
-)
-SCHEDULER = dict(
-    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-    prediction_type="epsilon", set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1,
-)
+UNET = {
+    "sample_size": 64, "in_channels": 9, "out_channels": 4, "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280), "attention_head_dim": (5, 10, 20, 20),
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 1024, "use_linear_projection": True, "dual_cross_attention": False,
+    "center_input_sample": False, "flip_sin_to_cos": True, "freq_shift": 0, "downsample_padding": 1,
+    "mid_block_scale_factor": 1, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5,
+}
+VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "sample_size": 512,
+    "block_out_channels": (128, 256, 512, 512), "act_fn": "silu", "norm_num_groups": 32,
+    "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+}
+TEXT_ENCODER = {  # OpenCLIP ViT-H/14 text tower, penultimate layer (23 of 24 layers)
+    "vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23,
+    "num_attention_heads": 16, "max_position_embeddings": 77, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+    "projection_dim": 512, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
+}
+SCHEDULER = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+    "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 log = logging.getLogger("bench_sd2")
 
@@ -186,7 +192,7 @@ def main() -> None:
         print(f"(a) naive pipeline call ({naive_dtype}, batch 1, guidance 7.5): {naive:.3f} images/s")
     print(f"{'dtype':6} {'compile':8} {'batch':>5} {'used':>5} {'images/s':>9} {'(b)/(a)':>8} {'peak GiB':>9}")
     for dtype, compile_, batch, used, rate, ratio, peak in rows:
-        print(f"{dtype:6} {str(compile_):8} {batch:5d} {used:5d} {rate:9.3f} {ratio:>8} {peak:9.1f}")
+        print(f"{dtype:6} {compile_!s:8} {batch:5d} {used:5d} {rate:9.3f} {ratio:>8} {peak:9.1f}")
 
 
 if __name__ == "__main__":

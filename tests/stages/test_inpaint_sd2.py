@@ -12,12 +12,17 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel  # noqa: E402
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E402
+from diffusers import (
+    AutoencoderKL,
+    PNDMScheduler,
+    StableDiffusionInpaintPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from l2i_pipeline.config import ConfigError, InpaintConfig  # noqa: E402
-from stages import sd2_pipeline as sd2  # noqa: E402
-from stages.inpaint_sd2 import Sd2Inpainter, sample_seed  # noqa: E402
+from l2i_pipeline.config import ConfigError, InpaintConfig
+from stages import sd2_pipeline as sd2
+from stages.inpaint_sd2 import Sd2Inpainter, sample_seed
 
 SIZE = 32
 STEPS = 3
@@ -76,7 +81,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _cfg(model_dir: Path, **kw) -> InpaintConfig:
-    base = dict(backend="sd2", model=str(model_dir), steps=STEPS, device="cpu", batch_size=4)
+    base = {"backend": "sd2", "model": str(model_dir), "steps": STEPS, "device": "cpu", "batch_size": 4}
     return InpaintConfig(**{**base, **kw})
 
 
@@ -264,7 +269,14 @@ def test_missing_components_are_named(model_dir, tmp_path):
         f.unlink()
     msg = _check_error(d)
     assert "unet/config.json" in msg and "unet/diffusion_pytorch_model" in msg
-    assert "text_encoder/model*.safetensors" in msg and "vae" not in msg.split("missing:")[1].split(".")[0]
+    assert "text_encoder/model*.safetensors" in msg and "vae/" not in msg and "scheduler/" not in msg
+
+
+def test_fp16_variant_only_directory_loads(tmp_path):
+    """Downloads often hold only `*.fp16.safetensors`; check() accepts them and the loader picks the variant."""
+    _tiny_pipeline(tmp_path).save_pretrained(tmp_path / "fp16", variant="fp16")
+    assert not list((tmp_path / "fp16" / "unet").glob("diffusion_pytorch_model.safetensors"))
+    assert _ready(tmp_path / "fp16").pipe.unet.config.in_channels == 9
 
 
 def test_text_to_image_unet_is_refused(model_dir, tmp_path):
