@@ -6,9 +6,9 @@ Label events are append-only (triggers refuse UPDATE and DELETE): an annotator's
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TASKS = ("mask", "inpaint")
 LABELS = ("good", "bad")

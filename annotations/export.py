@@ -70,8 +70,7 @@ def write_export(rows: list[Row], out: str | Path, fmt: str) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     if fmt == "jsonl":
         with open(tmp, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
     else:
         schema = pa.schema([(c, pa.string()) for c in COLUMNS])
         pq.write_table(pa.Table.from_pylist([asdict(r) for r in rows], schema=schema), tmp)

@@ -137,7 +137,7 @@ class SampleFiles:
             f.seek(offset)
             data = f.read(size)
         if len(data) != size:
-            raise IOError(f"{self.tar} is shorter than its index says (member {self.key}.{member})")
+            raise OSError(f"{self.tar} is shorter than its index says (member {self.key}.{member})")
         return data
 
 

@@ -5,7 +5,7 @@ inpaint page: image_outline (I with m~ outlined), bg_outline (B with m~ outlined
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

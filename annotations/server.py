@@ -10,8 +10,9 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -66,7 +67,7 @@ def _session_or_none(request: Request, conn: sqlite3.Connection) -> users.Sessio
     return users.session_by_id(conn, sid)
 
 
-def get_session(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> users.Session:
+def get_session(request: Request, conn: Annotated[sqlite3.Connection, Depends(get_conn)]) -> users.Session:
     s = _session_or_none(request, conn)
     if s is None:
         raise HTTPException(401, "not logged in")
@@ -84,7 +85,7 @@ def same_origin_json(request: Request) -> None:
         raise HTTPException(415, "send JSON (Content-Type: application/json)")
 
 
-def write_session(request: Request, s: users.Session = Depends(get_session)) -> users.Session:
+def write_session(request: Request, s: Annotated[users.Session, Depends(get_session)]) -> users.Session:
     same_origin_json(request)
     sent = request.headers.get("x-csrf-token", "").encode("utf-8", "surrogatepass")
     if not hmac.compare_digest(sent, s.csrf.encode()):
@@ -92,10 +93,16 @@ def write_session(request: Request, s: users.Session = Depends(get_session)) -> 
     return s
 
 
-def admin_session(s: users.Session = Depends(get_session)) -> users.Session:
+def admin_session(s: Annotated[users.Session, Depends(get_session)]) -> users.Session:
     if not s.user.is_admin:
         raise HTTPException(403, "admins only")
     return s
+
+
+Conn = Annotated[sqlite3.Connection, Depends(get_conn)]
+AnySession = Annotated[users.Session, Depends(get_session)]
+WriteSession = Annotated[users.Session, Depends(write_session)]
+AdminSession = Annotated[users.Session, Depends(admin_session)]
 
 
 # ------------------------------------------------------------------ app
@@ -133,7 +140,7 @@ def _page(name: str) -> FileResponse:
 
 def _pages(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
-    def home(request: Request, conn: sqlite3.Connection = Depends(get_conn)):
+    def home(request: Request, conn: Conn):
         return RedirectResponse("/annotate/mask" if _session_or_none(request, conn) else "/login", 303)
 
     @app.get("/login", include_in_schema=False)
@@ -141,13 +148,13 @@ def _pages(app: FastAPI) -> None:
         return _page("login.html")
 
     @app.get("/annotate/{task}", include_in_schema=False)
-    def task_page(task: Task, request: Request, conn: sqlite3.Connection = Depends(get_conn)):
+    def task_page(task: Task, request: Request, conn: Conn):
         if _session_or_none(request, conn) is None:
             return RedirectResponse("/login", 303)
         return _page("label.html")
 
     @app.get("/stats", include_in_schema=False)
-    def stats_page(request: Request, conn: sqlite3.Connection = Depends(get_conn)):
+    def stats_page(request: Request, conn: Conn):
         s = _session_or_none(request, conn)
         if s is None:
             return RedirectResponse("/login", 303)
@@ -158,7 +165,7 @@ def _pages(app: FastAPI) -> None:
 
 def _api(app: FastAPI) -> None:
     @app.post("/api/login")
-    def login(body: LoginBody, request: Request, conn: sqlite3.Connection = Depends(get_conn)):
+    def login(body: LoginBody, request: Request, conn: Conn):
         same_origin_json(request)
         user = users.user_by_token(conn, body.token)
         if user is None:
@@ -171,44 +178,44 @@ def _api(app: FastAPI) -> None:
         return response
 
     @app.post("/api/logout")
-    def logout(request: Request, s: users.Session = Depends(write_session),
-               conn: sqlite3.Connection = Depends(get_conn)):
+    def logout(request: Request, s: WriteSession,
+               conn: Conn):
         users.end_session(conn, request.cookies[COOKIE])
         response = JSONResponse({"ok": True})
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @app.get("/api/me")
-    def me(s: users.Session = Depends(get_session)):
+    def me(s: AnySession):
         return {"name": s.user.name, "is_admin": s.user.is_admin, "csrf": s.csrf, "tasks": list(db.TASKS)}
 
     @app.get("/api/tasks/{task}/next")
-    def next_items(task: Task, n: int = Query(5, ge=1, le=queue.MAX_HELD), s: users.Session = Depends(get_session),
-                   conn: sqlite3.Connection = Depends(get_conn)):
+    def next_items(task: Task, s: AnySession, conn: Conn,
+                   n: Annotated[int, Query(ge=1, le=queue.MAX_HELD)] = 5):
         st = app.state.settings
         items = queue.next_items(conn, s.user.id, task, n, st)
         return {"items": [i.to_json() for i in items], "progress": queue.progress(conn, s.user.id, task, st).to_json()}
 
     @app.post("/api/tasks/{task}/label")
-    def label(task: Task, body: LabelBody, s: users.Session = Depends(write_session),
-              conn: sqlite3.Connection = Depends(get_conn)):
+    def label(task: Task, body: LabelBody, s: WriteSession,
+              conn: Conn):
         queue.record(conn, s.user.id, task, body.key, body.label)
         return {"ok": True, "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
 
     @app.post("/api/tasks/{task}/undo")
-    def undo(task: Task, s: users.Session = Depends(write_session),
-             conn: sqlite3.Connection = Depends(get_conn)):
+    def undo(task: Task, s: WriteSession,
+             conn: Conn):
         item = queue.undo(conn, s.user.id, task, app.state.settings)
         return {"item": item.to_json(),
                 "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
 
     @app.get("/api/stats")
-    def stats(s: users.Session = Depends(admin_session), conn: sqlite3.Connection = Depends(get_conn)):
+    def stats(s: AdminSession, conn: Conn):
         return team_stats(conn, app.state.settings.overlap)
 
     @app.get("/img/{view}")
-    def image(view: View, key: str = Query(min_length=1, max_length=1000), s: users.Session = Depends(get_session),
-              conn: sqlite3.Connection = Depends(get_conn)):
+    def image(view: View, key: Annotated[str, Query(min_length=1, max_length=1000)], s: AnySession,
+              conn: Conn):
         files = sample_files(conn, key)
         if files is None:
             raise HTTPException(404, "no such sample in the pool")

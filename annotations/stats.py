@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 
 from annotations.db import TASKS
 
@@ -56,7 +56,7 @@ def active_hours(times: list[float]) -> float:
     if not times:
         return 0.0
     times = sorted(times)
-    total = sum(min(b - a, ACTIVE_GAP_S) for a, b in zip(times, times[1:]))
+    total = sum(min(b - a, ACTIVE_GAP_S) for a, b in pairwise(times))
     return max(total, 5.0 * len(times)) / 3600.0
 
 
