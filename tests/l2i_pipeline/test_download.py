@@ -176,11 +176,15 @@ def allowed_run(tmp_path_factory, bad_files, photo_files):
         out = root / "raw"
         summary = download([str(p) for p in inputs], str(out), allow_private_network=True, processes=1,
                            threads=4, samples_per_shard=8, timeout=5)
+        # a crash inside shard 00001 leaves it without its _stats.json: the rerun redoes that shard only
+        mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+        (out / "00001_stats.json").unlink()
         requests_after_first_run = len(srv.requests)
         rerun = download([str(p) for p in inputs], str(out), allow_private_network=True, processes=1,
                          threads=4, samples_per_shard=8, timeout=5)
+        redone = sorted(p.name for p in out.glob("*.tar") if p.stat().st_mtime_ns != mtimes[p.name])
         yield dict(out=out, urls=urls, captions=captions, files=files, extra=extra, summary=summary,
-                   rerun=rerun, new_requests=len(srv.requests) - requests_after_first_run)
+                   rerun=rerun, redone=redone, new_requests=srv.requests[requests_after_first_run:])
 
 
 def _rows(out) -> dict[str, dict]:
@@ -228,13 +232,16 @@ def test_tar_members_hold_original_bytes_caption_and_laion_json(allowed_run):
     assert seen == len(files) - 3
 
 
-def test_summary_counts_match_and_rerun_skips_finished_shards(allowed_run):
+def test_summary_counts_match_and_rerun_redoes_only_the_unfinished_shard(allowed_run):
     summary, total = allowed_run["summary"], len(allowed_run["urls"])
     assert summary["count"] == total and summary["shards"] == 4 and not summary["incomplete_shards"]
     assert summary["success"] + summary["failed_to_download"] + summary["failed_to_resize"] == total
     assert summary["reasons"]["refused: scheme 'file' is not http(s)"] == 1
     assert summary == summarize(allowed_run["out"])
-    assert allowed_run["rerun"] == summary and allowed_run["new_requests"] == 0
+    assert allowed_run["rerun"] == summary
+    assert allowed_run["redone"] == ["00001.tar"]
+    shard1 = sorted(urlsplit(u).path for u in allowed_run["urls"][8:16])  # rows 8..15 of a.parquet
+    assert sorted(allowed_run["new_requests"]) == shard1
     table = format_summary(summary)
     assert "failed_to_download" in table and "refused: scheme 'ftp' is not http(s)" in table
 
@@ -288,12 +295,14 @@ def test_missing_input_and_changed_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_ray_distributor(tmp_path, photo_files):
+    """Same shards with Ray tasks: the safety is installed in the Ray workers too."""
     write_files(tmp_path / "srv", photo_files[:2])
     with LoopbackServer(tmp_path / "srv") as srv:
-        urls = [srv.url(f.filename) for f in photo_files[:2]] + ["http://10.0.0.1/x.jpg"]
+        urls = [srv.url(f.filename) for f in photo_files[:2]] + ["file:///etc/passwd"]
         src = write_laion_parquet(tmp_path / "in.parquet", urls, ["a", "b", "c"])
-        summary = download([str(src)], str(tmp_path / "raw"), distributor="ray", processes=1, threads=2,
-                           samples_per_shard=2, timeout=3)
-    assert (summary["count"], summary["success"], summary["shards"]) == (3, 2, 2)
-    srv_free = download([str(src)], str(tmp_path / "raw2"), distributor="ray", processes=1, timeout=3)
-    assert srv_free["reasons"] == {"refused: private network address 10.0.0.1": 1, **srv_free["reasons"]}
+        allowed = download([str(src)], str(tmp_path / "raw"), distributor="ray", processes=1, threads=2,
+                           samples_per_shard=2, timeout=3, allow_private_network=True)
+        refused = download([str(src)], str(tmp_path / "raw2"), distributor="ray", processes=1, timeout=3)
+    assert (allowed["count"], allowed["success"], allowed["shards"]) == (3, 2, 2)
+    assert refused["reasons"] == {"refused: loopback address 127.0.0.1": 2,
+                                  "refused: scheme 'file' is not http(s)": 1}
