@@ -245,9 +245,13 @@ def format_summary(summary: dict[str, Any], width: int = 72) -> str:
 
 def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
-    summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
-                       processes=args.processes, threads=args.threads, samples_per_shard=args.samples_per_shard,
-                       distributor=args.distributor, timeout=args.timeout, retries=args.retries)
+    try:
+        summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
+                           processes=args.processes, threads=args.threads, samples_per_shard=args.samples_per_shard,
+                           distributor=args.distributor, timeout=args.timeout, retries=args.retries)
+    except ValueError as e:  # missing URL column, output holding another download
+        log.error("%s", e)
+        return 2
     print(format_summary(summary), file=sys.stdout)
     if summary["incomplete_shards"]:
         log.error("incomplete shards: %s; rerun the same command to finish them", summary["incomplete_shards"])
@@ -266,7 +270,8 @@ def register(subparsers) -> None:
         "into RAW_DIR as NNNNN.tar (original image bytes, caption, json), NNNNN.parquet (every input row "
         "with status and error_message) and NNNNN_stats.json. Rerunning the same command skips finished "
         "shards. URLs other than http(s), and hosts resolving to private, loopback, link-local (cloud "
-        "metadata) or other non-public addresses, redirects included, are refused and recorded as failures.")
+        "metadata) or other non-public addresses, redirects included, are refused and recorded as failures.",
+        epilog="example: l2i download --input laion_part_*.parquet --output raw/ --processes 8 --threads 64")
     p.add_argument("--input", nargs="+", required=True, metavar="PARQUET",
                    help="parquet file(s) or folder(s) of them; shards are numbered across them in this order")
     p.add_argument("--output", required=True, metavar="RAW_DIR", help="output folder (created if missing)")
