@@ -81,10 +81,10 @@ def convert_state_dict(model: ICON, official: dict[str, torch.Tensor], source: s
 
 def load_icon(variant: str, checkpoint: str | Path | dict, device: str | torch.device = "cpu") -> ICON:
     """Build `variant` and fill every parameter and buffer from an official checkpoint (strict)."""
-    model = ICON(variant)
+    model = ICON.empty(variant, device)
     if isinstance(checkpoint, dict):
         official, source = checkpoint, "state dict"
     else:
         official, source = read_state_dict(checkpoint), str(checkpoint)
     model.load_state_dict(convert_state_dict(model, official, source), strict=True)
-    return model.eval().to(device)
+    return model.eval()
