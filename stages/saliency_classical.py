@@ -1,13 +1,17 @@
-"""Classical salient-object masks on CPU, no weights: frequency-tuned saliency refined by GrabCut.
+"""Classical salient-object masks on CPU, no weights: geodesic + frequency-tuned saliency, refined by GrabCut.
 
-Frequency-tuned saliency (Achanta et al., CVPR 2009) scores each pixel by its Lab distance from the
-image's mean colour, with a centre prior; GrabCut then turns the confident seeds into an object-shaped
-segmentation. This is the laptop default; `icon` is the paper's model.
+Geodesic saliency (Wei et al., ECCV 2012) scores each SLIC superpixel by its colour-path distance to the
+image border: background regions connect to the border cheaply, objects do not. Frequency-tuned saliency
+(Achanta et al., CVPR 2009) adds colour contrast with a centre prior. GrabCut then turns the confident
+seeds into an object-shaped segmentation. This is the laptop default; `icon` is the paper's model.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
+from skimage.segmentation import slic
 
 from l2i_pipeline.config import SaliencyConfig
 
@@ -29,6 +33,27 @@ def frequency_tuned(rgb: np.ndarray) -> np.ndarray:
     sal = sal * (0.4 + 0.6 * prior)
     lo, hi = np.percentile(sal, 2), np.percentile(sal, 99.5)
     return np.clip((sal - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def geodesic(rgb: np.ndarray, n_segments: int = 250) -> np.ndarray:
+    """Per-pixel geodesic distance (Lab, over superpixels) to the image border, scaled to [0, 1]."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    seg = slic(rgb, n_segments=n_segments, compactness=12, start_label=0, channel_axis=2)
+    n = int(seg.max()) + 1
+    count = np.maximum(np.bincount(seg.ravel(), minlength=n), 1).astype(np.float32)
+    mean = np.stack([np.bincount(seg.ravel(), lab[..., c].ravel(), minlength=n) for c in range(3)], 1)
+    mean /= count[:, None]
+    a = np.concatenate([seg[:, :-1].ravel(), seg[:-1].ravel()])  # horizontally and vertically adjacent
+    b = np.concatenate([seg[:, 1:].ravel(), seg[1:].ravel()])
+    edge = a != b
+    a, b = a[edge], b[edge]
+    weight = np.maximum(np.linalg.norm(mean[a] - mean[b], axis=1) - 4.0, 0) + 1e-3  # ignore tiny steps
+    graph = coo_matrix((weight, (a, b)), shape=(n, n)).tocsr()
+    graph = graph.maximum(graph.T)
+    border = np.unique(np.concatenate([seg[0], seg[-1], seg[:, 0], seg[:, -1]]))
+    dist = dijkstra(graph, directed=False, indices=border, min_only=True)[seg]
+    lo, hi = np.percentile(dist, 2), np.percentile(dist, 99)
+    return np.clip((dist - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
 
 def grabcut_mask(rgb: np.ndarray, sal: np.ndarray, iterations: int = 4) -> np.ndarray:
@@ -67,7 +92,7 @@ def classical_mask(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     scale = WORK / min(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    sal = frequency_tuned(small)
+    sal = np.clip(0.65 * geodesic(small) + 0.35 * frequency_tuned(small), 0, 1)
     binary = _keep_main_components(grabcut_mask(small, sal))
     binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     soft = cv2.resize(binary.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
@@ -91,4 +116,4 @@ class ClassicalSaliency:
         return [classical_mask(im) for im in images]
 
     def describe(self) -> dict:
-        return {"backend": "classical", "method": "frequency-tuned+grabcut", "work_size": WORK}
+        return {"backend": "classical", "method": "geodesic+frequency-tuned+grabcut", "work_size": WORK}

@@ -1,0 +1,148 @@
+"""`l2i stats DIR`: what a run produced, in the form of the paper's Appendix II.
+
+Counts by status and reason; mask-area histograms at several binarisation thresholds (Fig. 17);
+8-connected component counts ignoring components under 100 px (Fig. 18); caption-length percentiles
+with stopwords, symbols and punctuation removed (Table IV), for all input rows vs the kept ones.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from l2i_pipeline.shards import iter_output_samples, list_output_shards, read_output_index
+from stages.layers import count_components
+
+AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
+COMPONENT_THRESHOLDS = (0.1, 0.5)
+PERCENTILES = (1, 10, 25, 50, 75, 90, 99)
+STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through during before
+after above below to from up down in out on off over under again further then once here there when where why
+how all any both each few more most other some such no nor not only own same so than too very s t can will just
+don should now i me my we our you your he him his she her it its they them their what which who whom this that
+these those am is are was were be been being have has had having do does did doing would could ought""".split())
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def caption_tokens(text: str | None) -> int:
+    """Words left after dropping stopwords, symbols and punctuation (the paper's Table IV count)."""
+    return sum(1 for w in _WORD.findall((text or "").lower()) if w not in STOPWORDS)
+
+
+def collect(out_dir: str | Path, max_masks: int = 2000) -> dict:
+    out = Path(out_dir)
+    names = list_output_shards(out)
+    if not names:
+        raise FileNotFoundError(f"no complete shards in {out}")
+    rows = read_output_index(out, names).to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    result = {
+        "shards": len(names),
+        "samples": len(rows),
+        "status": dict(Counter(r["status"] for r in rows)),
+        "reasons": dict(Counter(r["reason"] for r in rows if r["status"] != "ok").most_common()),
+        "caption_tokens": {
+            "all input rows": _percentiles([caption_tokens(r["caption"]) for r in rows]),
+            "ok samples": _percentiles([caption_tokens(r["caption"]) for r in ok]),
+        },
+    }
+    areas = {t: [] for t in AREA_THRESHOLDS}
+    comps = {t: [] for t in COMPONENT_THRESHOLDS}
+    seen = 0
+    for name in names:  # masks are read from the tars: the index only has the area at the run's threshold
+        for _, members in iter_output_samples(out, name):
+            if seen >= max_masks:
+                break
+            m = np.asarray(Image.open(io.BytesIO(members["mask.png"]))).astype(np.float32) / 255.0
+            for t in AREA_THRESHOLDS:
+                areas[t].append(float((m > t).mean()))
+            for t in COMPONENT_THRESHOLDS:
+                comps[t].append(count_components(m > t))
+            seen += 1
+    result["masks_read"] = seen
+    result["mask_area"] = {str(t): v for t, v in areas.items()}
+    result["components"] = {str(t): v for t, v in comps.items()}
+    return result
+
+
+def _percentiles(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {str(p): 0.0 for p in PERCENTILES}
+    return {str(p): float(np.percentile(values, p, method="lower")) for p in PERCENTILES}
+
+
+def format_report(r: dict) -> str:
+    lines = [f"shards: {r['shards']}   samples: {r['samples']}   masks read: {r['masks_read']}", "",
+             f"{'status / reason':<44}{'count':>8}{'share':>8}"]
+    total = max(r["samples"], 1)
+    for k, v in sorted(r["status"].items()):
+        lines.append(f"{k:<44}{v:>8}{v / total:>8.1%}")
+    for k, v in r["reasons"].items():
+        lines.append(f"  {k[:42]:<42}{v:>8}{v / total:>8.1%}")
+    lines += ["", "caption length (tokens, stopwords/symbols/punctuation removed; paper Table IV)",
+              f"{'percentile':<12}" + "".join(f"{k:>18}" for k in r["caption_tokens"])]
+    cols = list(r["caption_tokens"].values())
+    for p in PERCENTILES:
+        lines.append(f"{p:<12}" + "".join(f"{c[str(p)]:>18.0f}" for c in cols))
+    lines += ["", "mask area by binarisation threshold (Fig. 17)",
+              f"{'threshold':<12}{'mean':>8}{'p10':>8}{'p50':>8}{'p90':>8}"]
+    for t, v in r["mask_area"].items():
+        if v:
+            lines.append(f"{t:<12}{np.mean(v):>8.3f}{np.percentile(v, 10):>8.3f}{np.median(v):>8.3f}"
+                         f"{np.percentile(v, 90):>8.3f}")
+    lines += ["", "8-connected components >= 100 px (Fig. 18)", f"{'threshold':<12}" +
+              "".join(f"{k:>6}" for k in ("0", "1", "2", "3", "4", "5+"))]
+    for t, v in r["components"].items():
+        c = Counter(min(x, 5) for x in v)
+        lines.append(f"{t:<12}" + "".join(f"{c.get(i, 0):>6}" for i in range(6)))
+    return "\n".join(lines)
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    for t, v in r["mask_area"].items():
+        ax[0].hist(v, bins=20, range=(0, 1), histtype="step", label=f"t={t}")
+    ax[0].set(title="mask area (Fig. 17)", xlabel="area ratio", ylabel="samples")
+    ax[0].legend()
+    for t, v in r["components"].items():
+        ax[1].hist(v, bins=np.arange(0, 12) - 0.5, histtype="step", label=f"t={t}")
+    ax[1].set(title="connected components >= 100 px (Fig. 18)", xlabel="components")
+    ax[1].legend()
+    for label, pct in r["caption_tokens"].items():
+        ax[2].plot(list(PERCENTILES), [pct[str(p)] for p in PERCENTILES], marker="o", label=label)
+    ax[2].set(title="caption tokens by percentile (Table IV)", xlabel="percentile", ylabel="tokens")
+    ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    r = collect(args.dir, args.max_masks)
+    print(format_report(r))
+    plot_path = Path(args.plot or Path(args.dir) / "stats.png")
+    plot(r, plot_path)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r))
+    print(f"\nplots: {plot_path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="counts, mask and caption statistics of an L2I(U) directory")
+    p.add_argument("dir", help="output directory of `l2i synthesize` or `l2i filter`")
+    p.add_argument("--max-masks", type=int, default=2000, help="masks to read for the histograms")
+    p.add_argument("--plot", help="PNG path (default DIR/stats.png)")
+    p.add_argument("--json", help="also write the raw figures as JSON here")
+    p.set_defaults(func=run_stats)
