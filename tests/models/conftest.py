@@ -28,6 +28,11 @@ def arrays(variant: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def em_arrays() -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / "em.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
 def official_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(shape) for k, shape, _ in meta(variant)["keys"]}
 
@@ -45,5 +50,5 @@ def random_rgb(seed: int, h: int, w: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def icon_ref() -> SimpleNamespace:
-    return SimpleNamespace(meta=meta, arrays=arrays, official_shapes=official_shapes,
+    return SimpleNamespace(meta=meta, arrays=arrays, em_arrays=em_arrays, official_shapes=official_shapes,
                            official_weights=official_weights, random_rgb=random_rgb)

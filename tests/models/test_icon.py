@@ -139,3 +139,20 @@ def test_em_routing_runs_in_fp32_under_autocast():
     assert got_pose.dtype == torch.float32 and got_pose.shape == (2, 128, 3, 3) and got_a.shape == (2, 8, 3, 3)
     assert torch.isfinite(got_pose).all()
     assert (got_pose - ref_pose).abs().max() < 0.05  # only the bf16 rounding of the inputs differs
+
+
+def test_em_routing_matches_official(icon_ref):
+    """EM routing alone (its activations are not used downstream, so check them here, tightly)."""
+    from l2i_pipeline.models.icon.decoder import EmRouting2d
+
+    em = EmRouting2d()
+    em.load_state_dict({k: seeded_tensor(f"pwv.emrouting.{k}", tuple(v.shape), 0) for k, v in em.state_dict().items()})
+    rs = np.random.RandomState(2024)  # the reference run's inputs
+    a = torch.from_numpy(1 / (1 + np.exp(-rs.randn(1, 8, 10, 10)))).float()
+    pose = torch.from_numpy(rs.randn(1, 128, 10, 10)).float()
+    with torch.inference_mode():
+        a_out, pose_out = em(a, pose)
+    ref = icon_ref.em_arrays()
+    assert a_out.shape == (1, 8, 5, 5) and pose_out.shape == (1, 128, 5, 5)
+    assert np.abs(a_out.numpy() - ref["a_out"]).max() < 1e-6
+    assert np.abs(pose_out.numpy() - ref["pose_out"]).max() < 1e-6
