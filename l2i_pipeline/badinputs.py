@@ -10,8 +10,9 @@ import hashlib
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa

@@ -61,7 +61,7 @@ class KeepBytes:
             return None, None, None, None, None, f"decompression bomb: {e}"
         except Image.UnidentifiedImageError:
             return None, None, None, None, None, "not an image: unrecognised format"
-        except Exception as e:  # pylint: disable=broad-except  # any header error is a recorded failure
+        except Exception as e:  # noqa: BLE001  # any header error is a recorded failure
             return None, None, None, None, None, f"not an image: {type(e).__name__}: {e}"
         if width * height > self.max_pixels:
             return None, None, None, None, None, f"image too large: {width}x{height} > {self.max_pixels} pixels"

@@ -29,9 +29,9 @@ class Response:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         canned = self.server.routes.get(self.path.split("?")[0])
         if canned is None:
@@ -44,7 +44,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(canned.body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (signature from http.server)
+    def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -68,7 +68,7 @@ class LoopbackServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         handler = functools.partial(_Handler, directory=str(self.directory) if self.directory else "/nonexistent")
         server = _Server(("127.0.0.1", 0), handler)
         server.routes, server.requests = self.routes, self.requests
@@ -85,7 +85,7 @@ class LoopbackServer:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self):  # -> LoopbackServer
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from l2i_pipeline.badinputs import (
-    OK, REJECTED, bad_inputs, decompression_bomb_png, photos, write_files, write_laion_parquet,
+    OK,
+    REJECTED,
+    bad_inputs,
+    decompression_bomb_png,
+    write_files,
+    write_laion_parquet,
 )
 
 

@@ -15,7 +15,13 @@ import pytest
 
 from l2i_pipeline import urlsafety
 from l2i_pipeline.badinputs import write_files, write_laion_parquet
-from l2i_pipeline.download import KeepBytes, download, format_summary, register, summarize
+from l2i_pipeline.download import (
+    KeepBytes,
+    download,
+    format_summary,
+    register,
+    summarize,
+)
 from l2i_pipeline.httpserve import LoopbackServer
 from l2i_pipeline.urlsafety import UnsafeURLError, fetch, safe_download_image
 
@@ -95,7 +101,7 @@ def test_loopback_refused_without_flag_and_fetched_with_it(server):
     with pytest.raises(UnsafeURLError, match="refused: loopback address 127.0.0.1"):
         fetch(server.url("a.jpg"))
     assert server.requests == []  # refused before any byte was sent
-    body, headers = fetch(server.url("a.jpg"), allow_private_network=True)
+    body, _ = fetch(server.url("a.jpg"), allow_private_network=True)
     assert body == b"\xff\xd8 original bytes"
     server.add_redirect("hop", server.url("a.jpg"))
     assert fetch(server.url("hop"), allow_private_network=True)[0] == body  # redirects are followed
@@ -183,8 +189,8 @@ def allowed_run(tmp_path_factory, bad_files, photo_files):
         rerun = download([str(p) for p in inputs], str(out), allow_private_network=True, processes=1,
                          threads=4, samples_per_shard=8, timeout=5)
         redone = sorted(p.name for p in out.glob("*.tar") if p.stat().st_mtime_ns != mtimes[p.name])
-        yield dict(out=out, urls=urls, captions=captions, files=files, extra=extra, summary=summary,
-                   rerun=rerun, redone=redone, new_requests=srv.requests[requests_after_first_run:])
+        yield {"out": out, "urls": urls, "files": files, "extra": extra, "summary": summary, "rerun": rerun,
+               "redone": redone, "new_requests": srv.requests[requests_after_first_run:]}
 
 
 def _rows(out) -> dict[str, dict]:
@@ -206,7 +212,7 @@ def test_every_row_is_recorded_once_with_status_and_reason(allowed_run):
     expected = {"zero_byte.jpg": "empty body", "html_as_image.jpg": "not an image",
                 "decompression_bomb.png": "decompression bomb"}
     for f in allowed_run["files"]:
-        row = rows[[u for u in urls if u.endswith("/" + f.filename)][0]]
+        row = rows[next(u for u in urls if u.endswith("/" + f.filename))]
         if f.filename in expected:
             assert row["status"] == "failed_to_resize" and row["error_message"].startswith(expected[f.filename])
         else:

@@ -60,4 +60,4 @@ def test_stop_closes_the_port(tmp_path):
     with pytest.raises(OSError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
     with pytest.raises(RuntimeError):
-        server.port
+        _ = server.port
