@@ -308,3 +308,39 @@ def test_cuda_half_precision_runs(model_dir, dtype):
     images, masks = _inputs(3)
     out = inp.inpaint(images, masks, ["a", "b", "c"])
     assert [o.shape for o in out] == [(SIZE, SIZE, 3)] * 3 and all(o.std() > 1 for o in out)
+
+
+def test_synthesize_with_sd2_on_a_tiny_shard(model_dir, tmp_path):
+    """The backend through `l2i synthesize` (local runner): shards written, B = I outside m~, settings recorded."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    from l2i_pipeline.cli import main
+    from rawshards import make_rows, write_raw_shard
+
+    write_raw_shard(tmp_path / "raw", "00000", make_rows(3))
+    args = ["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "l2i"), "--runner", "local",
+            "--set", "resolution=64", "--set", "layers.dilate_kernel=5", "--set", "inpaint.backend=sd2",
+            "--set", f"inpaint.model={model_dir}", "--set", f"inpaint.steps={STEPS}", "--set", "inpaint.device=cpu"]
+    assert main(args) == 0
+    samples = list(wds.WebDataset(str(tmp_path / "l2i" / "00000_0000.tar"), shardshuffle=False))
+    assert len(samples) == 3
+    for s in samples:
+        img, bg = (np.asarray(Image.open(io.BytesIO(s[k])).convert("RGB")) for k in ("jpg", "bg.png"))
+        hole = np.asarray(Image.open(io.BytesIO(s["inpaint_mask.png"]))) > 0
+        assert np.array_equal(bg[~hole], img[~hole]) and not np.array_equal(bg[hole], img[hole])
+        meta = json.loads(s["json"])
+        assert meta["inpaint"]["backend"] == "sd2" and meta["inpaint"]["steps"] == STEPS
+
+
+def test_synthesize_fails_fast_without_the_model(tmp_path, capsys):
+    from l2i_pipeline.cli import main
+    from rawshards import make_rows, write_raw_shard
+
+    write_raw_shard(tmp_path / "raw", "00000", make_rows(1))
+    rc = main(["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "l2i"), "--runner", "local",
+               "--set", "inpaint.backend=sd2", "--set", f"inpaint.model={tmp_path / 'nope'}"])
+    assert rc == 2 and "nope" in capsys.readouterr().err
+    assert not (tmp_path / "l2i").exists()  # nothing started
