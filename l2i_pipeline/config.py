@@ -85,7 +85,7 @@ class Config:
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         checks = [
             (self.resolution >= 64, "resolution must be >= 64"),
             (self.samples_per_shard >= 1, "samples_per_shard must be >= 1"),

@@ -85,7 +85,8 @@ def run_demo(args: argparse.Namespace) -> int:
     plot(report, workdir / "l2i" / "stats.png")
     n = contact_sheet(workdir / "l2i", workdir / "contact_sheet.png")
     print(f"\nraw shards:    {workdir / 'raw'}\nL2I(U) shards: {workdir / 'l2i'}\n"
-          f"contact sheet: {workdir / 'contact_sheet.png'} ({n} samples)\nstats plot:    {workdir / 'l2i' / 'stats.png'}")
+          f"contact sheet: {workdir / 'contact_sheet.png'} ({n} samples)\n"
+          f"stats plot:    {workdir / 'l2i' / 'stats.png'}")
     return 0
 
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from l2i_pipeline.sample import Sample
 from l2i_pipeline.shards import LAION_COLUMNS, Unit, image_member, iter_tar

@@ -33,7 +33,7 @@ class Sample:
     def ok(self) -> bool:
         return self.status == OK
 
-    def reject(self, reason: str) -> "Sample":
+    def reject(self, reason: str) -> Sample:
         """Mark rejected and drop the pixels: only the reason and metadata travel on."""
         self.status, self.reason = REJECTED, reason
         self.raw = self.image = self.mask = self.inpaint_mask = self.fg = self.bg = None

@@ -12,9 +12,10 @@ import os
 import tarfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -253,6 +254,6 @@ def iter_output_samples(out_dir: str | Path, name: str) -> Iterator[tuple[str, d
     """(key, {member: bytes}) for each ok sample of a complete output shard."""
     result = read_tar(Path(out_dir) / f"{name}.tar")
     if result.error:
-        raise IOError(f"output shard {name} is damaged: {result.error}")
+        raise OSError(f"output shard {name} is damaged: {result.error}")
     yield from sorted(result.members.items())
 

@@ -9,10 +9,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 from l2i_pipeline.config import Config, ConfigError, load_config
 from l2i_pipeline.runner import Collector, check_backends, run_local, run_ray

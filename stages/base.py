@@ -54,3 +54,40 @@ def guarded(stage_name: str, sample: Sample, fn, *args) -> bool:
         log.warning("%s: sample %s rejected: %s: %s", stage_name, sample.key, type(e).__name__, e)
         sample.reject(f"{stage_name}:error:{type(e).__name__}")
     return sample.ok
+
+
+class PerSampleStage(Stage):
+    """A CPU stage that applies `apply(sample, cfg)` to each ok sample, rejecting the ones that raise."""
+
+    def apply(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.resources = Resources(cpus=1, batch_size=16)
+
+    def process(self, samples: list[Sample]) -> list[Sample]:
+        for s in samples:
+            if s.ok:
+                guarded(self.name, s, self.apply)
+        return samples
+
+
+class ModelStage(Stage):
+    """A stage around a config-selected backend: an actor pool when the backend uses a GPU, else tasks."""
+
+    section = ""  # the config section naming the backend: "saliency" | "inpaint"
+
+    def __init__(self, cfg: Config, backend):
+        super().__init__(cfg)
+        self.backend = backend
+        c = getattr(cfg, self.section)
+        gpus = c.num_gpus if backend.uses_gpu else 0.0
+        # weight-free CPU backends need no actor: plain tasks scale with the cluster's CPUs
+        actors = c.num_actors if backend.uses_gpu else 0
+        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
+        self.describe: dict = {}
+
+    def setup(self) -> None:
+        self.backend.setup()
+        self.describe = self.backend.describe()

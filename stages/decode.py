@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from l2i_pipeline.config import Config, DecodeConfig
+from l2i_pipeline.config import DecodeConfig
 from l2i_pipeline.sample import Sample
-from stages.base import Resources, Stage, guarded
+from stages.base import PerSampleStage
 
 Image.MAX_IMAGE_PIXELS = None  # we check the pixel count ourselves, with our own limit and reason
 
@@ -48,9 +48,9 @@ def decode_image(data: bytes | None, cfg: DecodeConfig, resolution: int) -> tupl
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         head = data[:64].lstrip().lower()
-        raise Rejected("decode:html" if head.startswith((b"<!doctype", b"<html", b"<")) else "decode:not_an_image")
+        raise Rejected("decode:html" if head.startswith(b"<") else "decode:not_an_image") from None
     except Exception as e:  # noqa: BLE001 - any parser failure is a rejected sample
-        raise Rejected(f"decode:unreadable:{type(e).__name__}")
+        raise Rejected(f"decode:unreadable:{type(e).__name__}") from None
     w, h = img.size
     info = {"orig_width": w, "orig_height": h, "format": img.format, "mode": img.mode,
             "frames": getattr(img, "n_frames", 1)}
@@ -73,7 +73,8 @@ def decode_image(data: bytes | None, cfg: DecodeConfig, resolution: int) -> tupl
     except Rejected:
         raise
     except (OSError, SyntaxError, ValueError) as e:
-        raise Rejected("decode:truncated" if "truncated" in str(e).lower() else f"decode:corrupt:{type(e).__name__}")
+        reason = "decode:truncated" if "truncated" in str(e).lower() else f"decode:corrupt:{type(e).__name__}"
+        raise Rejected(reason) from None
     return np.ascontiguousarray(rgb), info
 
 
@@ -96,14 +97,10 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), data
 
 
-class DecodeStage(Stage):
+class DecodeStage(PerSampleStage):
     name = "decode"
 
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        self.resources = Resources(cpus=1, batch_size=16)
-
-    def _one(self, s: Sample) -> None:
+    def apply(self, s: Sample) -> None:
         try:
             rgb, info = decode_image(s.raw, self.cfg.decode, self.cfg.resolution)
         except Rejected as r:
@@ -115,8 +112,3 @@ class DecodeStage(Stage):
         s.image, jpg = jpeg_roundtrip(image, self.cfg.jpeg_quality)
         s.members = {"jpg": jpg}
 
-    def process(self, samples: list[Sample]) -> list[Sample]:
-        for s in samples:
-            if s.ok:
-                guarded(self.name, s, self._one)
-        return samples

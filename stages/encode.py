@@ -6,9 +6,8 @@ import json
 import cv2
 import numpy as np
 
-from l2i_pipeline.config import Config
 from l2i_pipeline.sample import Sample
-from stages.base import Resources, Stage, guarded
+from stages.base import PerSampleStage
 
 
 def png(array: np.ndarray) -> bytes:
@@ -33,15 +32,8 @@ def encode_members(s: Sample) -> None:
     s.image = s.mask = s.inpaint_mask = s.fg = s.bg = None  # only bytes travel to the writer
 
 
-class EncodeStage(Stage):
+class EncodeStage(PerSampleStage):
     name = "encode"
 
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        self.resources = Resources(cpus=1, batch_size=16)
-
-    def process(self, samples: list[Sample]) -> list[Sample]:
-        for s in samples:
-            if s.ok:
-                guarded(self.name, s, encode_members)
-        return samples
+    def apply(self, sample: Sample) -> None:
+        encode_members(sample)

@@ -8,7 +8,7 @@ import numpy as np
 
 from l2i_pipeline.config import Config
 from l2i_pipeline.sample import Sample
-from stages.base import Resources, Stage
+from stages.base import ModelStage
 from stages.registry import inpaint_backend
 
 log = logging.getLogger(__name__)
@@ -31,21 +31,11 @@ def paste_back(image: np.ndarray, generated: np.ndarray, inpaint_mask: np.ndarra
     return out
 
 
-class InpaintStage(Stage):
-    name = "inpaint"
+class InpaintStage(ModelStage):
+    name = section = "inpaint"
 
     def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        self.backend = inpaint_backend(cfg)
-        c = cfg.inpaint
-        gpus = c.num_gpus if self.backend.uses_gpu else 0.0
-        # weight-free CPU backends need no actor: plain tasks scale with the cluster's CPUs
-        actors = c.num_actors if self.backend.uses_gpu else 0
-        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
-
-    def setup(self) -> None:
-        self.backend.setup()
-        self._describe = self.backend.describe()
+        super().__init__(cfg, inpaint_backend(cfg))
 
     def _generate(self, todo: list[Sample]) -> list[np.ndarray | None]:
         try:
@@ -69,5 +59,5 @@ class InpaintStage(Stage):
                 s.reject("inpaint:bad_output")
                 continue
             s.bg = paste_back(s.image, gen, s.inpaint_mask, self.cfg.inpaint.feather)
-            s.meta["inpaint"] = {**self._describe, "feather": self.cfg.inpaint.feather}
+            s.meta["inpaint"] = {**self.describe, "feather": self.cfg.inpaint.feather}
         return samples

@@ -148,7 +148,8 @@ class Sd2Inpainter:
 
     def describe(self) -> dict[str, Any]:
         """Settings recorded in each sample's json; exact (scheduler class, dtype) once set up."""
-        scheduler = type(self.pipe.scheduler).__name__ if self.pipe is not None else (self.cfg.scheduler or "model default")
+        loaded = self.pipe is not None
+        scheduler = type(self.pipe.scheduler).__name__ if loaded else (self.cfg.scheduler or "model default")
         dtype = {v: k for k, v in sd2.DTYPES.items()}[self.embeds.dtype] if self.embeds is not None else self.cfg.dtype
         return {
             "backend": "sd2",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from l2i_pipeline.config import Config, LayersConfig
+from l2i_pipeline.config import LayersConfig
 from l2i_pipeline.sample import Sample
-from stages.base import Resources, Stage, guarded
+from stages.base import PerSampleStage
 
 MIN_COMPONENT = 100  # pixels; the paper's component statistics ignore smaller ones (Appendix II)
 
@@ -49,15 +49,8 @@ def make_layers(s: Sample, cfg: LayersConfig) -> None:
                         "dilate_iterations": cfg.dilate_iterations}
 
 
-class LayersStage(Stage):
+class LayersStage(PerSampleStage):
     name = "layers"
 
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        self.resources = Resources(cpus=1, batch_size=16)
-
-    def process(self, samples: list[Sample]) -> list[Sample]:
-        for s in samples:
-            if s.ok:
-                guarded(self.name, s, make_layers, self.cfg.layers)
-        return samples
+    def apply(self, sample: Sample) -> None:
+        make_layers(sample, self.cfg.layers)

@@ -7,7 +7,7 @@ import numpy as np
 
 from l2i_pipeline.config import Config
 from l2i_pipeline.sample import Sample
-from stages.base import Resources, Stage
+from stages.base import ModelStage
 from stages.registry import saliency_backend
 
 log = logging.getLogger(__name__)
@@ -17,21 +17,11 @@ def quantize_mask(mask: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(mask, 0, 1) * 255) / 255).astype(np.float32)
 
 
-class SaliencyStage(Stage):
-    name = "saliency"
+class SaliencyStage(ModelStage):
+    name = section = "saliency"
 
     def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        self.backend = saliency_backend(cfg)
-        c = cfg.saliency
-        gpus = c.num_gpus if self.backend.uses_gpu else 0.0
-        # weight-free CPU backends need no actor: plain tasks scale with the cluster's CPUs
-        actors = c.num_actors if self.backend.uses_gpu else 0
-        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
-
-    def setup(self) -> None:
-        self.backend.setup()
-        self._describe = self.backend.describe()
+        super().__init__(cfg, saliency_backend(cfg))
 
     def process(self, samples: list[Sample]) -> list[Sample]:
         todo = [s for s in samples if s.ok]
@@ -55,5 +45,5 @@ class SaliencyStage(Stage):
                 s.reject("saliency:bad_output")
                 continue
             s.mask = quantize_mask(m)
-            s.meta["saliency"] = self._describe
+            s.meta["saliency"] = self.describe
         return samples

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-
 from rawshards import make_rows, write_raw_shard
 
 

@@ -1,4 +1,4 @@
-"""The bad-input list served on loopback, through `l2i download` then `l2i synthesize`: every row once, with a reason."""
+"""Bad inputs served on loopback, through `l2i download` then `l2i synthesize`: every row once, with a reason."""
 import pyarrow.parquet as pq
 
 from l2i_pipeline.badinputs import OK, bad_inputs, photos, write_files, write_laion_parquet

@@ -2,7 +2,6 @@
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -91,8 +90,9 @@ def test_truncated_input_tar_is_read_up_to_the_damage(raw_dir, tmp_path):
 
 
 def test_bad_images_in_a_shard_are_rejected_not_fatal(tmp_path):
-    from l2i_pipeline.badinputs import bad_inputs
     from rawshards import make_rows, write_raw_shard
+
+    from l2i_pipeline.badinputs import bad_inputs
 
     rows = make_rows(len(bad_inputs()))
     for row, f in zip(rows, bad_inputs()):

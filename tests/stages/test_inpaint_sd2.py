@@ -149,7 +149,8 @@ def test_single_pass_equals_guided_pipeline_call(model_dir, scheduler):
     max_diff = float(np.abs(ref - ours).max())
     print(f"guidance equivalence ({scheduler or 'PNDMScheduler'}): max |diff| = {max_diff:.3g}")
     assert max_diff < 1e-5
-    assert batch_sizes["naive"] == [6] * len(batch_sizes["ours"]) and batch_sizes["ours"] == [3] * len(batch_sizes["ours"])
+    steps = len(batch_sizes["ours"])
+    assert batch_sizes["naive"] == [6] * steps and batch_sizes["ours"] == [3] * steps
     assert ours.std() > 0.01  # a real image, not a constant
     # The backend's uint8 output is the same image.
     images, masks = _inputs(3)
@@ -316,9 +317,9 @@ def test_synthesize_with_sd2_on_a_tiny_shard(model_dir, tmp_path):
 
     import webdataset as wds
     from PIL import Image
+    from rawshards import make_rows, write_raw_shard
 
     from l2i_pipeline.cli import main
-    from rawshards import make_rows, write_raw_shard
 
     write_raw_shard(tmp_path / "raw", "00000", make_rows(3))
     args = ["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "l2i"), "--runner", "local",
@@ -336,8 +337,9 @@ def test_synthesize_with_sd2_on_a_tiny_shard(model_dir, tmp_path):
 
 
 def test_synthesize_fails_fast_without_the_model(tmp_path, capsys):
-    from l2i_pipeline.cli import main
     from rawshards import make_rows, write_raw_shard
+
+    from l2i_pipeline.cli import main
 
     write_raw_shard(tmp_path / "raw", "00000", make_rows(1))
     rc = main(["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "l2i"), "--runner", "local",
