@@ -18,7 +18,6 @@ from l2i_pipeline.config import DecodeConfig
 from l2i_pipeline.sample import Sample
 from stages.base import PerSampleStage
 
-Image.MAX_IMAGE_PIXELS = None  # we check the pixel count ourselves, with our own limit and reason
 
 
 class Rejected(Exception):
@@ -45,7 +44,11 @@ def decode_image(data: bytes | None, cfg: DecodeConfig, resolution: int) -> tupl
     if not data:
         raise Rejected("decode:empty")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # over twice Pillow's limit: refused from the header
+        raise Rejected("decode:too_many_pixels") from None
     except UnidentifiedImageError:
         head = data[:64].lstrip().lower()
         raise Rejected("decode:html" if head.startswith(b"<") else "decode:not_an_image") from None
