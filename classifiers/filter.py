@@ -1,0 +1,165 @@
+"""`l2i filter`: L2I(U) + scores -> LAION-L2I shards of the samples whose scores pass the thresholds.
+
+Decisions need only each shard's parquet index and its scores (sidecar `NAME_scores.parquet`, else the
+scores `stages/score.py` wrote inline into the metadata), so `--dry-run` re-picks thresholds in seconds.
+Kept samples are copied member by member as bytes; every input row stays in the output parquet, dropped
+ones as `rejected` with a `filter:*` reason. Output shards are atomic; a rerun skips shards already
+written with the same thresholds and rewrites those written with other ones.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classifiers.score import read_sidecar, sidecar_path
+from l2i_pipeline import shards
+from l2i_pipeline.sample import OK, REJECTED, Sample
+
+log = logging.getLogger(__name__)
+
+INDEX_FIELDS = ("url", "orig_width", "orig_height", "aesthetic", "similarity", "punsafe", "pwatermark",
+                "mask_area", "components")
+REPORT = "filter_report.json"
+
+
+@dataclass
+class FilterJob:
+    input: str
+    output: str
+    min_mask_score: float | None
+    min_inpaint_score: float | None
+    scores_dir: str | None = None  # where `l2i score` wrote sidecars; default: the input dir
+    dry_run: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        return {"min_mask_score": self.min_mask_score, "min_inpaint_score": self.min_inpaint_score,
+                "input": str(Path(self.input).resolve())}
+
+
+def shard_scores(job: FilterJob, name: str, rows: list[dict]) -> tuple[dict[str, dict[str, float]], str]:
+    """(key -> scores, source) from the sidecar, else from inline metadata; source "none" when neither."""
+    path = sidecar_path(job.scores_dir or job.input, name)
+    if path.exists():
+        return read_sidecar(path), "sidecar"
+    inline = {}
+    for r in rows:
+        meta = json.loads(r["meta"]) if r.get("meta") else {}
+        got = {f: meta[f] for f in ("mask_score", "inpaint_score") if meta.get(f) is not None}
+        if got:
+            inline[r["key"]] = got
+    return inline, "inline" if inline else "none"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def decide(scores: dict[str, float] | None, job: FilterJob) -> str | None:
+    """None to keep, else the drop reason."""
+    low, unscored = [], []
+    for field, thr in (("mask_score", job.min_mask_score), ("inpaint_score", job.min_inpaint_score)):
+        if thr is None:
+            continue
+        v = (scores or {}).get(field)
+        if _missing(v):
+            unscored.append(field.split("_")[0])
+        elif v < thr:
+            low.append(field.split("_")[0])
+    if unscored:
+        return f"filter:unscored_{'_'.join(unscored)}"
+    if low:
+        return f"filter:low_{'_and_'.join(low)}_score"
+    return None
+
+
+def _sample(row: dict, name: str) -> Sample:
+    meta = json.loads(row["meta"]) if row.get("meta") else {}
+    for f in INDEX_FIELDS:
+        if meta.get(f) is None and row.get(f) is not None:
+            meta[f] = row[f]
+    return Sample(key=row["key"], unit=name, caption=row.get("caption") or "", meta=meta,
+                  status=row["status"], reason=row.get("reason"))
+
+
+def filter_shard(job: FilterJob, name: str) -> dict[str, Any]:
+    """Decide every row of one shard; unless dry-run, write the output shard. Returns its counts."""
+    rows = shards.read_output_index(job.input, [name]).to_pylist()
+    scores, source = shard_scores(job, name, rows)
+    samples, kept_keys = [], set()
+    for row in rows:
+        s = _sample(row, name)
+        if s.ok:
+            sc = scores.get(s.key)
+            s.meta.update({k: v for k, v in (sc or {}).items() if not _missing(v)})
+            reason = decide(sc, job)
+            if reason:
+                s.status, s.reason = REJECTED, reason
+            else:
+                kept_keys.add(s.key)
+        samples.append(s)
+    if not job.dry_run:
+        members = {k: m for k, m in shards.iter_output_samples(job.input, name) if k in kept_keys}
+        for s in samples:
+            if s.key in kept_keys:
+                s.members = members.get(s.key)
+                if s.members is None or any(ext not in s.members for ext in shards.MEMBERS):
+                    s.status, s.reason, s.members = REJECTED, "filter:missing_members", None
+        extra = {"filter": {**job.settings(), "scores": source}, "source_shard": name}
+        return shards.write_output_shard(job.output, name, samples, extra)
+    return {"name": name, "count": len(samples), "status": dict(Counter(s.status for s in samples)),
+            "reasons": dict(Counter(s.reason for s in samples if not s.ok))}
+
+
+def _done(job: FilterJob, name: str) -> dict[str, Any] | None:
+    """The stats of an output shard already written with the same settings, else None."""
+    if not shards.is_complete(job.output, name):
+        return None
+    stats = json.loads((Path(job.output) / f"{name}_stats.json").read_text())
+    f = stats.get("filter", {})
+    return stats if {k: f.get(k) for k in job.settings()} == job.settings() else None
+
+
+def run_filter(job: FilterJob) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    t0 = time.time()
+    if job.min_mask_score is None and job.min_inpaint_score is None:
+        raise ValueError("give --min-mask-score and/or --min-inpaint-score")
+    if Path(job.input).resolve() == Path(job.output).resolve():
+        raise ValueError("--output must differ from --input")
+    names = shards.list_output_shards(job.input)
+    if not names:
+        raise FileNotFoundError(f"no complete L2I(U) shards in {job.input}")
+    unscored = [n for n in names if shard_scores(job, n, shards.read_output_index(job.input, [n]).to_pylist())[1] == "none"]
+    if unscored:
+        raise FileNotFoundError(
+            f"{len(unscored)} of {len(names)} shards have no scores (no {unscored[0]}_scores.parquet in "
+            f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
+    per_shard, skipped = {}, 0
+    for name in tqdm(names, desc="filtering", unit="shard"):
+        stats = None if job.dry_run else _done(job, name)
+        if stats is not None:
+            skipped += 1
+        else:
+            stats = filter_shard(job, name)
+            log.info("shard %s: kept %d of %d", name, stats["status"].get(OK, 0), stats["count"])
+        per_shard[name] = {"count": stats["count"], "kept": stats["status"].get(OK, 0), "reasons": stats["reasons"]}
+    reasons = Counter()
+    for s in per_shard.values():
+        reasons.update(s["reasons"])
+    report = {**job.settings(), "shards": len(names), "shards_skipped": skipped, "dry_run": job.dry_run,
+              "rows": sum(s["count"] for s in per_shard.values()), "kept": sum(s["kept"] for s in per_shard.values()),
+              "dropped_by_reason": dict(sorted(reasons.items())), "per_shard": per_shard,
+              "seconds": round(time.time() - t0, 1)}
+    if not job.dry_run:
+        path = Path(job.output) / REPORT
+        tmp = path.with_name(f".{REPORT}.tmp")
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+        tmp.replace(path)
+    return report

@@ -1,0 +1,193 @@
+"""`l2i score`: per-shard score sidecars `NAME_scores.parquet` (key, mask_score, inpaint_score).
+
+Ray Data: shard names -> `flat_map` read+decode+prepare (CPU tasks) -> `map_batches` with the `ScoreActor`
+class (actor pool, `num_gpus` only when the cluster has GPUs) -> the driver gathers rows per shard and
+writes each sidecar atomically once all of its samples are in. A rerun skips shards whose sidecar exists.
+A sample that cannot be decoded gets NaN scores (`l2i filter` drops it as `unscored`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from classifiers.features import decode_members, prepare
+from classifiers.scorer import SCORE_FIELDS, Scorer
+from l2i_pipeline import shards
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SCHEMA = pa.schema([("key", pa.string()), ("mask_score", pa.float32()), ("inpaint_score", pa.float32())])
+
+
+@dataclass
+class ScoreJob:
+    input: str
+    mask_classifier: str | None
+    inpaint_classifier: str | None
+    scores_dir: str | None = None  # default: beside the shards
+    batch_size: int = 64
+    num_actors: int = 1
+    num_gpus: float = 1.0  # per actor, only when the cluster has GPUs
+    device: str = "auto"
+    overwrite: bool = False
+    use_ray: bool = True
+    ray_address: str | None = None
+    num_cpus: int | None = None
+
+
+def sidecar_path(scores_dir: str | Path, name: str) -> Path:
+    return Path(scores_dir) / f"{name}_scores.parquet"
+
+
+def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str, float]],
+                  provenance: dict[str, Any]) -> Path:
+    path = sidecar_path(scores_dir, name)
+    keys = sorted(scores)
+    table = pa.table({"key": keys, **{f: pa.array([scores[k].get(f, np.nan) for k in keys], pa.float32())
+                                      for f in ("mask_score", "inpaint_score")}}, schema=SIDECAR_SCHEMA)
+    table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict[str, dict[str, float]]:
+    rows = pq.read_table(path).to_pylist()
+    return {r["key"]: {f: r[f] for f in ("mask_score", "inpaint_score")} for r in rows}
+
+
+def _read_shard(row: dict, input_dir: str, sizes: dict[str, int]) -> Iterator[dict]:
+    """Every ok sample of one shard as prepared uint8 inputs per task (CPU side of the pipeline)."""
+    name = row["shard"]
+    try:
+        items = list(shards.iter_output_samples(input_dir, name))
+    except OSError as e:
+        log.error("shard %s cannot be read (%s); it gets no sidecar", name, e)
+        return
+    for key, members in items:
+        out: dict[str, Any] = {"shard": name, "key": key, "error": ""}
+        for task, size in sizes.items():
+            try:
+                out[task] = prepare(task, size, **decode_members(members, task))
+            except Exception as e:  # noqa: BLE001 - one bad sample gets NaN, not a failed job
+                out[task] = np.zeros((size, size, 4 if task == "mask" else 3), np.uint8)
+                out["error"] = f"{task}:{type(e).__name__}"
+        yield out
+
+
+class ScoreActor:
+    """Ray Data actor: both classifiers loaded once, batches of prepared inputs -> scores."""
+
+    def __init__(self, mask_classifier: str | None, inpaint_classifier: str | None, device: str, batch_size: int):
+        self.scorer = Scorer(mask_classifier, inpaint_classifier, device, batch_size)
+        self.scorer.setup()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        bad = np.array([bool(e) for e in batch["error"]])
+        out = {"shard": batch["shard"], "key": batch["key"]}
+        for task in self.scorer.tasks:
+            s = self.scorer.score(task, np.asarray(batch[task]))
+            s[bad] = np.nan
+            out[SCORE_FIELDS[task]] = s
+        return out
+
+
+def _expected(input_dir: str, name: str) -> int:
+    return sum(1 for s in shards.read_output_index(input_dir, [name]).column("status").to_pylist() if s == "ok")
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+        ray.init(address=address or "local", num_cpus=None if address else num_cpus, **kwargs)
+
+
+def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
+    import ray
+
+    _init_ray(job.ray_address, job.num_cpus)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = False
+    resources = ray.cluster_resources()
+    gpus = job.num_gpus if resources.get("GPU", 0) > 0 else 0
+    # without GPUs the actors must leave CPUs to the read tasks, or the pipeline stalls
+    actor_cpus = 1.0 if gpus else min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / job.num_actors))
+    ds = ray.data.from_items([{"shard": n} for n in pending], override_num_blocks=max(1, len(pending)))
+    ds = ds.flat_map(_read_shard, fn_kwargs={"input_dir": job.input, "sizes": sizes})
+    kwargs = {"num_gpus": gpus} if gpus else {}
+    ds = ds.map_batches(ScoreActor, fn_constructor_args=(job.mask_classifier, job.inpaint_classifier, job.device,
+                                                         job.batch_size),
+                        batch_size=job.batch_size, batch_format="numpy", concurrency=job.num_actors,
+                        num_cpus=actor_cpus, **kwargs)
+    yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _batches_local(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
+    from classifiers.features import batched
+
+    actor = ScoreActor(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)
+    for name in pending:
+        for rows in batched(_read_shard({"shard": name}, job.input, sizes), job.batch_size):
+            batch = {k: np.array([r[k] for r in rows], dtype=object if k in ("shard", "key", "error") else None)
+                     for k in rows[0]}
+            yield actor(batch)
+
+
+def score(job: ScoreJob) -> dict[str, Any]:
+    """Write every missing sidecar; returns a summary (shards scored/skipped/failed, samples, seconds)."""
+    from tqdm import tqdm
+
+    t0 = time.time()
+    scorer = Scorer(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)  # fail fast
+    out_dir = Path(job.scores_dir or job.input)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = shards.list_output_shards(job.input)
+    if not names:
+        raise FileNotFoundError(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
+    pending = [n for n in names if job.overwrite or not sidecar_path(out_dir, n).exists()]
+    expected = {n: _expected(job.input, n) for n in pending}
+    provenance = {"classifiers": scorer.describe(), "input": str(job.input)}
+    summary = {"shards": len(names), "skipped": len(names) - len(pending), "scored": 0, "failed": [],
+               "samples": 0, "unscored": 0}
+    log.info("%d shards to score, %d already have sidecars", len(pending), summary["skipped"])
+    got: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    finished: set[str] = set()
+
+    def finish(name: str) -> None:
+        write_sidecar(out_dir, name, got.pop(name, {}), provenance)
+        finished.add(name)
+        summary["scored"] += 1
+        log.info("shard %s: %d samples scored", name, expected[name])
+
+    for name in [n for n in pending if expected[n] == 0]:
+        finish(name)
+    todo = [n for n in pending if expected[n] > 0]
+    if todo:
+        sizes = {t: scorer.sizes[t] for t in scorer.tasks}
+        batches = _batches_ray(job, todo, sizes) if job.use_ray else _batches_local(job, todo, sizes)
+        with tqdm(total=sum(expected[n] for n in todo), desc="scoring", unit="sample") as bar:
+            for batch in batches:
+                fields = [f for f in ("mask_score", "inpaint_score") if f in batch]
+                for i, (name, key) in enumerate(zip(batch["shard"], batch["key"])):
+                    got[name][key] = {f: float(batch[f][i]) for f in fields}
+                    summary["unscored"] += any(np.isnan(batch[f][i]) for f in fields)
+                    if len(got[name]) == expected[name]:
+                        finish(name)
+                bar.update(len(batch["key"]))
+                summary["samples"] += len(batch["key"])
+    summary["failed"] = sorted(set(pending) - finished)  # unreadable tars: reported, no sidecar
+    summary["seconds"] = round(time.time() - t0, 1)
+    return summary

@@ -1,0 +1,61 @@
+"""Inline quality scoring inside `l2i synthesize` (when `score.mask_classifier`/`inpaint_classifier` are set).
+
+Writes `mask_score`/`inpaint_score` into `sample.meta`, so they land in each sample's json and in the
+shard parquet's `meta` column, where `l2i filter` finds them without a sidecar. The mask is quantised to
+8 bits first, as in the stored mask.png; I is scored before JPEG coding, the only difference from
+`l2i score` on the written shard.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from classifiers.scorer import SCORE_FIELDS, Scorer
+from l2i_pipeline.config import Config, ConfigError
+from l2i_pipeline.sample import Sample
+from stages.base import ModelStage
+
+log = logging.getLogger(__name__)
+
+
+class ScoreStage(ModelStage):
+    name = section = "score"
+
+    def __init__(self, cfg: Config):
+        c = cfg.score
+        try:
+            backend = Scorer(c.mask_classifier, c.inpaint_classifier, c.device, c.batch_size)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"score: {e}") from e
+        super().__init__(cfg, backend)
+
+    def _score(self, todo: list[Sample]) -> list[dict[str, float]]:
+        prepared = [self.backend.prepare(s.image, s.mask, s.bg) for s in todo]
+        out = [{} for _ in todo]
+        for task in self.backend.tasks:
+            scores = self.backend.score(task, np.stack([p[task] for p in prepared]))
+            for d, v in zip(out, scores):
+                d[SCORE_FIELDS[task]] = float(v)
+        return out
+
+    def process(self, samples: list[Sample]) -> list[Sample]:
+        todo = [s for s in samples if s.ok]
+        if not todo:
+            return samples
+        try:
+            results = self._score(todo)
+        except Exception as e:  # noqa: BLE001 - a failed batch is retried one sample at a time
+            log.warning("score batch of %d failed (%s); retrying one by one", len(todo), e)
+            results = []
+            for s in todo:
+                try:
+                    results.append(self._score([s])[0])
+                except Exception as e1:  # noqa: BLE001
+                    results.append(None)
+                    s.reject(f"score:error:{type(e1).__name__}")
+        for s, r in zip(todo, results):
+            if r is not None:
+                s.meta.update(r)
+                s.meta["score"] = self.describe
+        return samples
