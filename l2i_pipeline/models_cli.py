@@ -53,7 +53,8 @@ def _icon_rows(cfg: Config, load: bool) -> list[tuple[str, str, str, bool]]:
 
 
 def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
-    role = "inpaint.model (sd2)" + ("" if cfg.inpaint.backend == "sd2" else f" (not used: inpaint.backend={cfg.inpaint.backend})")
+    unused = "" if cfg.inpaint.backend == "sd2" else f" (not used: inpaint.backend={cfg.inpaint.backend})"
+    role = "inpaint.model (sd2)" + unused
     path = Path(cfg.inpaint.model).expanduser()
     if path.is_dir():
         ok = (path / "model_index.json").is_file()

@@ -1,9 +1,10 @@
 """ICON's encoders, built from timm (no pretrained download) and fed the official checkpoints' keys.
 
 Each backbone returns its four feature maps fine to coarse (NCHW) and names, for each of its own
-state-dict keys, the official encoder key (without the "encoder." prefix) that fills it. The official code keeps ResNet-50's torchvision names
-(identical in timm); PVTv2 numbers its stages in names (block1, norm1, patch_embed1); the Swin it uses
-runs each stage's patch merging at the end of the stage, where timm runs it at the start of the next one.
+state-dict keys, the official encoder key (without the "encoder." prefix) that fills it. The official
+code keeps ResNet-50's torchvision names (identical in timm); its PVTv2 numbers stages in names
+(block1, norm1, patch_embed1); its Swin runs each stage's patch merging at the end of the stage, where
+timm runs it at the start of the next one.
 """
 from __future__ import annotations
 

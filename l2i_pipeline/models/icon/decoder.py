@@ -68,7 +68,8 @@ class ICE(nn.Module):
         self.conv_mask = nn.Conv2d(channels, 1, 1)  # unused by the official forward; keeps its keys
         hidden = channels // ratio
         self.channel_add_conv = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1), nn.LayerNorm([hidden, 1, 1]), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+            nn.Conv2d(channels, hidden, 1), nn.LayerNorm([hidden, 1, 1]), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
         )
 
     def forward(self, x: torch.Tensor, neighbour: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,20 +128,20 @@ class EmRouting2d(nn.Module):
         ow = (w + 2 * self.pad - self.k) // self.stride + 1
         # votes: every input capsule in each 3x3 window times its per-(position, in, out) 4x4 matrix
         p = F.unfold(pose, self.k, stride=self.stride, padding=self.pad)  # [b, A*psize*kk, l]
-        l = p.shape[-1]
-        p = p.reshape(b, self.A, self.psize, kk, l).permute(0, 4, 3, 1, 2)  # [b, l, kk, A, psize]
-        p = p.reshape(b, l, self.kkA, 1, self.mat, self.mat)
-        v = torch.matmul(p, self.W).reshape(b, l, self.kkA, self.B, self.psize)
+        n_win = p.shape[-1]  # output positions
+        p = p.reshape(b, self.A, self.psize, kk, n_win).permute(0, 4, 3, 1, 2)  # [b, l, kk, A, psize]
+        p = p.reshape(b, n_win, self.kkA, 1, self.mat, self.mat)
+        v = torch.matmul(p, self.W).reshape(b, n_win, self.kkA, self.B, self.psize)
         a = F.unfold(a_in, self.k, stride=self.stride, padding=self.pad)  # [b, A*kk, l]
-        a = a.reshape(b, self.A, kk, l).permute(0, 3, 2, 1).reshape(b, l, self.kkA)
+        a = a.reshape(b, self.A, kk, n_win).permute(0, 3, 2, 1).reshape(b, n_win, self.kkA)
 
-        r = a.new_ones(b, l, self.kkA, self.B, 1)
+        r = a.new_ones(b, n_win, self.kkA, self.B, 1)
         for i in range(self.iters):
             lam = self.final_lambda * (1 - 0.95 ** (i + 1))
             a_out, mu, sigma_sq = self._m_step(v, a, r, lam)
             if i < self.iters - 1:
                 r = self._e_step(v, a_out, mu, sigma_sq)
-        pose_out = mu.reshape(b, l, self.B * self.psize).transpose(1, 2).reshape(b, -1, oh, ow)
+        pose_out = mu.reshape(b, n_win, self.B * self.psize).transpose(1, 2).reshape(b, -1, oh, ow)
         return a_out.transpose(1, 2).reshape(b, self.B, oh, ow), pose_out
 
 

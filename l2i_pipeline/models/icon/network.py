@@ -73,7 +73,7 @@ class ICON(nn.Module):
         return F.interpolate(self.head_logits(x), size=size or tuple(x.shape[2:]), mode="bilinear")
 
     @classmethod
-    def empty(cls, variant: str, device: str | torch.device = "cpu") -> "ICON":
+    def empty(cls, variant: str, device: str | torch.device = "cpu") -> ICON:
         """Parameters allocated on `device` but not initialised, for a loader that fills every one.
 
         Random init of ~90M parameters costs seconds on a CPU for nothing. Built on the meta device;
