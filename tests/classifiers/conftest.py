@@ -150,3 +150,9 @@ def trained(quality_set, backbone_file):
         assert main(argv + (["--encoding", enc] if enc else [])) == 0
         ckpts[task] = out
     return ckpts
+
+
+@pytest.fixture(scope="session")
+def make_l2iu():
+    """`make_dataset` for tests (conftest modules are not importable under --import-mode=importlib)."""
+    return make_dataset
