@@ -22,17 +22,14 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l2i", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="l2i", description="LAION-Aesthetics -> LAION-L2I layered-image shards (Text2Layer), on Ray.",
+        epilog="typical flow: download -> synthesize -> stats -> annotate -> classifiers train -> score -> filter; "
+               "`l2i demo` runs the first three offline. `l2i COMMAND --help` for each.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):  # the command's module is not there yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
