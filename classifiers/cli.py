@@ -70,7 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items = [it for it in resolve(read_export(args.labels), task) if args.split == "all" or it.split == args.split]
     if not items:
         raise ValueError(f"{args.labels} has no {task} labels in split {args.split!r}")
-    scorer = Scorer(*(args.checkpoint, None) if task == "mask" else (None, args.checkpoint), args.device, args.batch_size)
+    paths = (args.checkpoint, None) if task == "mask" else (None, args.checkpoint)
+    scorer = Scorer(*paths, args.device, args.batch_size)
     import numpy as np
 
     from classifiers.labels import iter_prepared

@@ -86,8 +86,9 @@ def plot_curves(scores: np.ndarray, good: np.ndarray, out_dir: str | Path, prefi
     c = curves(scores, good)
     pick = None if chosen is None else int(np.searchsorted(-c["threshold"], -chosen, side="right")) - 1
     paths = []
-    for kind, (x, y, xl, yl) in {"roc": (np.r_[0, c["fpr"]], np.r_[0, c["tpr"]], "false positive rate", "true positive rate"),
-                                 "pr": (c["recall"], c["precision"], "recall", "precision")}.items():
+    axes = {"roc": (np.r_[0, c["fpr"]], np.r_[0, c["tpr"]], "false positive rate", "true positive rate"),
+            "pr": (c["recall"], c["precision"], "recall", "precision")}
+    for kind, (x, y, xl, yl) in axes.items():
         fig, ax = plt.subplots(figsize=(4.5, 4))
         ax.plot(x, y, lw=1.5)
         if kind == "roc":

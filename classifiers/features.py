@@ -6,7 +6,7 @@ inline scoring (stages/score.py) share `prepare`, so both see the same pixels up
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import cv2
 import numpy as np

@@ -136,7 +136,8 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     names = shards.list_output_shards(job.input)
     if not names:
         raise FileNotFoundError(f"no complete L2I(U) shards in {job.input}")
-    unscored = [n for n in names if shard_scores(job, n, shards.read_output_index(job.input, [n]).to_pylist())[1] == "none"]
+    unscored = [n for n in names
+                if shard_scores(job, n, shards.read_output_index(job.input, [n]).to_pylist())[1] == "none"]
     if unscored:
         raise FileNotFoundError(
             f"{len(unscored)} of {len(names)} shards have no scores (no {unscored[0]}_scores.parquet in "

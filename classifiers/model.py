@@ -73,7 +73,7 @@ class QualityClassifier(nn.Module):
     def in_channels(self) -> int:
         return IN_CHANNELS[self.task]
 
-    def train(self, mode: bool = True) -> "QualityClassifier":
+    def train(self, mode: bool = True) -> QualityClassifier:
         super().train(mode)
         self.backbone.eval()  # frozen BatchNorm: running statistics never update
         return self

@@ -18,7 +18,8 @@ SIZE = 64
 
 def _field(rng, size):
     low = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
-    return np.clip(cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 6, (size, size, 3)), 0, 255)
+    smooth = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(smooth + rng.normal(0, 6, (size, size, 3)), 0, 255)
 
 
 def scene(rng, size=SIZE):
@@ -73,7 +74,8 @@ def _png(a):
 
 def members_of(key, img, m8, inpaint_mask, bg, meta):
     fg = np.where((m8 > 25)[..., None], img, 0).astype(np.uint8)
-    return {"jpg": cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(),
+    jpg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    return {"jpg": jpg,
             "fg.png": _png(fg), "mask.png": _png(m8), "inpaint_mask.png": _png(inpaint_mask), "bg.png": _png(bg),
             "txt": f"caption {key}".encode(), "json": json.dumps(meta).encode()}
 

@@ -132,7 +132,8 @@ def test_score_stage_writes_the_same_scores_into_meta(scored, trained):
                               mask=decode_png_or_jpg(m["mask.png"], gray=True).astype(np.float32) / 255))
     samples.append(Sample("gone", name, status="rejected", reason="x"))
     cfg = Config()
-    cfg.score.mask_classifier, cfg.score.inpaint_classifier, cfg.score.device = str(trained["mask"]), str(trained["inpaint"]), "cpu"
+    cfg.score.mask_classifier, cfg.score.inpaint_classifier = str(trained["mask"]), str(trained["inpaint"])
+    cfg.score.device = "cpu"
     stage = ScoreStage(cfg)
     assert stage.resources.num_actors == 1 and stage.resources.batch_size == cfg.score.batch_size
     out = stage.run(samples)
