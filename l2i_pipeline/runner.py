@@ -145,7 +145,5 @@ def check_backends(cfg: Config) -> None:
     if cfg.score.mask_classifier or cfg.score.inpaint_classifier:
         from stages.score import ScoreStage
 
-        check = getattr(ScoreStage, "check", None)
-        if check:
-            check(cfg)
+        ScoreStage(cfg)  # raises ConfigError for a missing or unreadable checkpoint
 

@@ -1,9 +1,8 @@
 """Inline quality scoring inside `l2i synthesize` (when `score.mask_classifier`/`inpaint_classifier` are set).
 
 Writes `mask_score`/`inpaint_score` into `sample.meta`, so they land in each sample's json and in the
-shard parquet's `meta` column, where `l2i filter` finds them without a sidecar. The mask is quantised to
-8 bits first, as in the stored mask.png; I is scored before JPEG coding, the only difference from
-`l2i score` on the written shard.
+shard parquet's `meta` column, where `l2i filter` finds them without a sidecar. The inputs are exactly
+what is stored: I was round-tripped through its JPEG by the decode stage and m is quantised to 8 bits.
 """
 from __future__ import annotations
 

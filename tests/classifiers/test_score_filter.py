@@ -145,3 +145,27 @@ def test_score_stage_writes_the_same_scores_into_meta(scored, trained):
     cfg.score.mask_classifier = str(d / "nope")
     with pytest.raises(ConfigError, match="nope"):
         ScoreStage(cfg)
+
+
+def test_synthesize_scores_inline_and_filter_reads_them(trained, tmp_path):
+    """`l2i synthesize` with score.* set: scores land in each sample's json; `l2i filter` uses them."""
+    import json
+
+    from l2i_pipeline.cli import main
+    from rawshards import make_rows, write_raw_shard
+
+    write_raw_shard(tmp_path / "raw", "00000", make_rows(4))
+    args = ["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "u"), "--runner", "local",
+            "--set", "resolution=96", "--set", f"score.mask_classifier={trained['mask']}",
+            "--set", f"score.inpaint_classifier={trained['inpaint']}", "--set", "score.device=cpu"]
+    assert main(args) == 0
+    rows = shards.read_output_index(tmp_path / "u").to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(0 <= json.loads(r["meta"])["mask_score"] <= 1 for r in ok)
+    assert main(["filter", "--input", str(tmp_path / "u"), "--output", str(tmp_path / "f"),
+                 "--min-mask-score", "0", "--min-inpaint-score", "0"]) == 0
+    kept = [r for r in shards.read_output_index(tmp_path / "f").to_pylist() if r["status"] == "ok"]
+    assert {r["key"] for r in kept} == {r["key"] for r in ok}
+    bad = args[:-6] + ["--set", f"score.mask_classifier={tmp_path / 'missing'}"]
+    bad[bad.index(str(tmp_path / "u"))] = str(tmp_path / "u2")
+    assert main(bad) == 2 and not (tmp_path / "u2").exists()  # fails before any work
