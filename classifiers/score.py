@@ -7,9 +7,9 @@ A sample that cannot be decoded gets NaN scores (`l2i filter` drops it as `unsco
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -57,9 +57,9 @@ def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str,
     table = pa.table({"key": keys, **{f: pa.array([scores[k].get(f, np.nan) for k in keys], pa.float32())
                                       for f in ("mask_score", "inpaint_score")}}, schema=SIDECAR_SCHEMA)
     table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    shards.atomic_write(path, buf.getvalue())
     return path
 
 
@@ -108,18 +108,12 @@ def _expected(input_dir: str, name: str) -> int:
     return sum(1 for s in shards.read_output_index(input_dir, [name]).column("status").to_pylist() if s == "ok")
 
 
-def _init_ray(address: str | None, num_cpus: int | None) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
-        ray.init(address=address or "local", num_cpus=None if address else num_cpus, **kwargs)
-
-
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
-    _init_ray(job.ray_address, job.num_cpus)
+    from l2i_pipeline.synthesize import init_ray
+
+    init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
     resources = ray.cluster_resources()

@@ -112,6 +112,9 @@ def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
+    if resources.get("CPU", 0) < 8:
+        # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
+        ctx.op_resource_reservation_enabled = False
     stages = build_stages(cfg)
     actors = sum(st.resources.num_actors for st in stages)
     # without GPUs, model actors must leave CPUs for the read/decode/encode tasks, or the pipeline stalls

@@ -166,7 +166,8 @@ def list_output_shards(out_dir: str | Path) -> list[str]:
     return sorted(p.name[: -len("_stats.json")] for p in Path(out_dir).glob("*_stats.json"))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Temp name in the same directory, fsync, rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -222,11 +223,11 @@ def write_output_shard(out_dir: str | Path, name: str, samples: list[Sample],
     out.mkdir(parents=True, exist_ok=True)
     samples = sorted(samples, key=lambda s: s.key)
     ok = [s for s in samples if s.ok]
-    _atomic_write(out / f"{name}.tar", _tar_bytes(ok))
+    atomic_write(out / f"{name}.tar", _tar_bytes(ok))
     table = pa.Table.from_pylist([index_row(s) for s in samples], schema=INDEX_SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    _atomic_write(out / f"{name}.parquet", buf.getvalue())
+    atomic_write(out / f"{name}.parquet", buf.getvalue())
     stats = {
         "name": name,
         "count": len(samples),
@@ -234,7 +235,7 @@ def write_output_shard(out_dir: str | Path, name: str, samples: list[Sample],
         "reasons": dict(Counter(s.reason for s in samples if not s.ok)),
         **(extra_stats or {}),
     }
-    _atomic_write(out / f"{name}_stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
+    atomic_write(out / f"{name}_stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
     return stats
 
 

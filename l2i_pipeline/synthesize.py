@@ -16,7 +16,7 @@ from pathlib import Path
 
 from l2i_pipeline.config import Config, ConfigError, load_config
 from l2i_pipeline.runner import Collector, check_backends, run_local, run_ray
-from l2i_pipeline.shards import plan_units
+from l2i_pipeline.shards import atomic_write, plan_units
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ def write_run_json(out: Path, cfg: Config, raw_dir: Path, runner: str) -> None:
             raise ConfigError(f"{out} was started with a different config (see {path}); "
                               "resume with the same settings or write to a new directory")
         new["previous_runs"] = old.get("previous_runs", []) + [{k: old.get(k) for k in ("started", "runner")}]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(new, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(new, indent=2, default=str).encode())
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:

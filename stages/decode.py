@@ -19,7 +19,6 @@ from l2i_pipeline.sample import Sample
 from stages.base import PerSampleStage
 
 
-
 class Rejected(Exception):
     """A sample-level failure with a stable reason string."""
 
