@@ -78,7 +78,7 @@ class Config:
     samples_per_shard: int = 1000  # chunk of an input shard = one output shard = unit of restart
     seed: int = 0  # run seed; per-sample seeds derive from it and the sample key
     jpeg_quality: int = 95
-    cpu_parallelism: int = 0  # 0: let Ray decide
+    read_tasks: int = 4  # input shards read at once; bounds the partly written shards the driver buffers
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
@@ -97,6 +97,7 @@ class Config:
             (self.saliency.batch_size >= 1 and self.inpaint.batch_size >= 1, "batch sizes must be >= 1"),
             (self.saliency.num_actors >= 1 and self.inpaint.num_actors >= 1, "num_actors must be >= 1"),
             (self.inpaint.feather >= 0, "inpaint.feather must be >= 0"),
+            (self.read_tasks >= 1, "read_tasks must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -121,7 +121,8 @@ def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
     actor_cpus = min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / max(actors, 1)))
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    ds = ds.flat_map(_read_fn(str(raw_dir), dict(groups)))
+    # each read task emits its input shard unit by unit, so the driver holds ~2 partial units per task
+    ds = ds.flat_map(_read_fn(str(raw_dir), dict(groups)), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
     for stage in stages:
         r = stage.resources
         if r.num_actors > 0:

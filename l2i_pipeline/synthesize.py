@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 PACKAGES = ["l2i-pipeline", "torch", "ray", "diffusers", "timm", "img2dataset", "webdataset", "pyarrow",
             "opencv-python-headless", "numpy", "pillow", "efficientnet-pytorch"]
 # settings that change speed, not output: a rerun may change them freely
-RUNTIME_KEYS = {"batch_size", "num_actors", "num_gpus", "device", "cpu_parallelism", "compile"}
+RUNTIME_KEYS = {"batch_size", "num_actors", "num_gpus", "device", "read_tasks", "compile"}
 
 
 def versions() -> dict[str, str]:
