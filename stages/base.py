@@ -5,6 +5,7 @@ Subclasses implement `process(samples)`; it must never raise for one bad sample:
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ class Resources:
     num_actors: int = 0  # 0: a stateless CPU task; >= 1: an actor pool of that size
 
 
-class Stage:
+class Stage(ABC):
     name = "stage"
 
     def __init__(self, cfg: Config):
@@ -33,8 +34,9 @@ class Stage:
     def setup(self) -> None:
         """Load models etc. Called once per actor (or once per process for the local runner)."""
 
+    @abstractmethod
     def process(self, samples: list[Sample]) -> list[Sample]:
-        raise NotImplementedError
+        """Transform a batch; reject bad samples with a reason instead of raising."""
 
     def run(self, samples: list[Sample]) -> list[Sample]:
         if not self._ready:
@@ -59,8 +61,9 @@ def guarded(stage_name: str, sample: Sample, fn, *args) -> bool:
 class PerSampleStage(Stage):
     """A CPU stage that applies `apply(sample, cfg)` to each ok sample, rejecting the ones that raise."""
 
+    @abstractmethod
     def apply(self, sample: Sample) -> None:
-        raise NotImplementedError
+        """Fill or reject one ok sample; an exception rejects it with the stage's name."""
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
