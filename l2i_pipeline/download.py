@@ -24,12 +24,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from l2i_pipeline.config import DecodeConfig
+from l2i_pipeline.shards import LAION_COLUMNS
+
 log = logging.getLogger(__name__)
 
 URL_COLUMNS = ("URL", "url")
 CAPTION_COLUMNS = ("TEXT", "caption", "text")
-LAION_COLUMNS = ("similarity", "hash", "punsafe", "pwatermark", "aesthetic", "AESTHETIC_SCORE", "WIDTH", "HEIGHT")
-MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (~ 9459 x 9459)
+MAX_PIXELS = DecodeConfig.max_pixels  # the same limit synthesize applies (Pillow's default bomb limit)
 DISTRIBUTORS = ("multiprocessing", "ray")
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # workers must be able to import l2i_pipeline
 

@@ -31,7 +31,7 @@ class Stage(ABC):
         self.resources = Resources()
         self._ready = False
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - an optional hook: most CPU stages load nothing
         """Load models etc. Called once per actor (or once per process for the local runner)."""
 
     @abstractmethod

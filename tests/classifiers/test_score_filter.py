@@ -151,8 +151,9 @@ def test_synthesize_scores_inline_and_filter_reads_them(trained, tmp_path):
     """`l2i synthesize` with score.* set: scores land in each sample's json; `l2i filter` uses them."""
     import json
 
-    from l2i_pipeline.cli import main
     from rawshards import make_rows, write_raw_shard
+
+    from l2i_pipeline.cli import main
 
     write_raw_shard(tmp_path / "raw", "00000", make_rows(4))
     args = ["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "u"), "--runner", "local",

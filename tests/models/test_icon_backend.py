@@ -134,8 +134,9 @@ def test_synthesize_with_icon_on_ray_actor_pool(res_weights, tmp_path):
 
 
 def test_synthesize_fails_fast_on_missing_weights(tmp_path, capsys):
-    from l2i_pipeline.cli import main
     from rawshards import make_rows, write_raw_shard
+
+    from l2i_pipeline.cli import main
 
     write_raw_shard(tmp_path / "raw", "00000", make_rows(1))
     rc = main(["synthesize", "--input", str(tmp_path / "raw"), "--output", str(tmp_path / "l2i"),
