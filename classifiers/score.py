@@ -111,22 +111,19 @@ def _expected(input_dir: str, name: str) -> int:
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
+    from l2i_pipeline.runner import actor_pool_args
     from l2i_pipeline.synthesize import init_ray
 
     init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
     resources = ray.cluster_resources()
-    gpus = job.num_gpus if resources.get("GPU", 0) > 0 else 0
-    # without GPUs the actors must leave CPUs to the read tasks, or the pipeline stalls
-    actor_cpus = 1.0 if gpus else min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / job.num_actors))
     ds = ray.data.from_items([{"shard": n} for n in pending], override_num_blocks=max(1, len(pending)))
     ds = ds.flat_map(_read_shard, fn_kwargs={"input_dir": job.input, "sizes": sizes})
-    kwargs = {"num_gpus": gpus} if gpus else {}
     ds = ds.map_batches(ScoreActor, fn_constructor_args=(job.mask_classifier, job.inpaint_classifier, job.device,
                                                          job.batch_size),
-                        batch_size=job.batch_size, batch_format="numpy", concurrency=job.num_actors,
-                        num_cpus=actor_cpus, **kwargs)
+                        batch_size=job.batch_size, batch_format="numpy",
+                        **actor_pool_args(resources, job.num_gpus, job.num_actors, job.num_actors))
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
 

@@ -103,6 +103,20 @@ def _read_fn(raw_dir: str, units_by_input: dict[str, list[Unit]]) -> Callable[[d
     return read
 
 
+def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int) -> dict:
+    """map_batches arguments for an actor pool of `size`: GPUs only where the cluster has them.
+
+    Without GPUs the actors (`all_actors` of them across the pipeline) must leave CPUs for the tasks that
+    feed them: two 1-CPU pools on a 2-CPU machine starve the reader and the pipeline stalls.
+    """
+    import ray
+
+    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size)}
+    if gpus and resources.get("GPU", 0) > 0:
+        return {**args, "num_cpus": 1.0, "num_gpus": gpus}
+    return {**args, "num_cpus": min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / max(all_actors, 1)))}
+
+
 def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
             progress: Callable[[int], None] = lambda n: None) -> None:
     import ray
@@ -111,14 +125,11 @@ def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
     ctx.execution_options.preserve_order = False
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
     resources = ray.cluster_resources()
-    has_gpu = resources.get("GPU", 0) > 0
     if resources.get("CPU", 0) < 8:
         # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
         ctx.op_resource_reservation_enabled = False
     stages = build_stages(cfg)
     actors = sum(st.resources.num_actors for st in stages)
-    # without GPUs, model actors must leave CPUs for the read/decode/encode tasks, or the pipeline stalls
-    actor_cpus = min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / max(actors, 1)))
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
     # each read task emits its input shard unit by unit, so the driver holds ~2 partial units per task
@@ -126,11 +137,9 @@ def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
     for stage in stages:
         r = stage.resources
         if r.num_actors > 0:
-            gpus = r.gpus if has_gpu else 0
             ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg), batch_size=r.batch_size,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=r.num_actors),
-                                num_cpus=r.cpus if gpus else actor_cpus, num_gpus=gpus or None,
-                                zero_copy_batch=True)
+                                batch_format="numpy", zero_copy_batch=True,
+                                **actor_pool_args(resources, r.gpus, r.num_actors, actors))
         else:
             ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
                                 zero_copy_batch=True)
