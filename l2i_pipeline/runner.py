@@ -74,10 +74,17 @@ def _by_input(units: list[Unit]) -> dict[str, list[Unit]]:
 
 
 def run_local(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector) -> None:
+    """Each input tar is streamed once; a unit runs through the stages as soon as its last row is read."""
     stages = build_stages(cfg)
     for input_name, group in _by_input(units).items():
-        for unit in group:
-            samples = list(read_units(raw_dir, input_name, [unit]))
+        sizes = {u.name: len(u.rows) for u in group}
+        pending: dict[str, list[Sample]] = defaultdict(list)
+        for sample in read_units(raw_dir, input_name, group):  # tar order: units interleave
+            batch = pending[sample.unit]
+            batch.append(sample)
+            if len(batch) < sizes[sample.unit]:
+                continue
+            samples = pending.pop(sample.unit)
             for stage in stages:
                 bs = stage.resources.batch_size
                 samples = [t for i in range(0, len(samples), bs) for t in stage.run(samples[i:i + bs])]
