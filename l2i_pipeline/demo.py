@@ -43,7 +43,11 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
 
     rows = []
     for name in list_output_shards(l2i_dir):
+        if len(rows) >= max_rows:
+            break
         for key, m in iter_output_samples(l2i_dir, name):
+            if len(rows) >= max_rows:
+                break
             tiles = [np.asarray(Image.open(io.BytesIO(m[k])).convert("RGB"))
                      for k in ("jpg", "mask.png", "fg.png", "bg.png")]
             strip = np.concatenate([_tile(t, size) for t in tiles], axis=1)
@@ -51,7 +55,6 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
             caption = m["txt"].decode("utf-8", "replace")
             ImageDraw.Draw(label).text((4, 3), f"{key}  {caption}"[:110], fill="black")
             rows.append(np.concatenate([np.asarray(label), strip], axis=0))
-    rows = rows[:max_rows]
     if not rows:
         return 0
     header = Image.new("RGB", (rows[0].shape[1], 20), (230, 230, 230))

@@ -56,6 +56,8 @@ def collect(out_dir: str | Path, max_masks: int = 2000) -> dict:
     comps = {t: [] for t in COMPONENT_THRESHOLDS}
     seen = 0
     for name in names:  # masks are read from the tars: the index only has the area at the run's threshold
+        if seen >= max_masks:
+            break  # do not load the remaining tars at all
         for _, members in iter_output_samples(out, name):
             if seen >= max_masks:
                 break
