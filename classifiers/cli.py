@@ -5,6 +5,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def register(subparsers) -> None:
     s.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per actor, asked only when the cluster has some")
     s.add_argument("--overwrite", action="store_true", help="rescore shards that already have a sidecar")
     s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")
-    s.add_argument("--ray-address", help="existing Ray cluster (default: a local one)")
+    s.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
     s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
     _common(s, 256)
     s.set_defaults(func=cmd_score)
