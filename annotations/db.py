@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from l2i_pipeline.core.errors import NotFound
 
 TASKS = ("mask", "inpaint")
 LABELS = ("good", "bad")
@@ -96,7 +97,7 @@ def connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
     """
     path = Path(path)
     if not create and not path.exists():
-        raise FileNotFoundError(f"labels database not found: {path} (create it with `l2i annotate pool`)")
+        raise NotFound(f"labels database not found: {path} (create it with `l2i annotate pool`)")
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from annotations import db
-from l2i_pipeline.shards import list_output_shards
+from l2i_pipeline.core.shards import list_output_shards
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int) -
     """Draw and store the pool. Refuses a database that already has one: labels point at its samples."""
     samples_dir = Path(samples_dir).resolve()
     if not samples_dir.is_dir():
-        raise FileNotFoundError(f"samples directory not found: {samples_dir}")
+        raise NotFound(f"samples directory not found: {samples_dir}")
     if conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
         raise ValueError("this database already has a pool; use a new --db file for a new pool")
     candidates = ok_candidates(samples_dir)

@@ -19,11 +19,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from rawshards import make_rows, write_raw_shard  # noqa: E402
 
-from l2i_pipeline.config import load_config  # noqa: E402
-from l2i_pipeline.reader import read_units  # noqa: E402
-from l2i_pipeline.runner import build_stages  # noqa: E402
-from l2i_pipeline.shards import plan_units  # noqa: E402
-from l2i_pipeline.synthesize import synthesize  # noqa: E402
+from l2i_pipeline.core.config import load_config  # noqa: E402
+from l2i_pipeline.core.reader import read_units  # noqa: E402
+from l2i_pipeline.engine.runner import build_stages  # noqa: E402
+from l2i_pipeline.core.shards import plan_units  # noqa: E402
+from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 
 
 def photo_variants(n: int, seed: int = 0) -> list[bytes]:

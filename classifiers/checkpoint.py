@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from classifiers.model import QualityClassifier
+from l2i_pipeline.core.errors import NotFound
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -42,7 +43,7 @@ def load_meta(path: str | Path) -> dict[str, Any]:
     st_path, json_path = checkpoint_paths(path)
     for p in (st_path, json_path):
         if not p.is_file():
-            raise FileNotFoundError(f"classifier checkpoint file not found: {p} (made by `l2i classifiers train`)")
+            raise NotFound(f"classifier checkpoint file not found: {p} (made by `l2i classifiers train`)")
     return json.loads(json_path.read_text())
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.score import read_sidecar, sidecar_path
-from l2i_pipeline import shards
-from l2i_pipeline.sample import OK, REJECTED, Sample
+from l2i_pipeline.core import shards
+from l2i_pipeline.core.sample import OK, REJECTED, Sample
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,11 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
         raise ValueError("--output must differ from --input")
     names = shards.list_output_shards(job.input)
     if not names:
-        raise FileNotFoundError(f"no complete L2I(U) shards in {job.input}")
+        raise NotFound(f"no complete L2I(U) shards in {job.input}")
     unscored = [n for n in names
                 if shard_scores(job, n, shards.read_output_index(job.input, [n]).to_pylist())[1] == "none"]
     if unscored:
-        raise FileNotFoundError(
+        raise NotFound(
             f"{len(unscored)} of {len(names)} shards have no scores (no {unscored[0]}_scores.parquet in "
             f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
     per_shard, skipped = {}, 0

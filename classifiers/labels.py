@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from classifiers.features import decode_members, prepare
-from l2i_pipeline import shards
+from l2i_pipeline.core import shards
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Labelled:
 def read_export(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"label export not found: {p} (made by the annotation app's export)")
+        raise NotFound(f"label export not found: {p} (made by the annotation app's export)")
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -102,4 +103,4 @@ def iter_prepared(samples_dir: str | Path, items: list[Labelled], task: str, siz
     if found < len(items):
         log.warning("%d of %d labelled samples were not found in %s", len(items) - found, len(items), samples_dir)
     if not found:
-        raise FileNotFoundError(f"none of the {len(items)} labelled {task} samples is in {samples_dir}")
+        raise NotFound(f"none of the {len(items)} labelled {task} samples is in {samples_dir}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from efficientnet_pytorch import EfficientNet
 from torch import nn
+from l2i_pipeline.core.errors import NotFound
 
 B0_FILE = "efficientnet-b0-355c32eb.pth"
 B0_URL = f"https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/{B0_FILE}"
@@ -32,7 +33,7 @@ IN_CHANNELS = {"inpaint": 3, "mask": 4}
 def load_backbone_state(path: str | Path | None) -> dict[str, torch.Tensor]:
     """The ImageNet state dict of efficientnet-pytorch, from a local file only (no hub here)."""
     if path is None or not Path(path).is_file():
-        raise FileNotFoundError(
+        raise NotFound(
             f"EfficientNet-b0 ImageNet weights not found: {path or '(no --backbone-weights given)'}; "
             f"download {B0_FILE} from {B0_URL} and pass it with --backbone-weights")
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from classifiers.features import decode_members, prepare
 from classifiers.scorer import SCORE_FIELDS, Scorer
-from l2i_pipeline import shards
+from l2i_pipeline.core import shards
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ def _expected(input_dir: str, name: str) -> int:
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
-    from l2i_pipeline.runner import actor_pool_args
-    from l2i_pipeline.synthesize import init_ray
+    from l2i_pipeline.core.rayutil import actor_pool_args
+    from l2i_pipeline.core.rayutil import init_ray
 
     init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()
@@ -148,7 +149,7 @@ def score(job: ScoreJob) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = shards.list_output_shards(job.input)
     if not names:
-        raise FileNotFoundError(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
+        raise NotFound(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
     pending = [n for n in names if job.overwrite or not sidecar_path(out_dir, n).exists()]
     expected = {n: _expected(job.input, n) for n in pending}
     provenance = {"classifiers": scorer.describe(), "input": str(job.input)}

@@ -11,11 +11,11 @@ import logging
 import sys
 
 COMMAND_MODULES = [
-    "l2i_pipeline.download",
-    "l2i_pipeline.synthesize",
-    "l2i_pipeline.demo",
-    "l2i_pipeline.stats",
-    "l2i_pipeline.models_cli",
+    "l2i_pipeline.commands.download",
+    "l2i_pipeline.commands.synthesize",
+    "l2i_pipeline.commands.demo",
+    "l2i_pipeline.commands.stats",
+    "l2i_pipeline.commands.models",
     "annotations.cli",
     "classifiers.cli",
 ]
@@ -44,16 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from l2i_pipeline.config import ConfigError
+    from l2i_pipeline.core.errors import EXIT_USER_ERROR, UserError
 
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        print(f"l2i {args.command}: config error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"l2i {args.command}: {e}", file=sys.stderr)
-        return 2
+    except UserError as e:
+        print(f"l2i {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -9,8 +9,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from l2i_pipeline.config import Config
-from l2i_pipeline.sample import Sample, from_batch, to_batch
+from l2i_pipeline.core.config import Config
+from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from l2i_pipeline.config import DecodeConfig
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.config import DecodeConfig
+from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
 

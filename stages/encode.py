@@ -6,7 +6,7 @@ import json
 import cv2
 import numpy as np
 
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from l2i_pipeline.config import ConfigError, InpaintConfig
+from l2i_pipeline.core.config import ConfigError, InpaintConfig
 from stages import sd2_pipeline as sd2
 
 log = logging.getLogger(__name__)

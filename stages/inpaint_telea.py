@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from l2i_pipeline.config import InpaintConfig
+from l2i_pipeline.core.config import InpaintConfig
 
 WORK = 256  # Telea's cost grows with the hole; fill at this size, then paste back at full size
 

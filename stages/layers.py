@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from l2i_pipeline.config import LayersConfig
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.config import LayersConfig
+from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
 MIN_COMPONENT = 100  # pixels; the paper's component statistics ignore smaller ones (Appendix II)

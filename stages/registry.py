@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from l2i_pipeline.config import ConfigError
+from l2i_pipeline.core.config import ConfigError
 
 SALIENCY = {
     "classical": "stages.saliency_classical:ClassicalSaliency",

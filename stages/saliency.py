@@ -5,8 +5,8 @@ import logging
 
 import numpy as np
 
-from l2i_pipeline.config import Config
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.config import Config
+from l2i_pipeline.core.sample import Sample
 from stages.base import ModelStage
 from stages.registry import saliency_backend
 

@@ -13,7 +13,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from skimage.segmentation import slic
 
-from l2i_pipeline.config import SaliencyConfig
+from l2i_pipeline.core.config import SaliencyConfig
 
 WORK = 160  # GrabCut runs at this short side; the mask is upsampled and softened afterwards
 

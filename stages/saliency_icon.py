@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from l2i_pipeline.config import ConfigError, SaliencyConfig
+from l2i_pipeline.core.config import ConfigError, SaliencyConfig
 from l2i_pipeline.models.icon import VARIANTS, WEIGHTS_WHERE, IconSaliency, sha256_file
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import logging
 import numpy as np
 
 from classifiers.scorer import SCORE_FIELDS, Scorer
-from l2i_pipeline.config import Config, ConfigError
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.config import Config, ConfigError
+from l2i_pipeline.core.sample import Sample
 from stages.base import ModelStage
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from l2i_pipeline.config import ConfigError
+from l2i_pipeline.core.config import ConfigError
 
 HUB_HINT = (
     "SD2 inpainting comes from https://huggingface.co/stabilityai/stable-diffusion-2-inpainting: on a machine "

@@ -5,7 +5,7 @@ import pytest
 
 from annotations import db
 from annotations.pool import build_pool, sample_files, split_sizes
-from l2i_pipeline.shards import iter_output_samples, list_output_shards
+from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 
 
 def pooled(tmp_path, samples_dir, name, **kw):

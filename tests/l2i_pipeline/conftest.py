@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2i_pipeline.badinputs import InputFile, bad_inputs, photos
+from l2i_pipeline.demo.inputs import InputFile, bad_inputs, photos
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps
 
-from l2i_pipeline.badinputs import (
+from l2i_pipeline.demo.inputs import (
     OK,
     REJECTED,
     bad_inputs,

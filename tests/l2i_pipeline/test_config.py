@@ -1,6 +1,6 @@
 import pytest
 
-from l2i_pipeline.config import ConfigError, load_config
+from l2i_pipeline.core.config import ConfigError, load_config
 
 
 def test_defaults_follow_the_paper():

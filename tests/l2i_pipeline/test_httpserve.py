@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from l2i_pipeline.httpserve import LoopbackServer, Response
+from l2i_pipeline.demo.httpserve import LoopbackServer, Response
 
 
 def _get(server: LoopbackServer, path: str) -> http.client.HTTPResponse:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from rawshards import make_rows, write_raw_shard
 
-from l2i_pipeline.shards import list_output_shards, read_output_index, read_tar
+from l2i_pipeline.core.shards import list_output_shards, read_output_index, read_tar
 
 ARGS = ["--set", "resolution=192", "--set", "samples_per_shard=2", "--set", "layers.dilate_kernel=5"]
 

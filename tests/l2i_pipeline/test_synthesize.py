@@ -9,9 +9,9 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from l2i_pipeline.config import ConfigError, load_config
-from l2i_pipeline.shards import MEMBERS, list_output_shards, read_output_index
-from l2i_pipeline.synthesize import synthesize
+from l2i_pipeline.core.config import ConfigError, load_config
+from l2i_pipeline.core.shards import MEMBERS, list_output_shards, read_output_index
+from l2i_pipeline.engine.synthesize import synthesize
 
 CFG = ["resolution=96", "samples_per_shard=4", "layers.dilate_kernel=5"]
 
@@ -92,7 +92,7 @@ def test_truncated_input_tar_is_read_up_to_the_damage(raw_dir, tmp_path):
 def test_bad_images_in_a_shard_are_rejected_not_fatal(tmp_path):
     from rawshards import make_rows, write_raw_shard
 
-    from l2i_pipeline.badinputs import bad_inputs
+    from l2i_pipeline.demo.inputs import bad_inputs
 
     rows = make_rows(len(bad_inputs()))
     for row, f in zip(rows, bad_inputs()):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2i_pipeline.config import SaliencyConfig
+from l2i_pipeline.core.config import SaliencyConfig
 from l2i_pipeline.models.icon import IconSaliency, preprocess
 from stages.saliency_icon import IconBackend
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from l2i_pipeline.config import Config, LayersConfig
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.config import Config, LayersConfig
+from l2i_pipeline.core.sample import Sample
 from stages.inpaint import InpaintStage, paste_back
 from stages.layers import count_components, dilated_mask, foreground, make_layers
 from stages.saliency import quantize_mask

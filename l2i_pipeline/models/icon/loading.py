@@ -8,6 +8,7 @@ import torch
 
 from .backbones import SWIN_DERIVED
 from .network import ICON, WEIGHTS_WHERE, variant_spec
+from l2i_pipeline.core.errors import NotFound
 
 
 class IconWeightsError(ValueError):
@@ -17,7 +18,7 @@ class IconWeightsError(ValueError):
 def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     path = Path(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(f"ICON weights not found: {path}; {WEIGHTS_WHERE}")
+        raise NotFound(f"ICON weights not found: {path}; {WEIGHTS_WHERE}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

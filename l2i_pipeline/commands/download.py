@@ -24,8 +24,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from l2i_pipeline.config import DecodeConfig
-from l2i_pipeline.shards import LAION_COLUMNS
+from l2i_pipeline.core.config import DecodeConfig
+from l2i_pipeline.core.shards import LAION_COLUMNS
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _make_safe_downloader():
     """Build the img2dataset Downloader subclass on first use (importing img2dataset takes seconds)."""
     from img2dataset.downloader import Downloader
 
-    from l2i_pipeline.urlsafety import install_in_img2dataset
+    from l2i_pipeline.commands.urlsafety import install_in_img2dataset
 
     class SafeDownloader(Downloader):
         """img2dataset's Downloader with safe fetching and `KeepBytes`, set up in the worker running it."""
@@ -88,13 +89,13 @@ def _make_safe_downloader():
             install_in_img2dataset(self.allow_private_network)
             return super().download_shard(row)
 
-    SafeDownloader.__module__ = __name__  # so pickle finds it as l2i_pipeline.download.SafeDownloader
+    SafeDownloader.__module__ = __name__  # so pickle finds it as l2i_pipeline.commands.download.SafeDownloader
     SafeDownloader.__qualname__ = "SafeDownloader"
     return SafeDownloader
 
 
 def __getattr__(name: str):
-    # Workers unpickle `l2i_pipeline.download.SafeDownloader` by name; build it lazily there too.
+    # Workers unpickle `l2i_pipeline.commands.download.SafeDownloader` by name; build it lazily there too.
     if name == "SafeDownloader":
         globals()[name] = _make_safe_downloader()
         return globals()[name]
@@ -110,9 +111,9 @@ def _input_files(inputs: list[str]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"input not found: {item}")
+            raise NotFound(f"input not found: {item}")
     if not files:
-        raise FileNotFoundError(f"no parquet files in {inputs}")
+        raise NotFound(f"no parquet files in {inputs}")
     return files
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l2i_pipeline.config import Config
-from l2i_pipeline.reader import read_units
-from l2i_pipeline.sample import Sample, from_batch, to_batch
-from l2i_pipeline.shards import Unit, write_output_shard
+from l2i_pipeline.core.config import Config
+from l2i_pipeline.core.rayutil import actor_pool_args
+from l2i_pipeline.core.reader import read_units
+from l2i_pipeline.core.sample import Sample, from_batch, to_batch
+from l2i_pipeline.core.shards import Unit, write_output_shard
 from stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -108,20 +109,6 @@ def _read_fn(raw_dir: str, units_by_input: dict[str, list[Unit]]) -> Callable[[d
         for s in read_units(raw_dir, row["input"], units_by_input[row["input"]]):
             yield {"sample": to_batch([s])["sample"][0]}
     return read
-
-
-def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int) -> dict:
-    """map_batches arguments for an actor pool of `size`: GPUs only where the cluster has them.
-
-    Without GPUs the actors (`all_actors` of them across the pipeline) must leave CPUs for the tasks that
-    feed them: two 1-CPU pools on a 2-CPU machine starve the reader and the pipeline stalls.
-    """
-    import ray
-
-    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size)}
-    if gpus and resources.get("GPU", 0) > 0:
-        return {**args, "num_cpus": 1.0, "num_gpus": gpus}
-    return {**args, "num_cpus": min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / max(all_actors, 1)))}
 
 
 def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,

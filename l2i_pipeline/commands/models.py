@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from l2i_pipeline.config import Config, load_config
+from l2i_pipeline.core.config import Config, load_config
 
 
 def _sha256(path: Path) -> str:

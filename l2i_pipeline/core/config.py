@@ -5,16 +5,14 @@ Every key is a dataclass field, so a typo or a wrong type is a clear error befor
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from l2i_pipeline.core.errors import ConfigError
+from l2i_pipeline.core.typedconfig import apply_dict, load_typed
 
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the key."""
+__all__ = ["Config", "ConfigError", "load_config", "config_from_dict"]
 
 
 @dataclass
@@ -108,82 +106,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML/CLI value to the field's declared type, or say which key is wrong."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
-    return value
-
-
-def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if k not in names:
-            raise ConfigError(f"unknown config key {key!r}; known: {sorted(names)}")
-        cur = getattr(obj, k)
-        if dataclasses.is_dataclass(cur):
-            if not isinstance(v, dict):
-                raise ConfigError(f"config key {key!r} is a section; give {key}.<field>=value")
-            _apply(cur, v, key + ".")
-        else:
-            setattr(obj, k, _coerce(v, hints[k], key))
-
-
-def _parse_set(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file, then `--set` overrides; validated."""
-    cfg = Config()
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping")
-        _apply(cfg, data)
-    for item in overrides or []:
-        parts, value = _parse_set(item)
-        nested: dict[str, Any] = {parts[-1]: value}
-        for part in reversed(parts[:-1]):
-            nested = {part: nested}
-        _apply(cfg, nested)
-    return cfg.validate()
+    return load_typed(Config(), path, overrides).validate()
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
-    _apply(cfg, data)
+    apply_dict(cfg, data)
     return cfg.validate()

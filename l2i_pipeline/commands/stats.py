@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from l2i_pipeline.shards import iter_output_samples, list_output_shards, read_output_index
+from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
 from stages.layers import count_components
+from l2i_pipeline.core.errors import NotFound
 
 AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
 COMPONENT_THRESHOLDS = (0.1, 0.5)
@@ -39,7 +40,7 @@ def collect(out_dir: str | Path, max_masks: int = 2000) -> dict:
     out = Path(out_dir)
     names = list_output_shards(out)
     if not names:
-        raise FileNotFoundError(f"no complete shards in {out}")
+        raise NotFound(f"no complete shards in {out}")
     rows = read_output_index(out, names).to_pylist()
     ok = [r for r in rows if r["status"] == "ok"]
     result = {

@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from l2i_pipeline.sample import Sample
+from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.core.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ class TarReadResult:
 def list_input_shards(raw_dir: str | Path) -> list[str]:
     raw = Path(raw_dir)
     if not raw.is_dir():
-        raise FileNotFoundError(f"input directory not found: {raw}")
+        raise NotFound(f"input directory not found: {raw}")
     names = sorted(p.stem for p in raw.glob("*.tar"))
     if not names:
-        raise FileNotFoundError(f"no .tar shards in {raw} (expected `l2i download` output)")
+        raise NotFound(f"no .tar shards in {raw} (expected `l2i download` output)")
     return names
 
 

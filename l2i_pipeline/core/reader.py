@@ -5,8 +5,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from l2i_pipeline.sample import Sample
-from l2i_pipeline.shards import LAION_COLUMNS, Unit, image_member, iter_tar
+from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.core.shards import LAION_COLUMNS, Unit, image_member, iter_tar
 
 # img2dataset bookkeeping that is not metadata worth keeping per sample
 _DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}

@@ -1,0 +1,248 @@
+"""Storage is a URL everywhere: a local path, file://, s3://, gs:// or any installed fsspec protocol.
+
+A `Store` is a directory-like location. Objects are written whole (`put`: the bytes are built first and
+uploaded once, so an exception can never leave a truncated object — fsspec's `with fs.open(.., "wb")`
+would upload what it had), locally through a temp file + fsync + rename. `create_exclusive` is a
+conditional create (local O_EXCL, S3 If-None-Match, GCS generation match): the primitive behind output
+locks. Transient store errors are retried with backoff. Credentials come from the standard places
+(AWS/GCP environment and config files, `AWS_ENDPOINT_URL`) or `storage_options`; a Store pickles to Ray
+workers with its options, but only `url` is ever logged or recorded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TypeVar
+
+from l2i_pipeline.core.errors import NotFound, StorageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# protocol -> the pip extra that brings its fsspec implementation
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+RETRIES = 5
+BACKOFF_S = 0.5
+
+
+def _is_transient(e: BaseException) -> bool:
+    """Worth retrying: timeouts, connection drops, 5xx/throttling. Not: missing, forbidden, exists."""
+    if isinstance(e, (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(e, (TimeoutError, ConnectionError)):
+        return True
+    text = f"{type(e).__name__} {e}".lower()
+    return any(w in text for w in ("timeout", "timed out", "connection", "throttl", "slowdown", "slow down",
+                                   "internalerror", "serviceunavailable", "503", "500", "502", "504",
+                                   "temporar", "reset by peer", "broken pipe"))
+
+
+def retry(fn: Callable[[], T], what: str, attempts: int = RETRIES, backoff: float = BACKOFF_S) -> T:
+    """Run fn, retrying transient store errors with exponential backoff; the last error propagates."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - classified below
+            if i == attempts - 1 or not _is_transient(e):
+                raise
+            delay = backoff * 2 ** i
+            log.warning("%s failed (%s: %s); retry %d/%d in %.1f s", what, type(e).__name__, e, i + 1,
+                        attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def split_protocol(url: str) -> tuple[str, str]:
+    """('file', '/abs/path') for local paths and file:// URLs, else (protocol, 'bucket/key...')."""
+    url = os.fspath(url)
+    if "://" not in url:
+        return "file", os.path.abspath(os.path.expanduser(url))
+    proto, rest = url.split("://", 1)
+    proto = proto.lower()
+    if proto in ("file", "local"):
+        return "file", os.path.abspath("/" + rest.lstrip("/")) if rest.startswith("/") else os.path.abspath(rest)
+    return proto, rest.rstrip("/")
+
+
+def _filesystem(protocol: str, options: dict[str, Any]):
+    import fsspec
+
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise StorageError(f"unknown storage protocol {protocol!r}; use a local path, file://, s3://, gs:// "
+                           f"or an installed fsspec protocol") from None
+    except ImportError as e:
+        extra = EXTRAS.get(protocol)
+        hint = f"pip install 'l2i-pipeline[{extra}]'" if extra else "install its fsspec implementation"
+        raise StorageError(f"{protocol}:// needs an extra package ({e}); {hint}") from None
+    opts = dict(options)
+    if protocol in ("s3", "s3a") and os.environ.get("AWS_ENDPOINT_URL") and "endpoint_url" not in opts:
+        opts["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]  # older s3fs/botocore ignore the variable
+    try:
+        return cls(**opts)
+    except TypeError as e:
+        raise StorageError(f"bad --storage-options for {protocol}://: {e}") from None
+
+
+@dataclass
+class Store:
+    """A directory at `url`; names are relative to it (no leading slash)."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    _fs: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.protocol, self.root = split_protocol(self.url)
+        self.url = self.root if self.protocol == "file" else f"{self.protocol}://{self.root}"
+
+    def __getstate__(self) -> dict:
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.url, self.storage_options, self._fs = state["url"], state["storage_options"], None
+        self.__post_init__()
+
+    @property
+    def local(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            self._fs = _filesystem(self.protocol, self.storage_options)
+        return self._fs
+
+    def path(self, name: str = "") -> str:
+        return f"{self.root}/{name}" if name else self.root
+
+    def url_of(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def child(self, name: str) -> Store:
+        return Store(self.url_of(name), self.storage_options)
+
+    # ------------------------------------------------------------ reading
+    def exists(self, name: str = "") -> bool:
+        return retry(lambda: self.fs.exists(self.path(name)), f"exists {self.url_of(name)}")
+
+    def get(self, name: str) -> bytes:
+        try:
+            return retry(lambda: self.fs.cat_file(self.path(name)), f"read {self.url_of(name)}")
+        except FileNotFoundError:
+            raise NotFound(f"not found: {self.url_of(name)}") from None
+
+    def open(self, name: str) -> BinaryIO:
+        """A streaming reader (tars are read front to back without loading them whole)."""
+        try:
+            return self.fs.open(self.path(name), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"not found: {self.url_of(name)}") from None
+
+    def list(self, suffix: str = "") -> dict[str, int]:
+        """{name: size} of the objects directly under this directory, in one listing (no cache)."""
+        def ls() -> list[dict]:
+            self.fs.invalidate_cache(self.root)
+            return self.fs.ls(self.root, detail=True)
+        try:
+            entries = retry(ls, f"list {self.url}")
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for e in entries:
+            if e.get("type") == "directory":
+                continue
+            name = e["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(suffix):
+                out[name] = int(e.get("size") or 0)
+        return dict(sorted(out.items()))
+
+    # ------------------------------------------------------------ writing
+    def makedirs(self) -> None:
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write the whole object at once; readers see the old object or the whole new one."""
+        if self.local:
+            _atomic_local_write(self.path(name), data)
+            return
+        retry(lambda: self.fs.pipe_file(self.path(name), data), f"write {self.url_of(name)}")
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        """Create `name` only if it does not exist (atomic on the store); False when it already did."""
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+            try:
+                fd = os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        try:
+            retry(lambda: self.fs.pipe_file(self.path(name), data, mode="create"), f"create {self.url_of(name)}")
+        except FileExistsError:
+            return False
+        except Exception as e:  # S3-compatible stores answer 412 Precondition Failed
+            if "412" in str(e) or "precondition" in str(e).lower():
+                return False
+            raise
+        return True
+
+    def delete(self, name: str) -> None:
+        try:
+            retry(lambda: self.fs.rm_file(self.path(name)), f"delete {self.url_of(name)}")
+        except FileNotFoundError:
+            pass
+
+    def check_writable(self) -> None:
+        """One clear error before any work: missing bucket, no permission, no credentials."""
+        probe = f".l2i-write-probe-{os.getpid()}-{time.time_ns()}"
+        try:
+            self.makedirs()
+            self.put(probe, b"")
+            self.delete(probe)
+        except Exception as e:  # noqa: BLE001 - turned into one message naming the location
+            raise StorageError(f"cannot write to {self.url}: {type(e).__name__}: {e}") from None
+
+    def check_readable(self) -> None:
+        try:
+            ok = self.exists()
+        except Exception as e:  # noqa: BLE001
+            raise StorageError(f"cannot read {self.url}: {type(e).__name__}: {e}") from None
+        if not ok:
+            raise NotFound(f"not found: {self.url}")
+
+
+def _atomic_local_write(path: str, data: bytes) -> None:
+    """Temp name in the same directory, fsync, rename."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> Store:
+    """A Store for `url`; `storage_options` is a dict or the JSON text of `--storage-options`."""
+    if isinstance(storage_options, str):
+        import json
+
+        try:
+            storage_options = json.loads(storage_options) if storage_options.strip() else {}
+        except ValueError as e:
+            raise StorageError(f"--storage-options is not valid JSON: {e}") from None
+        if not isinstance(storage_options, dict):
+            raise StorageError("--storage-options must be a JSON object")
+    store = Store(os.fspath(url), dict(storage_options or {}))
+    store.fs  # noqa: B018 - fail now on an unknown protocol or a missing extra
+    return store

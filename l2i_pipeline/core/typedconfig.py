@@ -1,0 +1,91 @@
+"""Typed config machinery shared by every command: dataclass defaults, a YAML file over them, `--set a.b=v` last.
+
+Every key is a dataclass field, so a typo or a wrong type is a clear error before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from l2i_pipeline.core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or say which key is wrong."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    return value
+
+
+def apply_dict(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise ConfigError(f"unknown config key {key!r}; known: {sorted(names)}")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {key!r} is a section; give {key}.<field>=value")
+            apply_dict(cur, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def _parse_set(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def load_typed(cfg: T, path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Fill a config dataclass instance: the YAML file over its defaults, then `--set` overrides."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping")
+        apply_dict(cfg, data)
+    for item in overrides or []:
+        parts, value = _parse_set(item)
+        nested: dict[str, Any] = {parts[-1]: value}
+        for part in reversed(parts[:-1]):
+            nested = {part: nested}
+        apply_dict(cfg, nested)
+    return cfg
