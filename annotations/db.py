@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
 from l2i_pipeline.core.errors import NotFound
 
 TASKS = ("mask", "inpaint")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from annotations import db
-from l2i_pipeline.core.shards import list_output_shards
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.shards import list_output_shards
 
 log = logging.getLogger(__name__)
 

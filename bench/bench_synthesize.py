@@ -21,8 +21,8 @@ from rawshards import make_rows, write_raw_shard  # noqa: E402
 
 from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
-from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.core.shards import plan_units  # noqa: E402
+from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from classifiers.score import read_sidecar, sidecar_path
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.sample import OK, REJECTED, Sample
 
 log = logging.getLogger(__name__)
 

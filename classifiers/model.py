@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from efficientnet_pytorch import EfficientNet
 from torch import nn
+
 from l2i_pipeline.core.errors import NotFound
 
 B0_FILE = "efficientnet-b0-355c32eb.pth"

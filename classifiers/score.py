@@ -112,8 +112,7 @@ def _expected(input_dir: str, name: str) -> int:
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
-    from l2i_pipeline.core.rayutil import actor_pool_args
-    from l2i_pipeline.core.rayutil import init_ray
+    from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
 
     init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from l2i_pipeline.demo.inputs import bad_inputs, photos, write_files, write_laion_parquet
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
+from l2i_pipeline.demo.inputs import bad_inputs, photos, write_files, write_laion_parquet
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
 
 def run_demo(args: argparse.Namespace) -> int:
     from l2i_pipeline.commands.download import download, format_summary
-    from l2i_pipeline.demo.httpserve import LoopbackServer
     from l2i_pipeline.commands.stats import collect, format_report, plot
     from l2i_pipeline.commands.synthesize import print_summary
+    from l2i_pipeline.demo.httpserve import LoopbackServer
     from l2i_pipeline.engine.synthesize import synthesize
 
     workdir = Path(args.workdir).resolve()

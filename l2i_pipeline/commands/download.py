@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from l2i_pipeline.core.config import DecodeConfig
-from l2i_pipeline.core.shards import LAION_COLUMNS
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.shards import LAION_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
 from stages.layers import count_components
-from l2i_pipeline.core.errors import NotFound
 
 AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
 COMPONENT_THRESHOLDS = (0.1, 0.5)

@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.sample import Sample
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.provenance import output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
-from l2i_pipeline.engine.runner import Collector, check_backends, run_local, run_ray
 from l2i_pipeline.core.shards import atomic_write, plan_units
+from l2i_pipeline.engine.runner import Collector, check_backends, run_local, run_ray
 
 log = logging.getLogger(__name__)
 

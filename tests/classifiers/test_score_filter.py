@@ -7,8 +7,8 @@ import pytest
 
 from classifiers.features import decode_png_or_jpg
 from classifiers.score import read_sidecar, sidecar_path
-from l2i_pipeline.core import shards
 from l2i_pipeline.cli import main
+from l2i_pipeline.core import shards
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.sample import Sample
 

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from l2i_pipeline import urlsafety
-from l2i_pipeline.demo.inputs import write_files, write_laion_parquet
 from l2i_pipeline.commands.download import (
     KeepBytes,
     download,
@@ -22,8 +21,9 @@ from l2i_pipeline.commands.download import (
     register,
     summarize,
 )
-from l2i_pipeline.demo.httpserve import LoopbackServer
 from l2i_pipeline.commands.urlsafety import UnsafeURLError, fetch, safe_download_image
+from l2i_pipeline.demo.httpserve import LoopbackServer
+from l2i_pipeline.demo.inputs import write_files, write_laion_parquet
 
 LAION_1000 = "/work/shared/data/laion_urls_1000.parquet"
 

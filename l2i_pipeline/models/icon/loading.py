@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
+from l2i_pipeline.core.errors import NotFound
+
 from .backbones import SWIN_DERIVED
 from .network import ICON, WEIGHTS_WHERE, variant_spec
-from l2i_pipeline.core.errors import NotFound
 
 
 class IconWeightsError(ValueError):
