@@ -25,6 +25,7 @@ from classifiers.features import decode_members, prepare
 from classifiers.scorer import SCORE_FIELDS, Scorer
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.storage import as_store
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str,
     table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    shards.atomic_write(path, buf.getvalue())
+    as_store(str(path.parent)).put(path.name, buf.getvalue())
     return path
 
 

@@ -5,13 +5,17 @@ import argparse
 import os
 
 from l2i_pipeline.core.config import load_config
-from l2i_pipeline.engine.synthesize import synthesize
+from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
 
 
 def print_summary(summary: dict) -> None:
     print(f"\nshards written: {summary['shards_written']}, skipped (already complete): "
           f"{summary['shards_skipped']}, samples: {summary['samples']}, "
           f"{summary['seconds']} s ({summary['images_per_second']} img/s)")
+    if summary.get("failed"):
+        print(f"  NOT written ({len(summary['failed'])}; rerun the same command to redo them): "
+              + ", ".join(summary["failed"][:20]) + (" ..." if len(summary["failed"]) > 20 else ""))
     for status, n in sorted(summary["status"].items()):
         print(f"  {status:<40} {n:>8}")
     for reason, n in sorted(summary["reasons"].items(), key=lambda kv: -kv[1]):
@@ -20,14 +24,18 @@ def print_summary(summary: dict) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
-    summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
-                         num_cpus=args.num_cpus)
+    try:
+        summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
+                             num_cpus=args.num_cpus, storage_options=args.storage_options)
+    except ShardsFailed as e:
+        print_summary(e.summary)
+        return 1
     print_summary(summary)
     return 0
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (see l2i_pipeline/config.py for every key)")
+    p.add_argument("--config", help="YAML config file (see l2i_pipeline/core/config.py for every key)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set saliency.backend=icon (repeatable)")
 
@@ -36,8 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synthesize", help="raw shards -> L2I(U) layered-image shards",
                        description="Decode, saliency, layers, inpaint and write L2I(U) shards. "
                                    "Rerun the same command after a crash: complete shards are skipped.")
-    p.add_argument("--input", required=True, help="raw shard directory (output of `l2i download`)")
-    p.add_argument("--output", required=True, help="L2I(U) output directory")
+    p.add_argument("--input", required=True, help="raw shards (output of `l2i download`): a path or a URL "
+                                                 "(file://, s3://, gs://, any fsspec protocol)")
+    p.add_argument("--output", required=True, help="L2I(U) output: a path or a URL")
+    add_storage_options_arg(p)
     add_config_args(p)
     p.add_argument("--runner", choices=["ray", "local"], default="ray",
                    help="ray (default): Ray Data pipeline; local: one process, for debugging")

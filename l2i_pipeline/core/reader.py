@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import LAION_COLUMNS, Unit, image_member, iter_tar
+from l2i_pipeline.core.shards import LAION_COLUMNS, Unit, image_member, iter_tar, read_input_index
+from l2i_pipeline.core.storage import Store, as_store
 
 # img2dataset bookkeeping that is not metadata worth keeping per sample
 _DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}
@@ -24,15 +24,17 @@ def _download_failure(row: dict) -> str:
     return f"download:{msg[:200]}"
 
 
-def read_units(raw_dir: str | Path, input_name: str, units: list[Unit]) -> Iterator[Sample]:
+def read_units(raw: Store | str, input_name: str, units: list[Unit]) -> Iterator[Sample]:
     """Yield every row of the given units exactly once, streaming the input tar once."""
+    raw = as_store(raw)
+    rows = read_input_index(raw, input_name)
     by_key: dict[str, tuple[Unit, dict]] = {}
     for u in units:
-        for row in u.rows:
+        for row in rows[u.start:u.stop]:
             by_key[row["key"]] = (u, row)
     emitted: set[str] = set()
     errors: list[str] = []
-    for key, members in iter_tar(Path(raw_dir) / f"{input_name}.tar", errors):
+    for key, members in iter_tar(raw, f"{input_name}.tar", errors):
         hit = by_key.get(key)
         if hit is None or key in emitted:
             continue

@@ -1,27 +1,34 @@
-"""Shard IO: img2dataset raw shards in, LAION-L2I shards out (ARCHITECTURE.md, "Shard format").
+"""Shard formats: img2dataset raw shards in, LAION-L2I shards out (ARCHITECTURE.md, "Shard format").
 
-An output shard is `NAME.tar`, `NAME.parquet`, `NAME_stats.json`; each is written to a temporary name
-and renamed, the stats file last: its presence is the completion marker a rerun trusts.
+Every location is a `Store` (or a path/URL turned into one). An output shard is `NAME.tar`, `NAME.parquet`
+and `NAME_stats.json`. Commit protocol (it works on stores without rename):
+- the bytes are deterministic (sorted keys, no wall-clock times in the tar), so any attempt at a shard
+  writes the same objects and a retried or zombie attempt cannot disagree with another;
+- each file is built in memory and uploaded whole, data files first, the marker `NAME_stats.json` last;
+- the marker records each data file's size and sha256; readers list markers once and check sizes against
+  the listing (and digests when they read a file whole), so a half-written shard is invisible and a torn
+  one is an error, never silently used;
+- a shard without a marker is redone and its leftovers are overwritten.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
 import tarfile
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 LAION_COLUMNS = ["similarity", "hash", "punsafe", "pwatermark", "aesthetic", "AESTHETIC_SCORE", "WIDTH", "HEIGHT"]
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tiff", "img")
 MEMBERS = ("jpg", "fg.png", "mask.png", "inpaint_mask.png", "bg.png", "txt", "json")
+MARKER = "_stats.json"
 
 INDEX_SCHEMA = pa.schema([
     ("key", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("caption", pa.string()),
@@ -39,13 +47,21 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Unit:
-    """One output shard: a fixed-size chunk of one input shard, named from both."""
+    """One output shard: rows [start, stop) of one input shard in key order, named from both.
+
+    It holds no rows, so planning a job keeps O(shards) in the driver; the read task reads the rows.
+    """
 
     name: str
     input_name: str
-    rows: list[dict[str, Any]] = field(default_factory=list)  # raw index rows, in key order
+    start: int
+    stop: int
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
 
 
 @dataclass
@@ -54,73 +70,106 @@ class TarReadResult:
     error: str | None = None  # set when the tar is damaged; members holds what came before it
 
 
+class ShardError(InputError):
+    """An output shard whose files disagree with its marker (torn, overwritten or tampered)."""
+
+
 # ---------------------------------------------------------------- input side
 
-def list_input_shards(raw_dir: str | Path) -> list[str]:
-    raw = Path(raw_dir)
-    if not raw.is_dir():
-        raise NotFound(f"input directory not found: {raw}")
-    names = sorted(p.stem for p in raw.glob("*.tar"))
-    if not names:
-        raise NotFound(f"no .tar shards in {raw} (expected `l2i download` output)")
-    return names
+def list_input_shards(raw: Store | str) -> list[str]:
+    raw = as_store(raw)
+    listing = raw.list(".tar")
+    if not listing:
+        if not raw.exists():
+            raise NotFound(f"input directory not found: {raw.url}")
+        raise NotFound(f"no .tar shards in {raw.url} (expected `l2i download` output)")
+    return [n[: -len(".tar")] for n in listing]
 
 
-def _tar_keys(path: Path) -> list[str]:
-    return sorted(read_tar(path).members)
-
-
-def read_input_index(raw_dir: str | Path, name: str) -> list[dict[str, Any]]:
+def read_input_index(raw: Store | str, name: str) -> list[dict[str, Any]]:
     """Every input row of a raw shard (downloaded or not), sorted by key.
 
     img2dataset's per-shard parquet lists failed downloads too; without it, the tar's keys are the rows.
+    A row without a key gets one made from its position, so it is still accounted for.
     """
-    raw = Path(raw_dir)
-    pq_path = raw / f"{name}.parquet"
-    if pq_path.exists():
-        rows = pq.read_table(pq_path).to_pylist()
-        rows = [r for r in rows if r.get("key") is not None]
+    raw = as_store(raw)
+    if raw.exists(f"{name}.parquet"):
+        rows = pq.read_table(io.BytesIO(raw.get(f"{name}.parquet"))).to_pylist()
+        for i, r in enumerate(rows):
+            if r.get("key") is None:
+                r.update(key=f"{name}_row{i:06d}", status="failed_to_download", error_message="input:missing_key")
     else:
-        rows = [{"key": k, "status": "success"} for k in _tar_keys(raw / f"{name}.tar")]
+        rows = [{"key": k, "status": "success"} for k in sorted(read_tar(raw, f"{name}.tar").members)]
     return sorted(rows, key=lambda r: r["key"])
 
 
-def plan_units(raw_dir: str | Path, out_dir: str | Path, samples_per_shard: int) -> tuple[list[Unit], int]:
-    """All units of the job, minus the ones already complete in out_dir. Returns (pending, n_done)."""
+def count_input_rows(raw: Store, name: str) -> int:
+    """Rows of a raw shard from its parquet footer alone (no data read), else from its tar."""
+    if raw.exists(f"{name}.parquet"):
+        with raw.open(f"{name}.parquet") as f:
+            return pq.read_metadata(f).num_rows
+    return len(read_input_index(raw, name))
+
+
+def plan_units(raw: Store | str, out: Store | str, samples_per_shard: int) -> tuple[list[Unit], int]:
+    """All units of the job, minus the ones already complete in out. Returns (pending, n_done).
+
+    Completeness comes from one listing of the output's markers, not one request per shard.
+    """
+    raw, out = as_store(raw), as_store(out)
+    done_names = set(complete_shards(out))
     pending, done = [], 0
-    for name in list_input_shards(raw_dir):
-        rows = read_input_index(raw_dir, name)
-        for i in range(0, max(len(rows), 1), samples_per_shard):
-            unit = Unit(f"{name}_{i // samples_per_shard:04d}", name, rows[i:i + samples_per_shard])
-            if is_complete(out_dir, unit.name):
+    for name in list_input_shards(raw):
+        n = count_input_rows(raw, name)
+        for i in range(0, max(n, 1), samples_per_shard):
+            unit = Unit(f"{name}_{i // samples_per_shard:04d}", name, i, min(i + samples_per_shard, n))
+            if unit.name in done_names:
                 done += 1
-            elif unit.rows:
+            elif unit.count:
                 pending.append(unit)
     return pending, done
 
 
-def _has_end_marker(path: Path) -> bool:
-    """An intact uncompressed tar ends in zero blocks; a cut-off one (at a header boundary) does not."""
-    size = path.stat().st_size
-    if path.suffix != ".tar":
-        return True  # compressed: damage shows up as a decompression error instead
-    if size < 1024:
-        return False
-    with open(path, "rb") as f:
-        f.seek(size - 1024)
-        return f.read(1024) == bytes(1024)
+class _TailReader:
+    """Wraps a stream for tarfile and keeps the last 1024 bytes seen, to check the end-of-archive marker."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.tail = f, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.tail = (self.tail + data)[-1024:]
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
 
 
-def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_tar(source: Store | str, name: str | None, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a WebDataset tar as (key, {ext: bytes}); members of a key are consecutive.
 
-    A truncated or corrupt tar ends the stream at the damage, drops the sample being read there (its
-    members may be incomplete) and appends the error to `errors`.
+    `source` is a Store with `name` the tar's object name, or a path/URL of the tar with `name=None`.
+    A truncated or corrupt tar ends the stream at the damage (see `iter_tar_stream`).
     """
-    path = Path(path)
+    if name is None:
+        parent, _, name = os.fspath(source).rstrip("/").rpartition("/")
+        source = parent or "."
+    store = as_store(source)
+    with store.open(name) as raw:
+        yield from iter_tar_stream(raw, store.url_of(name), errors, check_end=name.endswith(".tar"))
+
+
+def iter_tar_stream(raw: BinaryIO, label: str, errors: list[str],
+                    check_end: bool = True) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The tar reader behind every tar read: a damaged stream ends at the damage, drops the sample being
+    read there (its members may be incomplete) and appends the error to `errors`. An intact uncompressed
+    tar ends in zero blocks; one cut off exactly at a header boundary does not, and tarfile alone accepts it.
+    """
     key, group = None, {}
     try:
-        with tarfile.open(path, "r|*") as tf:
+        f = _TailReader(raw)
+        with tarfile.open(fileobj=f, mode="r|*") as tf:
             for info in tf:
                 if not info.isfile():
                     continue
@@ -133,19 +182,20 @@ def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[st
                     group = {}
                 key = k
                 group[ext] = data
-        if not _has_end_marker(path):
+        f.drain()
+        if check_end and f.tail != bytes(1024):
             raise tarfile.ReadError("unexpected end of archive (no end-of-archive marker)")
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         errors.append(f"{type(e).__name__}: {e}")
-        log.warning("input tar %s is damaged (%s); using the samples before the damage", path, errors[-1])
+        log.warning("tar %s is damaged (%s); using the samples before the damage", label, errors[-1])
         return
     if group:
         yield key, group
 
 
-def read_tar(path: str | Path) -> TarReadResult:
+def read_tar(source: Store | str, name: str | None = None) -> TarReadResult:
     errors: list[str] = []
-    members = dict(iter_tar(path, errors))
+    members = dict(iter_tar(source, name, errors))
     return TarReadResult(members, errors[0] if errors else None)
 
 
@@ -156,37 +206,20 @@ def image_member(members: dict[str, bytes]) -> bytes | None:
     return None
 
 
-# ---------------------------------------------------------------- output side
+# ---------------------------------------------------------------- output side: writing
 
-def is_complete(out_dir: str | Path, name: str) -> bool:
-    return (Path(out_dir) / f"{name}_stats.json").exists()
-
-
-def list_output_shards(out_dir: str | Path) -> list[str]:
-    """Names of complete output shards (those whose stats marker exists), sorted."""
-    return sorted(p.name[: -len("_stats.json")] for p in Path(out_dir).glob("*_stats.json"))
+Entry = tuple[str, dict[str, Any], "dict[str, bytes] | None"]  # (key, index row, members of an ok sample)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp name in the same directory, fsync, rename: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _tar_bytes(samples: list[Sample]) -> bytes:
+def tar_bytes(entries: list[Entry]) -> bytes:
+    """The tar of the ok samples' members, byte for byte the same for the same samples."""
     buf = io.BytesIO()
-    mtime = time.time()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for s in samples:
-            for ext in MEMBERS:
-                data = s.members[ext]
-                info = tarfile.TarInfo(f"{s.key}.{ext}")
-                info.size, info.mtime, info.mode = len(data), mtime, 0o644
-                tf.addfile(info, io.BytesIO(data))
+        for key, _, members in entries:
+            for ext in MEMBERS if members is not None else ():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
+                tf.addfile(info, io.BytesIO(members[ext]))
     return buf.getvalue()
 
 
@@ -217,45 +250,107 @@ def index_row(s: Sample) -> dict[str, Any]:
     }
 
 
-def write_output_shard(out_dir: str | Path, name: str, samples: list[Sample],
-                       extra_stats: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write tar (ok samples), parquet (all samples) and the stats marker, in that order, atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    samples = sorted(samples, key=lambda s: s.key)
-    ok = [s for s in samples if s.ok]
-    atomic_write(out / f"{name}.tar", _tar_bytes(ok))
-    table = pa.Table.from_pylist([index_row(s) for s in samples], schema=INDEX_SCHEMA)
+def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema = INDEX_SCHEMA) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write(out / f"{name}.parquet", buf.getvalue())
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
+    return buf.getvalue()
+
+
+def file_record(data: bytes) -> dict[str, Any]:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def sample_entries(samples: list[Sample]) -> list[Entry]:
+    return [(s.key, index_row(s), s.members if s.ok else None) for s in samples]
+
+
+def write_output_shard(out: Store | str, name: str, samples: list[Sample],
+                       extra_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write tar (ok samples), parquet (all samples), then the marker vouching for both; returns the stats."""
+    return commit_entries(out, name, sample_entries(samples), extra_stats or {})
+
+
+def commit_entries(out: Store | str, name: str, entries: list[Entry], extra: dict[str, Any]) -> dict[str, Any]:
+    """One entry per key (the first wins), sorted by key, then committed as a shard."""
+    entries = sorted({e[0]: e for e in reversed(entries)}.values(), key=lambda e: e[0])
+    rows = [row for _, row, _ in entries]
     stats = {
         "name": name,
-        "count": len(samples),
-        "status": dict(Counter(s.status for s in samples)),
-        "reasons": dict(Counter(s.reason for s in samples if not s.ok)),
-        **(extra_stats or {}),
+        "count": len(rows),
+        "status": dict(Counter(r["status"] for r in rows)),
+        "reasons": dict(Counter(r["reason"] for r in rows if r["status"] != "ok")),
+        **extra,
     }
-    atomic_write(out / f"{name}_stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
+    return commit_shard(out, name, {".tar": tar_bytes(entries), ".parquet": parquet_bytes(rows)}, stats)
+
+
+def commit_shard(out: Store | str, name: str, files: dict[str, bytes], stats: dict[str, Any]) -> dict[str, Any]:
+    """Upload `NAME<suffix>` for each file whole, then the marker with their sizes and digests."""
+    out = as_store(out)
+    out.makedirs()
+    for suffix, data in files.items():
+        out.put(f"{name}{suffix}", data)
+    stats = {**stats, "files": {f"{name}{suffix}": file_record(data) for suffix, data in files.items()}}
+    out.put(f"{name}{MARKER}", json.dumps(stats, indent=2, sort_keys=True, default=str).encode())
     return stats
 
 
-def read_output_index(out_dir: str | Path, names: list[str] | None = None) -> pa.Table:
+# ---------------------------------------------------------------- output side: reading
+
+def complete_shards(out: Store | str) -> dict[str, dict[str, int]]:
+    """{name: {file: size}} of the shards whose marker exists, from ONE listing of the directory."""
+    listing = as_store(out).list()
+    shards = {}
+    for obj in listing:
+        if obj.endswith(MARKER) and not obj.startswith("."):
+            name = obj[: -len(MARKER)]
+            shards[name] = {f: s for f, s in listing.items() if f.startswith(name + ".")}
+    return dict(sorted(shards.items()))
+
+
+def is_complete(out: Store | str, name: str) -> bool:
+    return as_store(out).exists(f"{name}{MARKER}")
+
+
+def list_output_shards(out: Store | str) -> list[str]:
+    """Names of complete output shards (those whose marker exists), sorted."""
+    return list(complete_shards(out))
+
+
+def read_marker(out: Store | str, name: str) -> dict[str, Any]:
+    return json.loads(as_store(out).get(f"{name}{MARKER}"))
+
+
+def read_verified(out: Store | str, name: str, suffix: str, marker: dict[str, Any] | None = None) -> bytes:
+    """A data file of a complete shard, checked against the size and digest its marker vouches for."""
+    out = as_store(out)
+    marker = marker if marker is not None else read_marker(out, name)
+    data = out.get(f"{name}{suffix}")
+    want = (marker.get("files") or {}).get(f"{name}{suffix}")
+    if want and (len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]):
+        raise ShardError(f"{out.url_of(name + suffix)} does not match its marker {name}{MARKER} "
+                         f"(size {len(data)} vs {want['size']}): a torn or foreign write; rerun the job to redo it")
+    return data
+
+
+def read_output_index(out: Store | str, names: list[str] | None = None) -> pa.Table:
     """The parquet rows of complete output shards, with a `shard` column."""
-    out = Path(out_dir)
+    out = as_store(out)
     tables = []
     for name in names if names is not None else list_output_shards(out):
-        t = pq.read_table(out / f"{name}.parquet")
+        t = pq.read_table(io.BytesIO(read_verified(out, name, ".parquet")))
         tables.append(t.append_column("shard", pa.array([name] * len(t), pa.string())))
     if not tables:
         return INDEX_SCHEMA.empty_table().append_column("shard", pa.array([], pa.string()))
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="default")
 
 
-def iter_output_samples(out_dir: str | Path, name: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {member: bytes}) for each ok sample of a complete output shard."""
-    result = read_tar(Path(out_dir) / f"{name}.tar")
-    if result.error:
-        raise OSError(f"output shard {name} is damaged: {result.error}")
-    yield from sorted(result.members.items())
-
+def iter_output_samples(out: Store | str, name: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {member: bytes}) for each ok sample of a complete output shard, verified against its marker."""
+    out = as_store(out)
+    data = read_verified(out, name, ".tar")
+    errors: list[str] = []
+    members = dict(iter_tar_stream(io.BytesIO(data), out.url_of(name + ".tar"), errors))
+    if errors:
+        raise ShardError(f"output shard {out.url_of(name)} is damaged: {errors[0]}")
+    yield from sorted(members.items())

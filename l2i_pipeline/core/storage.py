@@ -202,6 +202,23 @@ class Store:
         except FileNotFoundError:
             pass
 
+    def delete_tree(self, name: str) -> None:
+        """Remove `name` and everything under it (leftovers of killed runs)."""
+        try:
+            if self.fs.exists(self.path(name)):
+                retry(lambda: self.fs.rm(self.path(name), recursive=True), f"delete {self.url_of(name)}")
+        except FileNotFoundError:
+            pass
+
+    def remove_temp_files(self) -> int:
+        """Local stores only: the temp files of writes a crash interrupted (`.NAME.tmpPID`)."""
+        if not self.local or not os.path.isdir(self.root):
+            return 0
+        leftovers = [n for n in os.listdir(self.root) if n.startswith(".") and ".tmp" in n]
+        for n in leftovers:
+            os.unlink(self.path(n))
+        return len(leftovers)
+
     def check_writable(self) -> None:
         """One clear error before any work: missing bucket, no permission, no credentials."""
         probe = f".l2i-write-probe-{os.getpid()}-{time.time_ns()}"
@@ -246,3 +263,17 @@ def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | N
     store = Store(os.fspath(url), dict(storage_options or {}))
     store.fs  # noqa: B018 - fail now on an unknown protocol or a missing extra
     return store
+
+
+def as_store(location: Store | str | os.PathLike) -> Store:
+    """Accept a Store or anything `open_store` takes (paths and URLs), so callers need not care."""
+    return location if isinstance(location, Store) else open_store(location)
+
+
+def add_storage_options_arg(parser: Any) -> None:
+    """`--storage-options JSON` for every command that takes storage URLs."""
+    parser.add_argument("--storage-options", default=None, metavar="JSON",
+                        help="fsspec options for s3:// / gs:// URLs as a JSON object, e.g. "
+                             "'{\"anon\": true}' (credentials otherwise come from the usual AWS/GCP "
+                             "environment and config files; AWS_ENDPOINT_URL for S3-compatible stores); "
+                             "never recorded in run.json or logs")

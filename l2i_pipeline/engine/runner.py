@@ -1,23 +1,27 @@
-"""Run the stages over pending units, on Ray Data or in one process, and write each unit exactly once.
+"""Run the stages over pending units, on Ray Data or in one process; workers write every shard.
 
-Ray: one read task per input shard -> CPU stages as tasks, model stages as actor pools -> the driver
-gathers each unit's samples and writes the shard when the last one arrives. Local: the same stage
-objects in a plain loop (debugging, and the benchmark's baseline).
+Ray: one read task per input shard -> CPU stages as tasks, model stages as actor pools -> the last task
+of each batch writes parts to the output store (engine/writer.py) and returns small records; the driver
+counts keys per shard and starts a finalize task when a shard is whole. Local: the same stage objects in
+a plain loop that writes each shard itself (debugging, and the benchmark's baseline).
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from l2i_pipeline.core.config import Config
+from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.rayutil import actor_pool_args
 from l2i_pipeline.core.reader import read_units
-from l2i_pipeline.core.sample import Sample, from_batch, to_batch
+from l2i_pipeline.core.sample import Sample, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
+from l2i_pipeline.core.storage import Store
+from l2i_pipeline.engine.tracker import UnitTracker
+from l2i_pipeline.engine.writer import PartWriter, finalize_unit
 from stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -39,32 +43,7 @@ def build_stages(cfg: Config) -> list[Stage]:
     return stages
 
 
-@dataclass
-class Collector:
-    """Buffers samples per unit and writes a unit as soon as all of its rows have arrived."""
-
-    out_dir: Path
-    units: dict[str, Unit]
-    extra: dict[str, Any]
-    on_write: Callable[[dict], None] = lambda stats: None
-    buffers: dict[str, dict[str, Sample]] = field(default_factory=lambda: defaultdict(dict))
-    written: int = 0
-
-    def add(self, samples: Iterable[Sample]) -> None:
-        for s in samples:
-            buf = self.buffers[s.unit]
-            buf[s.key] = s  # a retried task can deliver a sample twice: keyed, it is kept once
-            unit = self.units[s.unit]
-            if len(buf) == len(unit.rows):
-                stats = write_output_shard(self.out_dir, unit.name, list(buf.values()),
-                                           {**self.extra, "input_shard": unit.input_name})
-                del self.buffers[s.unit]
-                self.written += 1
-                log.info("wrote %s: %d samples, %s", unit.name, stats["count"], stats["status"])
-                self.on_write(stats)
-
-    def unfinished(self) -> list[str]:
-        return sorted(self.buffers)
+OnShard = Callable[[dict], None]  # called in the driver with each committed shard's stats (or a failure)
 
 
 def _by_input(units: list[Unit]) -> dict[str, list[Unit]]:
@@ -74,60 +53,84 @@ def _by_input(units: list[Unit]) -> dict[str, list[Unit]]:
     return groups
 
 
-def run_local(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector) -> None:
+def run_local(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[str, Any],
+              on_shard: OnShard) -> None:
     """Each input tar is streamed once; a unit runs through the stages as soon as its last row is read."""
     stages = build_stages(cfg)
     for input_name, group in _by_input(units).items():
-        sizes = {u.name: len(u.rows) for u in group}
-        pending: dict[str, list[Sample]] = defaultdict(list)
-        for sample in read_units(raw_dir, input_name, group):  # tar order: units interleave
+        sizes = {u.name: u.count for u in group}
+        pending: dict[str, dict[str, Sample]] = defaultdict(dict)
+        for sample in read_units(raw, input_name, group):  # tar order: units interleave
             batch = pending[sample.unit]
-            batch.append(sample)
+            batch[sample.key] = sample
             if len(batch) < sizes[sample.unit]:
                 continue
-            samples = pending.pop(sample.unit)
+            samples = list(pending.pop(sample.unit).values())
             for stage in stages:
                 bs = stage.resources.batch_size
                 samples = [t for i in range(0, len(samples), bs) for t in stage.run(samples[i:i + bs])]
-            collector.add(samples)
+            on_shard(_commit(out, sample.unit, input_name, samples, extra))
+
+
+def _commit(out: Store, unit: str, input_name: str, samples: list[Sample], extra: dict[str, Any]) -> dict:
+    try:
+        return write_output_shard(out, unit, samples, {**extra, "input_shard": input_name})
+    except Exception as e:  # noqa: BLE001 - the shard stays unmarked, is named in the summary, and the job goes on
+        log.error("could not write %s: %s: %s", unit, type(e).__name__, e)
+        return {"name": unit, "failed": f"{type(e).__name__}: {e}"}
 
 
 class _ActorStage:
-    """Ray actor around a model stage: the model is loaded once, in __init__ (i.e. setup())."""
+    """Ray actor around a model stage: the model is loaded once, in __init__ (i.e. setup()).
+
+    The backend's own check runs here too, so a node without the weights names the missing file
+    instead of dying with a bare actor-creation error.
+    """
 
     def __init__(self, stage_cls: type, cfg: Config):
-        self.stage = stage_cls(cfg)
-        self.stage.setup()
+        import platform
+
+        try:
+            check_backends(cfg)
+            self.stage = stage_cls(cfg)
+            self.stage.setup()
+        except Exception as e:
+            raise UserError(f"{stage_cls.__name__} cannot start on node {platform.node()}: {e}") from e
         self.stage._ready = True
 
     def __call__(self, batch: dict) -> dict:
         return self.stage(batch)
 
 
-def _read_fn(raw_dir: str, units_by_input: dict[str, list[Unit]]) -> Callable[[dict], Iterator[dict]]:
+def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]]) -> Callable[[dict], Iterator[dict]]:
     def read(row: dict) -> Iterator[dict]:
-        for s in read_units(raw_dir, row["input"], units_by_input[row["input"]]):
+        for s in read_units(raw, row["input"], units_by_input[row["input"]]):
             yield {"sample": to_batch([s])["sample"][0]}
     return read
 
 
-def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
+def _user_error(e: BaseException) -> UserError | None:
+    """The UserError inside a Ray error chain (RayTaskError keeps the original as .cause)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, UserError):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
+    return None
+
+
+def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[str, Any], on_shard: OnShard,
             progress: Callable[[int], None] = lambda n: None) -> None:
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = False
-    ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
     resources = ray.cluster_resources()
-    if resources.get("CPU", 0) < 8:
-        # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
-        ctx.op_resource_reservation_enabled = False
     stages = build_stages(cfg)
     actors = sum(st.resources.num_actors for st in stages)
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    # each read task emits its input shard unit by unit, so the driver holds ~2 partial units per task
-    ds = ds.flat_map(_read_fn(str(raw_dir), dict(groups)), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
+    # each read task emits its input shard unit by unit, so ~2 units per task are in flight
+    ds = ds.flat_map(_read_fn(raw, dict(groups)), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
     for stage in stages:
         r = stage.resources
         if r.num_actors > 0:
@@ -137,10 +140,47 @@ def run_ray(cfg: Config, raw_dir: Path, units: list[Unit], collector: Collector,
         else:
             ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
                                 zero_copy_batch=True)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-        samples = from_batch(batch)
-        collector.add(samples)
-        progress(len(samples))
+    ds = ds.map_batches(PartWriter, fn_args=(out,), batch_size=None, batch_format="numpy", num_cpus=0.25)
+    ctx = ds.context  # this dataset's own copy: Ray's global DataContext is left alone
+    ctx.execution_options.preserve_order = False
+    ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
+    if resources.get("CPU", 0) < 8:
+        # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
+        ctx.op_resource_reservation_enabled = False
+
+    finalize = ray.remote(num_cpus=0.25, max_retries=3)(finalize_unit)
+    tracker = UnitTracker({u.name: u for u in units})
+    inflight: dict[Any, str] = {}
+
+    def collect(timeout: float | None) -> None:
+        ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=timeout)
+        for ref in ready:
+            name = inflight.pop(ref)
+            try:
+                on_shard(ray.get(ref))
+            except Exception as e:  # noqa: BLE001 - the shard stays unmarked and is named in the summary
+                log.error("could not write %s: %s", name, e)
+                on_shard({"name": name, "failed": f"{type(e).__name__}: {e}"})
+
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+            for unit, part, keys in zip(batch["unit"], batch["part"], batch["keys"]):
+                keys = json.loads(keys)
+                progress(len(keys))
+                done = tracker.add(unit, part, keys)
+                if done is not None:
+                    inflight[finalize.remote(out, done.name, done.input_name, tracker.take_parts(done.name),
+                                             extra)] = done.name
+            if inflight:
+                collect(timeout=0)
+    except Exception as e:
+        user = _user_error(e)
+        if user is not None:
+            raise user from None
+        raise
+    finally:
+        if inflight:
+            collect(timeout=None)
 
 
 def check_backends(cfg: Config) -> None:

@@ -1,86 +1,102 @@
-"""The synthesize job: plan units, lock the output, record provenance, run the stages (ARCHITECTURE.md)."""
+"""The synthesize job: plan units, lock the output, record provenance, run the stages (ARCHITECTURE.md).
+
+Inputs and outputs are storage URLs. The driver holds the plan (one small record per shard) and the
+per-shard results; workers write the shards.
+"""
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import platform
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from typing import Any
 
 from l2i_pipeline.core.config import Config, ConfigError
-from l2i_pipeline.core.provenance import output_affecting, versions
+from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
-from l2i_pipeline.core.shards import atomic_write, plan_units
-from l2i_pipeline.engine.runner import Collector, check_backends, run_local, run_ray
+from l2i_pipeline.core.shards import plan_units
+from l2i_pipeline.core.storage import Store, open_store
+from l2i_pipeline.engine.lock import output_lock
+from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
+from l2i_pipeline.engine.writer import PARTS
 
 log = logging.getLogger(__name__)
 
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """One writer per output directory; a second concurrent run fails instead of corrupting shards."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another `l2i synthesize` is writing to {out}") from None
-        for tmp in out.glob(".*.tmp*"):  # leftovers of a killed run; safe to drop under the lock
-            tmp.unlink(missing_ok=True)
-        yield
+
+class ShardsFailed(RuntimeError):
+    """Some planned shards were not written; the summary names them and a rerun redoes them."""
+
+    def __init__(self, summary: dict):
+        self.summary = summary
+        super().__init__(f"{len(summary['failed'])} shard(s) not written: {', '.join(summary['failed'][:10])}; "
+                         "rerun the same command to redo them")
 
 
-def write_run_json(out: Path, cfg: Config, raw_dir: Path, runner: str) -> None:
-    path = out / "run.json"
-    new = {"config": cfg.to_dict(), "versions": versions(), "input": str(raw_dir), "runner": runner,
-           "command": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node()}
-    if path.exists():
-        old = json.loads(path.read_text())
-        if output_affecting(old.get("config", {})) != output_affecting(new["config"]):
-            raise ConfigError(f"{out} was started with a different config (see {path}); "
-                              "resume with the same settings or write to a new directory")
+def write_run_json(out: Store, cfg: Config, raw: Store, runner: str) -> None:
+    """Record what the output is made from; a rerun with other output-affecting settings is refused."""
+    new = {"config": cfg.to_dict(), "versions": versions(), "input": raw.url, "runner": runner,
+           "command": [a for a in sys.argv if "storage-options" not in a and not a.startswith("{")],
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node()}
+    if out.exists("run.json"):
+        old = json.loads(out.get("run.json"))
+        diff = differing_keys(output_affecting(old.get("config", {})), output_affecting(new["config"]))
+        if diff:
+            raise ConfigError(f"{out.url} was started with different settings ({', '.join(diff)} differ; see "
+                              f"{out.url_of('run.json')}); resume with the same settings or write elsewhere")
         new["previous_runs"] = old.get("previous_runs", []) + [{k: old.get(k) for k in ("started", "runner")}]
-    atomic_write(path, json.dumps(new, indent=2, default=str).encode())
+    out.put("run.json", json.dumps(new, indent=2, default=str).encode())
 
 
-def synthesize(raw_dir: str | Path, out_dir: str | Path, cfg: Config, runner: str = "ray",
-               ray_address: str | None = None, num_cpus: int | None = None) -> dict:
-    """Process every pending unit; returns a summary with counts by status and reason."""
-    raw, out = Path(raw_dir), Path(out_dir)
+def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray_address: str | None = None,
+               num_cpus: int | None = None, storage_options: dict | str | None = None) -> dict:
+    """Process every pending unit; returns a summary with counts by status and reason.
+
+    Raises ShardsFailed (after writing everything it could) when some planned shard was not written.
+    """
+    raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
+    if not raw.exists():
+        raise NotFound(f"input not found: {raw.url}")
+    out.check_writable()
     check_backends(cfg)
     t0 = time.time()
-    with output_lock(out):
+    with output_lock(out, "synthesize"):
         write_run_json(out, cfg, raw, runner)
+        out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
+        out.delete_tree(PARTS)
         units, done = plan_units(raw, out, cfg.samples_per_shard)
-        total = sum(len(u.rows) for u in units)
+        total = sum(u.count for u in units)
         log.info("%d shards to write (%d samples), %d already complete", len(units), total, done)
-        summary = {"shards_skipped": done, "shards_written": 0, "samples": 0, "status": {}, "reasons": {}}
+        summary: dict[str, Any] = {"shards_skipped": done, "shards_written": 0, "samples": 0, "status": {},
+                                   "reasons": {}, "failed": []}
+        written: set[str] = set()
 
-        def on_write(stats: dict) -> None:
+        def on_shard(stats: dict) -> None:
+            if "failed" in stats:
+                summary["failed"].append(stats["name"])
+                return
+            written.add(stats["name"])
             summary["shards_written"] += 1
             summary["samples"] += stats["count"]
             for table in ("status", "reasons"):
                 for k, v in stats[table].items():
                     summary[table][k] = summary[table].get(k, 0) + v
+            log.info("wrote %s: %d samples, %s", stats["name"], stats["count"], stats["status"])
 
-        collector = Collector(out, {u.name: u for u in units}, {"config_seed": cfg.seed}, on_write)
+        extra = {"config_seed": cfg.seed}
         if units:
             from tqdm import tqdm
 
             with tqdm(total=total, unit="img", desc="synthesize", disable=None) as bar:
                 if runner == "local":
-                    collector.on_write = lambda st: (on_write(st), bar.update(st["count"]))
-                    run_local(cfg, raw, units, collector)
+                    run_local(cfg, raw, out, units, extra, lambda st: (on_shard(st), bar.update(st.get("count", 0))))
                 else:
                     init_ray(ray_address, num_cpus)
-                    run_ray(cfg, raw, units, collector, progress=bar.update)
-        if collector.unfinished():
-            raise RuntimeError(f"units never completed: {collector.unfinished()[:5]}")
+                    run_ray(cfg, raw, out, units, extra, on_shard, progress=bar.update)
+        summary["failed"] = sorted(set(summary["failed"]) | ({u.name for u in units} - written))
     summary["seconds"] = round(time.time() - t0, 2)
     summary["images_per_second"] = round(summary["samples"] / max(summary["seconds"], 1e-9), 2)
+    if summary["failed"]:
+        raise ShardsFailed(summary)
     return summary
-
-

@@ -72,7 +72,7 @@ def test_rerun_skips_complete_and_redoes_partial_shards(raw_dir, tmp_path):
 def test_changed_config_on_existing_output_is_refused(raw_dir, tmp_path):
     out = tmp_path / "l2i"
     synthesize(raw_dir, out, load_config(None, CFG), runner="local")
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="different settings .layers.threshold differ"):
         synthesize(raw_dir, out, load_config(None, CFG + ["layers.threshold=0.3"]), runner="local")
     # speed-only settings may change on resume
     synthesize(raw_dir, out, load_config(None, CFG + ["saliency.batch_size=2"]), runner="local")

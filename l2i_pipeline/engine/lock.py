@@ -1,0 +1,96 @@
+"""One job per output location: an exclusive lock object taken with a conditional create.
+
+`fcntl` locks mean nothing on a bucket or across nodes, so the lock is an object `_lock.json` created
+only if absent (local O_EXCL, S3 If-None-Match, GCS generation match). The holder refreshes it while it
+runs; a lock whose holder is gone (a dead pid on this host, or no refresh for `stale_after` seconds) is
+broken by the next job, so a rerun after kill -9 proceeds.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.storage import Store
+
+log = logging.getLogger(__name__)
+LOCK = "_lock.json"
+
+
+class LockedError(UserError):
+    """Another job holds the output location."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(holder: dict, stale_after: float) -> bool:
+    if holder.get("host") == platform.node() and not _pid_alive(int(holder.get("pid", 0))):
+        return True
+    return time.time() - float(holder.get("refreshed", 0)) > stale_after
+
+
+@contextmanager
+def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_every: float = 20.0) -> Iterator[str]:
+    """Hold the lock of `out` for the block; yields this job's lock id."""
+    me = {"id": uuid.uuid4().hex, "command": command, "host": platform.node(), "pid": os.getpid(),
+          "started": time.time()}
+
+    def body() -> bytes:
+        return json.dumps({**me, "refreshed": time.time()}).encode()
+
+    out.makedirs()
+    for _ in range(3):
+        if out.create_exclusive(LOCK, body()):
+            break
+        try:
+            holder = json.loads(out.get(LOCK))
+        except Exception:  # noqa: BLE001 - vanished or garbled: try again
+            holder = {}
+        if holder and not _stale(holder, stale_after):
+            raise LockedError(f"another `l2i {holder.get('command')}` (host {holder.get('host')}, pid "
+                              f"{holder.get('pid')}) is writing to {out.url}; if it is gone, delete "
+                              f"{out.url_of(LOCK)} or wait {int(stale_after)} s")
+        log.warning("breaking the stale lock of %s (held by %s pid %s)", out.url, holder.get("host"), holder.get("pid"))
+        out.delete(LOCK)
+    else:
+        raise LockedError(f"could not take the lock {out.url_of(LOCK)}")
+
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(refresh_every):
+            try:
+                if json.loads(out.get(LOCK)).get("id") != me["id"]:
+                    log.error("the lock of %s was taken over by another job", out.url)
+                    return
+                out.put(LOCK, body())
+            except Exception as e:  # noqa: BLE001 - keep running; the next refresh retries
+                log.warning("could not refresh the lock of %s: %s", out.url, e)
+
+    thread = threading.Thread(target=refresh, name="l2i-lock-refresh", daemon=True)
+    thread.start()
+    try:
+        yield me["id"]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        try:
+            if json.loads(out.get(LOCK)).get("id") == me["id"]:
+                out.delete(LOCK)
+        except Exception:  # noqa: BLE001 - a lock left behind is broken by the next run
+            pass

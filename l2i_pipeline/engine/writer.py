@@ -1,0 +1,97 @@
+"""Workers write: encoded samples leave the pipeline as parts in the output store, and a worker assembles
+each finished shard from its parts (ARCHITECTURE.md, "Unit of work").
+
+Why parts: GPU stages need full batches of samples, and a batch mixes shards, so a shard's samples finish
+in many workers at different times. Each batch's last task writes one part per shard it holds
+(`_parts/NAME/<digest of its keys>.tar`: the encoded members plus one index row per sample) and returns
+only (shard, part, keys). The driver counts keys per shard; when a shard has all its rows it starts a
+finalize task, which reads the parts, keeps one copy per key, and commits the shard (tar, parquet, marker
+last; see core/shards.py). Part names depend only on their keys, so a retried task overwrites its own
+part instead of adding one; duplicates across parts are dropped by key.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from l2i_pipeline.core.sample import Sample, from_batch
+from l2i_pipeline.core.shards import Entry, commit_entries, iter_tar_stream, sample_entries
+from l2i_pipeline.core.storage import Store
+
+PARTS = "_parts"
+ROW = "row.json"  # the index row travels beside the members in a part
+
+
+def part_bytes(entries: list[Entry]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for key, row, members in entries:
+            for ext, data in [(ROW, json.dumps(row, sort_keys=True).encode()), *sorted((members or {}).items())]:
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def read_part(data: bytes, label: str) -> list[Entry]:
+    errors: list[str] = []
+    out = []
+    for key, members in iter_tar_stream(io.BytesIO(data), label, errors):
+        row = json.loads(members.pop(ROW))
+        out.append((key, row, members if row["status"] == "ok" else None))
+    if errors:
+        raise OSError(f"part {label} is damaged: {errors[0]}")
+    return out
+
+
+def part_name(unit: str, keys: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+    return f"{PARTS}/{unit}/{digest}.tar"
+
+
+def write_parts(out: Store, samples: list[Sample]) -> list[dict[str, Any]]:
+    """One part per shard among `samples`; returns the small records the driver needs."""
+    by_unit: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_unit[s.unit].append(s)
+    records = []
+    for unit, group in sorted(by_unit.items()):
+        keys = sorted({s.key for s in group})
+        name = part_name(unit, keys)
+        out.put(name, part_bytes(sample_entries(group)))
+        records.append({"unit": unit, "part": name, "keys": keys})
+    return records
+
+
+class PartWriter:
+    """The pipeline's last Ray Data stage: encoded samples in, part records out (no pixels go back)."""
+
+    def __init__(self, out: Store):
+        self.out = out
+
+    def __call__(self, batch: dict) -> dict:
+        records = write_parts(self.out, from_batch(batch))
+        return {"unit": np.array([r["unit"] for r in records], dtype=object),
+                "part": np.array([r["part"] for r in records], dtype=object),
+                "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object)}
+
+
+def finalize_unit(out: Store, unit: str, input_name: str, parts: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """Assemble a complete shard from its parts and commit it; the parts are removed afterwards."""
+    t0 = time.time()
+    entries: dict[str, Entry] = {}
+    for p in sorted(parts):
+        for e in read_part(out.get(p), out.url_of(p)):
+            entries.setdefault(e[0], e)
+    stats = commit_entries(out, unit, list(entries.values()), {**extra, "input_shard": input_name})
+    for p in parts:
+        out.delete(p)
+    stats["seconds"] = round(time.time() - t0, 3)
+    return stats
