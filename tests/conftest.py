@@ -14,3 +14,28 @@ def raw_dir(tmp_path: Path) -> Path:
                                                           "image": None}}))
     write_raw_shard(d, "00001", make_rows(5, shard=1))
     return d
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the session; its credentials and endpoint in os.environ."""
+    import os
+
+    from s3server import S3Server
+
+    server = S3Server()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket URL, s3://NAME."""
+    return f"s3://{s3_server.new_bucket()}"

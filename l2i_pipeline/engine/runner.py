@@ -140,7 +140,7 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
         else:
             ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
                                 zero_copy_batch=True)
-    ds = ds.map_batches(PartWriter, fn_args=(out,), batch_size=None, batch_format="numpy", num_cpus=0.25)
+    ds = ds.map_batches(PartWriter(out), batch_size=None, batch_format="numpy", num_cpus=0.25)
     ctx = ds.context  # this dataset's own copy: Ray's global DataContext is left alone
     ctx.execution_options.preserve_order = False
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.parquet as pq
 import pytest
 
-from l2i_pipeline import urlsafety
+from l2i_pipeline.commands import urlsafety
 from l2i_pipeline.commands.download import (
     KeepBytes,
     download,
