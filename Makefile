@@ -32,8 +32,9 @@ bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs
 	$(BIN)/python bench/bench_sd2_gpu.py
 	$(BIN)/python bench/bench_classifiers.py --device cuda
 
-lint: install  ## ruff over the packages
-	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations tests bench
+lint: install  ## ruff over the packages, and import-linter: dependencies point one way (pyproject.toml)
+	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations training tests bench
+	$(BIN)/lint-imports
 
 clean:  ## remove .venv and outputs
 	rm -rf $(VENV) demo_out bench_out .pytest_cache

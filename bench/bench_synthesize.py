@@ -67,12 +67,12 @@ def main() -> None:
             r["image"] = data
         write_raw_shard(work / "raw", f"{s:05d}", rows)
     n = per * args.shards
-    overrides = [f"resolution={args.resolution}", "samples_per_shard=25"]
+    overrides = [f"resolution={args.resolution}", "output_shard_size=25"]
     cfg = load_config(None, overrides)
     print(f"{n} images in {args.shards} raw shards; resolution {args.resolution}; {os.cpu_count()} CPUs")
 
     # 1. each stage alone, in this process
-    units, _ = plan_units(work / "raw", work / "none", cfg.samples_per_shard)
+    units, _ = plan_units(work / "raw", work / "none", cfg.output_shard_size)
     samples = [s for u in units for s in read_units(work / "raw", u.input_name, [u])]
     print(f"\n{'stage':<10}{'images/s':>10}{'ms/image':>10}")
     for stage in build_stages(cfg):

@@ -79,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
         parquet = build_input(workdir, server.base_url)
         log.info("serving %s at %s", workdir / "www", server.base_url)
         summary = download([str(parquet)], str(workdir / "raw"), allow_private_network=True, processes=1,
-                           threads=8, samples_per_shard=args.samples_per_shard, timeout=10)
+                           threads=8, raw_shard_size=args.raw_shard_size, timeout=10)
     print("\n== l2i download ==\n" + format_summary(summary))
     result = synthesize(workdir / "raw", workdir / "l2i", cfg, runner=args.runner, num_cpus=args.num_cpus)
     print("\n== l2i synthesize ==")
@@ -102,6 +102,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default="demo_out", help="where raw/, l2i/ and contact_sheet.png go")
     p.add_argument("--runner", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
-    p.add_argument("--samples-per-shard", type=int, default=10, help="download shard size (demo: small)")
+    p.add_argument("--raw-shard-size", type=int, default=10, help="rows per downloaded raw shard (demo: small)")
     add_config_args(p)
     p.set_defaults(func=run_demo)

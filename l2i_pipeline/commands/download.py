@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.config import DecodeConfig
+from l2i_pipeline.core.config import DecodeConfig, load_config
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.shards import LAION_COLUMNS
 
@@ -80,10 +80,10 @@ def _make_safe_downloader():
     class SafeDownloader(Downloader):
         """img2dataset's Downloader with safe fetching and `KeepBytes`, set up in the worker running it."""
 
-        def __init__(self, *args, allow_private_network: bool = False, **kwargs):
+        def __init__(self, *args, allow_private_network: bool = False, max_pixels: int = MAX_PIXELS, **kwargs):
             super().__init__(*args, **kwargs)
             self.allow_private_network = allow_private_network
-            self.resizer = KeepBytes()
+            self.resizer = KeepBytes(max_pixels)
 
         def download_shard(self, row):
             install_in_img2dataset(self.allow_private_network)
@@ -154,14 +154,17 @@ def _init_ray(processes: int) -> bool:
     if ray.is_initialized():
         return False
     path = os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=processes, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1"}})
+    runtime_env = {"env_vars": {"PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1"}}
+    if os.environ.get("RAY_ADDRESS"):  # inside a cluster job: join it; num_cpus is the cluster's business
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
+    else:
+        ray.init(num_cpus=processes, include_dashboard=False, runtime_env=runtime_env)
     return True
 
 
 def download(inputs: list[str], output: str, *, allow_private_network: bool = False, processes: int = 1,
-             threads: int = 16, samples_per_shard: int = 10_000, distributor: str = "multiprocessing",
-             timeout: float = 10, retries: int = 0) -> dict[str, Any]:
+             threads: int = 16, raw_shard_size: int = 10_000, distributor: str = "multiprocessing",
+             timeout: float = 10, retries: int = 0, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
     """Download every URL of `inputs` (parquet files or folders of them) into `output`; see `summarize`."""
     if distributor not in DISTRIBUTORS:
         raise ValueError(f"distributor must be one of {DISTRIBUTORS}, not {distributor!r}")
@@ -178,12 +181,13 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
         sys.path.append(PACKAGE_ROOT)
     started_ray = _init_ray(processes) if distributor == "ray" else False
     original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
-    i2d.Downloader = partial(__getattr__("SafeDownloader"), allow_private_network=allow_private_network)
+    i2d.Downloader = partial(__getattr__("SafeDownloader"), allow_private_network=allow_private_network,
+                             max_pixels=max_pixels)
     try:
         i2d.download(
             url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
             save_additional_columns=extra or None, output_folder=str(out), output_format="webdataset",
-            processes_count=processes, thread_count=threads, number_sample_per_shard=samples_per_shard,
+            processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
             distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
             resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
             enable_wandb=False, compute_hash="sha256", extract_exif=True,
@@ -250,8 +254,9 @@ def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
     try:
         summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
-                           processes=args.processes, threads=args.threads, samples_per_shard=args.samples_per_shard,
-                           distributor=args.distributor, timeout=args.timeout, retries=args.retries)
+                           processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
+                           distributor=args.distributor, timeout=args.timeout, retries=args.retries,
+                           max_pixels=load_config(args.config, args.set).decode.max_pixels)
     except ValueError as e:  # missing URL column, output holding another download
         log.error("%s", e)
         return 2
@@ -283,8 +288,11 @@ def register(subparsers) -> None:
     p.add_argument("--processes", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="shards downloaded at once (default: %(default)s)")
     p.add_argument("--threads", type=int, default=64, help="concurrent downloads per process (default: %(default)s)")
-    p.add_argument("--samples-per-shard", type=int, default=10_000,
-                   help="input rows per output shard (default: %(default)s)")
+    p.add_argument("--raw-shard-size", type=int, default=10_000,
+                   help="input rows per raw shard (default: %(default)s); not the synthesize output shard size")
+    p.add_argument("--config", help="YAML config; download uses decode.max_pixels from it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set decode.max_pixels=50000000")
     p.add_argument("--timeout", type=float, default=10, help="seconds per HTTP request (default: %(default)s)")
     p.add_argument("--retries", type=int, default=0, help="extra attempts per failed URL (default: %(default)s)")
     p.add_argument("--allow-private-network", action="store_true",

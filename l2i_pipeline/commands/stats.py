@@ -18,6 +18,7 @@ from PIL import Image
 
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
+from l2i_pipeline.core.storage import add_storage_options_arg, open_store
 from stages.layers import count_components
 
 AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
@@ -36,11 +37,11 @@ def caption_tokens(text: str | None) -> int:
     return sum(1 for w in _WORD.findall((text or "").lower()) if w not in STOPWORDS)
 
 
-def collect(out_dir: str | Path, max_masks: int = 2000) -> dict:
-    out = Path(out_dir)
+def collect(out_dir: str | Path, max_masks: int = 2000, storage_options: dict | str | None = None) -> dict:
+    out = open_store(out_dir, storage_options)
     names = list_output_shards(out)
     if not names:
-        raise NotFound(f"no complete shards in {out}")
+        raise NotFound(f"no complete shards in {out.url}")
     rows = read_output_index(out, names).to_pylist()
     ok = [r for r in rows if r["status"] == "ok"]
     result = {
@@ -132,10 +133,17 @@ def plot(r: dict, path: Path) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    r = collect(args.dir, args.max_masks)
+    r = collect(args.dir, args.max_masks, args.storage_options)
     print(format_report(r))
-    plot_path = Path(args.plot or Path(args.dir) / "stats.png")
-    plot(r, plot_path)
+    store = open_store(args.dir, args.storage_options)
+    if args.plot or store.local:
+        plot_path = Path(args.plot or Path(store.root) / "stats.png")
+        plot(r, plot_path)
+    else:  # a bucket: the plot goes beside the shards
+        buf = io.BytesIO()
+        plot(r, buf)
+        store.put("stats.png", buf.getvalue())
+        plot_path = store.url_of("stats.png")
     if args.json:
         Path(args.json).write_text(json.dumps(r))
     print(f"\nplots: {plot_path}")
@@ -144,7 +152,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="counts, mask and caption statistics of an L2I(U) directory")
-    p.add_argument("dir", help="output directory of `l2i synthesize` or `l2i filter`")
+    p.add_argument("dir", help="output of `l2i synthesize` or `l2i filter`: a path or a URL (s3://, gs://, ...)")
+    add_storage_options_arg(p)
     p.add_argument("--max-masks", type=int, default=2000, help="masks to read for the histograms")
     p.add_argument("--plot", help="PNG path (default DIR/stats.png)")
     p.add_argument("--json", help="also write the raw figures as JSON here")

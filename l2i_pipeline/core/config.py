@@ -73,7 +73,7 @@ class ScoreConfig:
 @dataclass
 class Config:
     resolution: int = 512
-    samples_per_shard: int = 1000  # chunk of an input shard = one output shard = unit of restart
+    output_shard_size: int = 1000  # chunk of an input shard = one output shard = unit of restart
     seed: int = 0  # run seed; per-sample seeds derive from it and the sample key
     jpeg_quality: int = 95
     read_tasks: int = 4  # input shards read at once; bounds the partly written shards the driver buffers
@@ -86,7 +86,7 @@ class Config:
     def validate(self) -> Config:
         checks = [
             (self.resolution >= 64, "resolution must be >= 64"),
-            (self.samples_per_shard >= 1, "samples_per_shard must be >= 1"),
+            (self.output_shard_size >= 1, "output_shard_size must be >= 1"),
             (0.0 <= self.layers.threshold < 1.0, "layers.threshold must be in [0, 1)"),
             (0.0 <= self.layers.min_area < self.layers.max_area <= 1.0,
              "need 0 <= layers.min_area < layers.max_area <= 1"),

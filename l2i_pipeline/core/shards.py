@@ -111,7 +111,7 @@ def count_input_rows(raw: Store, name: str) -> int:
     return len(read_input_index(raw, name))
 
 
-def plan_units(raw: Store | str, out: Store | str, samples_per_shard: int) -> tuple[list[Unit], int]:
+def plan_units(raw: Store | str, out: Store | str, output_shard_size: int) -> tuple[list[Unit], int]:
     """All units of the job, minus the ones already complete in out. Returns (pending, n_done).
 
     Completeness comes from one listing of the output's markers, not one request per shard.
@@ -121,8 +121,8 @@ def plan_units(raw: Store | str, out: Store | str, samples_per_shard: int) -> tu
     pending, done = [], 0
     for name in list_input_shards(raw):
         n = count_input_rows(raw, name)
-        for i in range(0, max(n, 1), samples_per_shard):
-            unit = Unit(f"{name}_{i // samples_per_shard:04d}", name, i, min(i + samples_per_shard, n))
+        for i in range(0, max(n, 1), output_shard_size):
+            unit = Unit(f"{name}_{i // output_shard_size:04d}", name, i, min(i + output_shard_size, n))
             if unit.name in done_names:
                 done += 1
             elif unit.count:

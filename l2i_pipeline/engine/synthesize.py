@@ -65,7 +65,7 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
         write_run_json(out, cfg, raw, runner)
         out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
         out.delete_tree(PARTS)
-        units, done = plan_units(raw, out, cfg.samples_per_shard)
+        units, done = plan_units(raw, out, cfg.output_shard_size)
         total = sum(u.count for u in units)
         log.info("%d shards to write (%d samples), %d already complete", len(units), total, done)
         summary: dict[str, Any] = {"shards_skipped": done, "shards_written": 0, "samples": 0, "status": {},

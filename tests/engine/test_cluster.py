@@ -20,7 +20,7 @@ from l2i_pipeline.core.shards import complete_shards, read_output_index
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.synthesize import synthesize
 
-CFG = ["resolution=96", "samples_per_shard=4", "saliency.batch_size=2", "inpaint.batch_size=2", "read_tasks=2"]
+CFG = ["resolution=96", "output_shard_size=4", "saliency.batch_size=2", "inpaint.batch_size=2", "read_tasks=2"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,7 +22,7 @@ def test_yaml_then_overrides(tmp_path):
     ("layers.threshold=abc", "expected float"),
     ("layers.threshold=1.5", "threshold"),
     ("layers=3", "is a section"),
-    ("samples_per_shard=2.5", "expected int"),
+    ("output_shard_size=2.5", "expected int"),
     ("noequals", "key=value"),
 ])
 def test_bad_overrides_name_the_key(override, msg):

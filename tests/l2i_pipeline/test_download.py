@@ -181,13 +181,13 @@ def allowed_run(tmp_path_factory, bad_files, photo_files):
                   write_laion_parquet(root / "in" / "b.parquet", urls[20:], captions[20:])]
         out = root / "raw"
         summary = download([str(p) for p in inputs], str(out), allow_private_network=True, processes=1,
-                           threads=4, samples_per_shard=8, timeout=5)
+                           threads=4, raw_shard_size=8, timeout=5)
         # a crash inside shard 00001 leaves it without its _stats.json: the rerun redoes that shard only
         mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
         (out / "00001_stats.json").unlink()
         requests_after_first_run = len(srv.requests)
         rerun = download([str(p) for p in inputs], str(out), allow_private_network=True, processes=1,
-                         threads=4, samples_per_shard=8, timeout=5)
+                         threads=4, raw_shard_size=8, timeout=5)
         redone = sorted(p.name for p in out.glob("*.tar") if p.stat().st_mtime_ns != mtimes[p.name])
         yield {"out": out, "urls": urls, "files": files, "extra": extra, "summary": summary, "rerun": rerun,
                "redone": redone, "new_requests": srv.requests[requests_after_first_run:]}
@@ -307,7 +307,7 @@ def test_ray_distributor(tmp_path, photo_files):
         urls = [srv.url(f.filename) for f in photo_files[:2]] + ["file:///etc/passwd"]
         src = write_laion_parquet(tmp_path / "in.parquet", urls, ["a", "b", "c"])
         allowed = download([str(src)], str(tmp_path / "raw"), distributor="ray", processes=1, threads=2,
-                           samples_per_shard=2, timeout=3, allow_private_network=True)
+                           raw_shard_size=2, timeout=3, allow_private_network=True)
         refused = download([str(src)], str(tmp_path / "raw2"), distributor="ray", processes=1, timeout=3)
     assert (allowed["count"], allowed["success"], allowed["shards"]) == (3, 2, 2)
     assert refused["reasons"] == {"refused: loopback address 127.0.0.1": 2,

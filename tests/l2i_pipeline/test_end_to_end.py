@@ -16,7 +16,7 @@ def test_bad_inputs_through_download_and_synthesize(tmp_path):
         urls = [server.url(f.filename) for f in files] + [server.url("missing.jpg")]
         parquet = write_laion_parquet(tmp_path / "in.parquet", urls, [f.description for f in files] + ["gone"])
         dl = download([str(parquet)], str(tmp_path / "raw"), allow_private_network=True, threads=4,
-                      samples_per_shard=8, timeout=5)
+                      raw_shard_size=8, timeout=5)
     assert dl["count"] == len(urls) and not dl["incomplete_shards"]
     summary = synthesize(tmp_path / "raw", tmp_path / "l2i", load_config(None, ["resolution=128"]), runner="local")
     assert summary["samples"] == len(urls)

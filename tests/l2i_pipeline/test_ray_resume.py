@@ -12,7 +12,7 @@ from rawshards import make_rows, write_raw_shard
 
 from l2i_pipeline.core.shards import list_output_shards, read_output_index, read_tar
 
-ARGS = ["--set", "resolution=192", "--set", "samples_per_shard=2", "--set", "layers.dilate_kernel=5"]
+ARGS = ["--set", "resolution=192", "--set", "output_shard_size=2", "--set", "layers.dilate_kernel=5"]
 
 
 def _cmd(raw: Path, out: Path, runner: str = "ray") -> list[str]:

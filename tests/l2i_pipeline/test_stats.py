@@ -13,7 +13,7 @@ def test_caption_tokens_drop_stopwords_and_punctuation():
 
 def test_stats_of_a_synthesized_dir(raw_dir, tmp_path, capsys):
     out = tmp_path / "l2i"
-    synthesize(raw_dir, out, load_config(None, ["resolution=96", "samples_per_shard=4"]), runner="local")
+    synthesize(raw_dir, out, load_config(None, ["resolution=96", "output_shard_size=4"]), runner="local")
     r = collect(out)
     assert r["samples"] == 12 and r["status"] == {"ok": 11, "rejected": 1}
     assert r["reasons"] == {"download:HTTP Error 404: Not Found": 1}
