@@ -2,13 +2,13 @@
 
 Per shard img2dataset writes `NNNNN.tar` (KEY.jpg holding the *original* bytes, KEY.txt, KEY.json),
 `NNNNN.parquet` (every input row: key, status, error_message, LAION columns) and `NNNNN_stats.json`
-(written last; a rerun skips shards that have it). Two things are changed inside img2dataset, in each
-worker: downloads go through `urlsafety` (no private-network fetches unless allowed), and the
-resize/re-encode step is replaced by `KeepBytes`, which keeps the bytes and only reads the header.
+(written last; a rerun skips shards that have it), to a local path or a storage URL (img2dataset writes
+through fsspec itself). Inside img2dataset's workers the adapters of `i2d.py` apply.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import io
 import json
@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import warnings
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -24,115 +23,65 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.config import DecodeConfig, load_config
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.commands import i2d as adapters
+from l2i_pipeline.core.config import load_config
+from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.shards import LAION_COLUMNS
+from l2i_pipeline.core.storage import Store, add_storage_options_arg, as_store, open_store
 
 log = logging.getLogger(__name__)
 
 URL_COLUMNS = ("URL", "url")
 CAPTION_COLUMNS = ("TEXT", "caption", "text")
-MAX_PIXELS = DecodeConfig.max_pixels  # the same limit synthesize applies (Pillow's default bomb limit)
+MAX_PIXELS = adapters.MAX_PIXELS
 DISTRIBUTORS = ("multiprocessing", "ray")
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # workers must be able to import l2i_pipeline
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # workers must be able to import l2i_pipeline
+INPUTS_RECORD = "_inputs/inputs.json"  # not *.json at the top: img2dataset reads those as finished shards
 
 
-class KeepBytes:
-    """img2dataset "resizer" that returns the downloaded bytes untouched.
-
-    The synthesize stage decodes images itself, so nothing is decoded or re-encoded here; only the
-    header is read, so that an empty body, an HTML page or a decompression bomb becomes a recorded
-    failure (status failed_to_resize, error_message the reason) instead of a sample.
-    """
-
-    def __init__(self, max_pixels: int = MAX_PIXELS):
-        self.max_pixels = max_pixels
-
-    def __call__(self, img_stream, blurring_bbox_list=None):
-        from PIL import Image
-
-        img_stream.seek(0)
-        data = img_stream.read()
-        if not data:
-            return None, None, None, None, None, "empty body (0 bytes)"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
-                    width, height = im.size
-        except Image.DecompressionBombError as e:
-            return None, None, None, None, None, f"decompression bomb: {e}"
-        except Image.UnidentifiedImageError:
-            return None, None, None, None, None, "not an image: unrecognised format"
-        except Exception as e:  # noqa: BLE001  # any header error is a recorded failure
-            return None, None, None, None, None, f"not an image: {type(e).__name__}: {e}"
-        if width * height > self.max_pixels:
-            return None, None, None, None, None, f"image too large: {width}x{height} > {self.max_pixels} pixels"
-        return data, width, height, width, height, None
-
-
-def _make_safe_downloader():
-    """Build the img2dataset Downloader subclass on first use (importing img2dataset takes seconds)."""
-    from img2dataset.downloader import Downloader
-
-    from l2i_pipeline.commands.urlsafety import install_in_img2dataset
-
-    class SafeDownloader(Downloader):
-        """img2dataset's Downloader with safe fetching and `KeepBytes`, set up in the worker running it."""
-
-        def __init__(self, *args, allow_private_network: bool = False, max_pixels: int = MAX_PIXELS, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.allow_private_network = allow_private_network
-            self.resizer = KeepBytes(max_pixels)
-
-        def download_shard(self, row):
-            install_in_img2dataset(self.allow_private_network)
-            return super().download_shard(row)
-
-    SafeDownloader.__module__ = __name__  # so pickle finds it as l2i_pipeline.commands.download.SafeDownloader
-    SafeDownloader.__qualname__ = "SafeDownloader"
-    return SafeDownloader
-
-
-def __getattr__(name: str):
-    # Workers unpickle `l2i_pipeline.commands.download.SafeDownloader` by name; build it lazily there too.
-    if name == "SafeDownloader":
-        globals()[name] = _make_safe_downloader()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _input_files(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
+def _input_files(inputs: list[str], storage_options: dict | str | None) -> list[tuple[Store, str]]:
+    """(store, object name) of every input parquet, in the order given; folders expand to their *.parquet."""
+    files: list[tuple[Store, str]] = []
     for item in inputs:
-        path = Path(item).resolve()
-        if path.is_dir():
-            files += sorted(path.glob("*.parquet"))
-        elif path.is_file():
-            files.append(path)
-        else:
+        store = open_store(item, storage_options)
+        if store.fs.isdir(store.root):  # a folder (or bucket prefix) of parquet files
+            files += [(store, n) for n in store.list(".parquet")]
+            continue
+        parent, _, name = store.url.rpartition("/")
+        folder = open_store(parent or "/", storage_options)
+        if not name.endswith(".parquet") or not folder.exists(name):
             raise NotFound(f"input not found: {item}")
+        files.append((folder, name))
     if not files:
         raise NotFound(f"no parquet files in {inputs}")
     return files
 
 
-def _stage_inputs(files: list[Path], out: Path) -> Path:
-    """Link the inputs, in order, into OUT/_inputs so img2dataset numbers shards across all of them.
+def _stage_inputs(files: list[tuple[Store, str]], out: Store) -> Path:
+    """Link (or copy, when remote) the inputs in order into one local folder, so img2dataset numbers
+    shards across all of them; the list is recorded in the output (`_inputs.json`).
 
     A rerun must name the same inputs: shard numbers (and so what `incremental` skips) depend on them.
     """
-    staging = out / "_inputs"
-    record = staging / "inputs.json"
-    names = [str(f) for f in files]
-    if record.exists() and json.loads(record.read_text()) != names:
-        raise ValueError(f"{out} holds a download of other inputs ({record}); use a new output folder")
+    names = [st.url_of(n) for st, n in files]
+    if out.exists(INPUTS_RECORD) and json.loads(out.get(INPUTS_RECORD)) != names:
+        raise InputError(f"{out.url} holds a download of other inputs ({out.url_of(INPUTS_RECORD)}); "
+                         "use a new output folder")
+    if out.local:
+        staging = Path(out.root) / "_inputs"
+    else:
+        key = hashlib.sha1(out.url.encode()).hexdigest()[:16]
+        staging = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "l2i" / "download" / key
     staging.mkdir(parents=True, exist_ok=True)
     for link in staging.glob("*.parquet"):
         link.unlink()
-    for i, f in enumerate(files):
-        (staging / f"{i:05d}_{f.name}").symlink_to(f)
-    record.write_text(json.dumps(names, indent=1))
+    for i, (st, n) in enumerate(files):
+        target = staging / f"{i:05d}_{n}"
+        if st.local:
+            target.symlink_to(st.path(n))
+        else:
+            target.write_bytes(st.get(n))
+    out.put(INPUTS_RECORD, json.dumps(names, indent=1).encode())
     return staging
 
 
@@ -142,7 +91,7 @@ def _columns(files: list[Path]) -> tuple[str, str | None, list[str]]:
     common = set.intersection(*schemas)
     url = next((c for c in URL_COLUMNS if c in common), None)
     if url is None:
-        raise ValueError(f"inputs need a URL column (one of {URL_COLUMNS}); common columns: {sorted(common)}")
+        raise InputError(f"inputs need a URL column (one of {URL_COLUMNS}); common columns: {sorted(common)}")
     caption = next((c for c in CAPTION_COLUMNS if c in common), None)
     return url, caption, [c for c in LAION_COLUMNS if c in common]
 
@@ -164,16 +113,19 @@ def _init_ray(processes: int) -> bool:
 
 def download(inputs: list[str], output: str, *, allow_private_network: bool = False, processes: int = 1,
              threads: int = 16, raw_shard_size: int = 10_000, distributor: str = "multiprocessing",
-             timeout: float = 10, retries: int = 0, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
-    """Download every URL of `inputs` (parquet files or folders of them) into `output`; see `summarize`."""
+             timeout: float = 10, retries: int = 0, max_pixels: int = MAX_PIXELS,
+             storage_options: dict | str | None = None) -> dict[str, Any]:
+    """Download every URL of `inputs` (parquet files or folders of them, paths or storage URLs) into
+    `output` (a path or a storage URL); see `summarize`."""
     if distributor not in DISTRIBUTORS:
-        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, not {distributor!r}")
-    files = _input_files(inputs)
-    out = Path(output).resolve()
+        raise InputError(f"distributor must be one of {DISTRIBUTORS}, not {distributor!r}")
+    files = _input_files(inputs, storage_options)
+    out = open_store(output, storage_options)
+    out.check_writable()
     staging = _stage_inputs(files, out)
-    url_col, caption_col, extra = _columns(files)
+    url_col, caption_col, extra = _columns(sorted(staging.glob("*.parquet")))
     log.info("downloading %d input file(s) to %s; columns kept: %s; private network %s",
-             len(files), out, extra, "ALLOWED" if allow_private_network else "refused")
+             len(files), out.url, extra, "ALLOWED" if allow_private_network else "refused")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
     i2d = importlib.import_module("img2dataset.main")  # `import ... as` would get the function img2dataset.main
 
@@ -181,12 +133,12 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
         sys.path.append(PACKAGE_ROOT)
     started_ray = _init_ray(processes) if distributor == "ray" else False
     original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
-    i2d.Downloader = partial(__getattr__("SafeDownloader"), allow_private_network=allow_private_network,
+    i2d.Downloader = partial(adapters.SafeDownloader, allow_private_network=allow_private_network,
                              max_pixels=max_pixels)
     try:
         i2d.download(
             url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
-            save_additional_columns=extra or None, output_folder=str(out), output_format="webdataset",
+            save_additional_columns=extra or None, output_folder=out.url, output_format="webdataset",
             processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
             distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
             resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
@@ -203,24 +155,26 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
     return summarize(out)
 
 
-def summarize(output: str | Path) -> dict[str, Any]:
+def summarize(output: str | Path | Store) -> dict[str, Any]:
     """Counts per status and per error reason, read back from each shard's parquet and _stats.json.
 
     Returns {"shards", "incomplete_shards", "count", "success", "failed_to_download",
     "failed_to_resize", "reasons": {error_message: n}}.
     """
-    out = Path(output)
+    out = as_store(output)
+    listing = out.list()
     status: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     shards, incomplete = 0, []
-    for table_path in sorted(out.glob("[0-9]*.parquet")):
-        name = table_path.stem
-        stats_path = out / f"{name}_stats.json"
-        if not stats_path.exists():
+    for obj in listing:
+        if not (obj.endswith(".parquet") and obj[:1].isdigit()):
+            continue
+        name = obj[: -len(".parquet")]
+        if f"{name}_stats.json" not in listing:
             incomplete.append(name)
             continue
-        stats = json.loads(stats_path.read_text())
-        table = pq.read_table(table_path, columns=["status", "error_message"]).to_pydict()
+        stats = json.loads(out.get(f"{name}_stats.json"))
+        table = pq.read_table(io.BytesIO(out.get(obj)), columns=["status", "error_message"]).to_pydict()
         shards += 1
         status.update(table["status"])
         reasons.update(m for m in table["error_message"] if m is not None)
@@ -252,14 +206,11 @@ def format_summary(summary: dict[str, Any], width: int = 72) -> str:
 
 def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
-    try:
-        summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
-                           processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
-                           distributor=args.distributor, timeout=args.timeout, retries=args.retries,
-                           max_pixels=load_config(args.config, args.set).decode.max_pixels)
-    except ValueError as e:  # missing URL column, output holding another download
-        log.error("%s", e)
-        return 2
+    summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
+                       processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
+                       distributor=args.distributor, timeout=args.timeout, retries=args.retries,
+                       max_pixels=load_config(args.config, args.set).decode.max_pixels,
+                       storage_options=args.storage_options)
     print(format_summary(summary), file=sys.stdout)
     if summary["incomplete_shards"]:
         log.error("incomplete shards: %s; rerun the same command to finish them", summary["incomplete_shards"])
@@ -282,7 +233,9 @@ def register(subparsers) -> None:
         epilog="example: l2i download --input laion_part_*.parquet --output raw/ --processes 8 --threads 64")
     p.add_argument("--input", nargs="+", required=True, metavar="PARQUET",
                    help="parquet file(s) or folder(s) of them; shards are numbered across them in this order")
-    p.add_argument("--output", required=True, metavar="RAW_DIR", help="output folder (created if missing)")
+    p.add_argument("--output", required=True, metavar="RAW_DIR",
+                   help="output folder, a path or a storage URL (s3://, gs://, ...; created if missing)")
+    add_storage_options_arg(p)
     p.add_argument("--distributor", choices=DISTRIBUTORS, default="multiprocessing",
                    help="run shards in local processes or as Ray tasks (default: %(default)s)")
     p.add_argument("--processes", type=int, default=max(1, (os.cpu_count() or 2) - 1),

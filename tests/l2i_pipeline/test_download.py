@@ -15,12 +15,12 @@ import pytest
 
 from l2i_pipeline.commands import urlsafety
 from l2i_pipeline.commands.download import (
-    KeepBytes,
     download,
     format_summary,
     register,
     summarize,
 )
+from l2i_pipeline.commands.i2d import KeepBytes
 from l2i_pipeline.commands.urlsafety import UnsafeURLError, fetch, safe_download_image
 from l2i_pipeline.demo.httpserve import LoopbackServer
 from l2i_pipeline.demo.inputs import write_files, write_laion_parquet
