@@ -58,8 +58,8 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
     if not raw.exists():
         raise NotFound(f"input not found: {raw.url}")
-    out.check_writable()
     check_backends(cfg)
+    out.check_writable()
     t0 = time.time()
     with output_lock(out, "synthesize"):
         write_run_json(out, cfg, raw, runner)

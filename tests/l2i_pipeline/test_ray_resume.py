@@ -70,7 +70,8 @@ def test_kill_then_rerun_gives_the_uninterrupted_key_set(raw, reference, tmp_pat
     _run_and_kill(_cmd(raw, out), out, victim)
     done_before = len(list_output_shards(out))
     assert done_before < 15 or victim == "worker"  # the driver really died mid-run
-    subprocess.run(_cmd(raw, out), check=True, capture_output=True, timeout=600)
+    rerun = subprocess.run(_cmd(raw, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     index, tars = _keys(out)
     assert index == reference[0] and len(set(index)) == 30  # every input row once
     assert tars == reference[1]  # same ok samples, none duplicated
