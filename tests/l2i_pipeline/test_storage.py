@@ -113,3 +113,13 @@ def test_half_written_shards_are_invisible(store):
     store.put("s2.tar", b"partial")
     store.put("s2.parquet", b"partial")
     assert list_output_shards(store) == []
+
+
+def test_absent_credentials_are_one_clear_error(s3_server, monkeypatch):
+    bucket = s3_server.new_bucket()
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(StorageError, match="cannot write to s3://.*Unable to locate credentials"):
+        open_store(f"s3://{bucket}/out").check_writable()
