@@ -1,7 +1,8 @@
 """`make cluster-demo`: a two-node Ray cluster on this machine, the demo job sent with `ray job submit`.
 
 Starts a head and a second node on 127.0.0.1 (each its own `ray start --block`, distinct ports, its own
-CPUs and a custom resource), submits `l2i demo` through Ray's job submission API with
+CPUs and a custom resource; Ray reports the host's own address for 127.0.0.1, and token authentication
+uses a token made for this cluster), submits `l2i demo` through Ray's job submission API with
 infra/runtime_env.yaml and this checkout as the working dir, follows `ray job status` to the end, reads
 `ray job logs`, checks the output shards, then stops both nodes by signalling only the two `ray start`
 processes it launched (each takes its Ray processes down with it) - never `ray stop`, which would end
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def free_ports(n: int) -> list[int]:
@@ -52,8 +55,13 @@ class LocalCluster:
         self.gcs_address, self.dashboard = f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
         self.head_ports = {"--port": gcs, "--dashboard-port": dash, "--ray-client-server-port": client}
         bindir = str(Path(sys.executable).parent)  # `python` in the job is this venv's
-        self.env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
-        self.env.pop("RAY_ADDRESS", None)
+        token = Path(self.temp_dir) / "auth_token"  # this cluster's own token, not the shared ~/.ray one
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+            self.env.pop(var, None)
 
     def _node_args(self, i: int) -> list[str]:
         p = self.node_ports[6 * i: 6 * i + 6]
@@ -110,37 +118,40 @@ class LocalCluster:
         raise RuntimeError(f"fewer than {n} Ray nodes alive after {timeout:.0f} s")
 
     def stop(self) -> None:
-        """SIGTERM each `ray start --block` we launched (worker first); it ends the Ray processes it started."""
+        """SIGTERM each `ray start --block` we launched (worker first): it drains and ends the Ray processes it
+        started. Then anything left in those two process groups, or naming our temp dir, is killed: all of it
+        was started by this demo, and nothing else is touched."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(timeout=60)
+                    p.wait(timeout=90)
                 except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)  # its own session: only what it started
+                    p.kill()
                     p.wait()
             print(f"[cluster-demo] stopped node pid {p.pid} (exit {p.returncode})", flush=True)
-        left = leftover_processes(self.temp_dir)
-        for pid in left:  # started by our nodes (their command line names our temp dir)
+        left = sorted(set(leftover_processes(self.temp_dir, {p.pid for p in self.procs})))
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        print(f"[cluster-demo] {len(left)} leftover process(es) of this cluster ended", flush=True)
+        print(f"[cluster-demo] {len(left)} leftover process(es) of this cluster killed", flush=True)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def leftover_processes(temp_dir: str) -> list[int]:
-    """Pids whose command line mentions `temp_dir`: processes of this demo's cluster only (Linux /proc)."""
+def leftover_processes(temp_dir: str, groups: set[int]) -> list[int]:
+    """Pids in one of `groups` (the sessions of our `ray start`s) or whose command line names `temp_dir`."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
-        except OSError:
+            pgid = os.getpgid(int(entry.name))
+        except (OSError, ProcessLookupError):
             continue
-        if temp_dir in cmdline:
+        if pgid in groups or temp_dir in cmdline:
             out.append(int(entry.name))
     return out
 
@@ -150,8 +161,9 @@ def follow(cluster: LocalCluster, job_id: str, timeout: float) -> str:
     deadline, last = time.time() + timeout, None
     while time.time() < deadline:
         out = cluster.ray("job", "status", job_id, "--address", cluster.dashboard, check=False)
+        out = ANSI.sub("", out)
         found = re.search(r"Status for job '[^']+': (\w+)", out)
-        status = found.group(1) if found else None
+        status = found.group(1).upper() if found else None
         if status != last:
             print(f"[cluster-demo] job {job_id}: {status or out.strip()[-200:]}", flush=True)
             last = status
@@ -186,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus-per-node", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="seconds for the job to finish")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout or Ctrl-C still stops the nodes
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--runner", "ray", "--samples-per-shard", "10")
         status = follow(cluster, job_id, args.timeout)
         logs = cluster.ray("job", "logs", job_id, "--address", cluster.dashboard, check=False)
+        logs = ANSI.sub("", logs)
         (workdir / "job.log").write_text(logs)
         print(f"[cluster-demo] `ray job logs {job_id}` saved to {workdir / 'job.log'}; last lines:", flush=True)
         print("\n".join(logs.strip().splitlines()[-8:]), flush=True)
