@@ -81,6 +81,7 @@ class LocalCluster:
         print(f"[cluster-demo] started {name} node (pid {self.procs[-1].pid}), log {log.name}", flush=True)
 
     def start(self) -> None:
+        print(f"[cluster-demo] Ray temp dir {self.temp_dir}", flush=True)
         head = ["--head", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                 "--resources", json.dumps({"demo_head": 1})]
         for flag, port in self.head_ports.items():

@@ -109,7 +109,7 @@ def build_rows(figs: dict[str, Any], inputs: float, rates: dict[str, float],
     for stage in sorted(figs["rates"], key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
         f = figs["rates"][stage]
         rate = rates.get(stage, f["rate"])
-        source = "--rate (command line)" if stage in rates else f["source"]
+        source = "--rate (command line)" if stage in rates else f.get("ref") or f["source"]
         rows.append(Row(f["job"], stage, f["per"], rate, counts[f["job"]], source))
     return rows, counts
 
@@ -151,7 +151,7 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
             hours_by[(r.job, r.per)] = hours_by.get((r.job, r.per), 0.0) + uh
         rate = f"{r.rate:g}" if r.rate else "-"
         shown = f"{uh:,.0f}" if uh is not None else "not measured"
-        out.append(f"{r.job:<11}{r.stage:<10}{r.per.upper():<5}{rate:>13}{_n(r.items):>10}{shown:>13}  {r.source[:90]}")
+        out.append(f"{r.job:<11}{r.stage:<10}{r.per.upper():<5}{rate:>13}{_n(r.items):>10}{shown:>13}  {r.source}")
     gpu_total = sum(h for (_, per), h in hours_by.items() if per == "gpu")
     cpu_total = sum(h for (_, per), h in hours_by.items() if per == "cpu")
     out.append(f"\nGPU-hours (stages with a rate): {gpu_total:,.0f}; CPU core-hours: {cpu_total:,.0f}")
@@ -159,7 +159,7 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
     if e2e and e2e.get("rate") and "saliency" not in rates and "inpaint" not in rates:
         e2e_h = counts["synthesize"] / e2e["rate"] / 3600
         out.append(f"synthesize at the measured end-to-end rate ({e2e['rate']:g} img/s per GPU): {e2e_h:,.0f} GPU-hours"
-                   f"  [{e2e['source'][:80]}]")
+                   f"  [{e2e.get('ref') or e2e['source']}]")
         hours_by[("synthesize", "gpu")] = max(hours_by.get(("synthesize", "gpu"), 0.0), e2e_h)
     if missing:
         out.append(f"not measured, left out of the totals: {', '.join(missing)} (--rate STAGE=IMG_S to add them)")
@@ -178,20 +178,21 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
 
     raw_b, l2i_b, raw_src, l2i_src = _storage(args, figs)
     raw_total, l2iu_total, l2i_total = counts["download"] * raw_b, counts["score"] * l2i_b, kept * l2i_b
-    out.append("\nstorage:")
-    out.append(f"  raw shards     {_gb(raw_b * 1e6):>12} per million input rows   {_gb(raw_total):>12} total  [{raw_src}]")
-    out.append(f"  L2I(U) shards  {_gb(l2i_b * 1e6):>12} per million samples      {_gb(l2iu_total):>12} total  [{l2i_src}]")
-    out.append(f"  L2I shards     {_gb(l2i_b * 1e6):>12} per million samples      {_gb(l2i_total):>12} total")
+    out.append("\nstorage (per million, and for this run):")
+    for what, per, total, src in (("raw shards", raw_b, raw_total, f"per input row; {raw_src}"),
+                                  ("L2I(U) shards", l2i_b, l2iu_total, f"per sample; {l2i_src}"),
+                                  ("L2I shards", l2i_b, l2i_total, "per kept sample")):
+        out.append(f"  {what:<14} {_gb(per * 1e6):>10} /M  {_gb(total):>10}  [{src}]")
     stored = raw_total + l2iu_total + l2i_total
-    out.append(f"  all three      {_gb(stored):>12} (delete raw after synthesize to keep {_gb(stored - raw_total)})")
+    out.append(f"  all three      {_gb(stored):>24}  (delete raw after synthesize: {_gb(stored - raw_total)})")
 
     egress = args.egress_copies * l2i_total + (raw_total + 2 * l2iu_total if args.cross_region else 0)
     out.append("\nnetwork:")
-    out.append(f"  in from the web (download)            {_gb(raw_total):>12}")
-    out.append(f"  bucket reads (synthesize, score, filter) {_gb(raw_total + 2 * l2iu_total):>9}"
-               f"  (free inside the bucket's region)")
-    out.append(f"  egress: {args.egress_copies:g} copy(ies) of L2I out of the region"
-               f"{' + every bucket read (--cross-region)' if args.cross_region else ''}: {_gb(egress)}")
+    out.append(f"  in from the web (download)                {_gb(raw_total):>10}")
+    out.append(f"  bucket reads (synthesize, score, filter)  {_gb(raw_total + 2 * l2iu_total):>10}"
+               "  (free inside the bucket's region)")
+    out.append(f"  egress out of the region                  {_gb(egress):>10}  ({args.egress_copies:g} copy of L2I"
+               f"{' + every bucket read, --cross-region' if args.cross_region else ''})")
     if prices:
         cost = {"gpu_hour": sum(h for (_, p), h in hours_by.items() if p == "gpu"),
                 "cpu_hour": cpu_total, "storage_gb_month": stored / 1e9, "egress_gb": egress / 1e9}
@@ -203,8 +204,9 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
 
 def _storage(args: argparse.Namespace, figs: dict[str, Any]) -> tuple[float, float, str, str]:
     st = figs["storage"]
-    raw_b, raw_src = st["raw_bytes_per_row"]["value"], "figures: " + st["raw_bytes_per_row"]["source"][:60]
-    l2i_b, l2i_src = st["l2i_bytes_per_sample"]["value"], "figures: " + st["l2i_bytes_per_sample"]["source"][:60]
+    raw, l2i = st["raw_bytes_per_row"], st["l2i_bytes_per_sample"]
+    raw_b, raw_src = raw["value"], "figures: " + (raw.get("ref") or raw["source"])
+    l2i_b, l2i_src = l2i["value"], "figures: " + (l2i.get("ref") or l2i["source"])
     if args.raw:
         m = measure_shards(args.raw)
         raw_b, raw_src = m["bytes_per_row"], f"measured: {m['rows']} rows in {m['shards']} shards of {args.raw}"
