@@ -157,14 +157,23 @@ def leftover_processes(temp_dir: str, groups: set[int]) -> list[int]:
     return out
 
 
+def parse_status(out: str) -> str | None:
+    """The job status in `ray job status` output (terminal states are printed as sentences)."""
+    out = ANSI.sub("", out)
+    for pattern, status in ((r"Job '[^']+' succeeded", "SUCCEEDED"), (r"Job '[^']+' failed", "FAILED"),
+                            (r"Job '[^']+' was stopped", "STOPPED")):
+        if re.search(pattern, out):
+            return status
+    found = re.search(r"Status for job '[^']+': (?:JobStatus\.)?(\w+)", out)
+    return found.group(1).upper() if found else None
+
+
 def follow(cluster: LocalCluster, job_id: str, timeout: float) -> str:
     """Poll `ray job status` until the job ends; print each new status. Returns the final one."""
     deadline, last = time.time() + timeout, None
     while time.time() < deadline:
         out = cluster.ray("job", "status", job_id, "--address", cluster.dashboard, check=False)
-        out = ANSI.sub("", out)
-        found = re.search(r"Status for job '[^']+': (\w+)", out)
-        status = found.group(1).upper() if found else None
+        status = parse_status(out)
         if status != last:
             print(f"[cluster-demo] job {job_id}: {status or out.strip()[-200:]}", flush=True)
             last = status

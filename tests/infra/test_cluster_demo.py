@@ -40,3 +40,16 @@ def test_cluster_demo(tmp_path: Path):
             except OSError:
                 pass
     assert not still, f"processes of the demo cluster still running: {still}"
+
+
+def test_status_parsing_and_ports():
+    sys.path.insert(0, str(ROOT / "infra"))
+    import cluster_demo
+
+    assert cluster_demo.parse_status("\x1b[32mJob 'l2i-demo-1' succeeded\x1b[39m") == "SUCCEEDED"
+    assert cluster_demo.parse_status("Job 'l2i-demo-1' failed\nStatus message: boom") == "FAILED"
+    assert cluster_demo.parse_status("Job 'l2i-demo-1' was stopped") == "STOPPED"
+    assert cluster_demo.parse_status("Status for job 'l2i-demo-1': RUNNING") == "RUNNING"
+    assert cluster_demo.parse_status("connection refused") is None
+    ports = cluster_demo.free_ports(15)
+    assert len(set(ports)) == 15

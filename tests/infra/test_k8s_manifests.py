@@ -37,7 +37,7 @@ def closed(schema):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     schema = json.loads((K8S / "crds" / f"{kind.lower()}-v1.schema.json").read_text())
     return jsonschema.Draft7Validator(closed(schema))
