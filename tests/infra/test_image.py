@@ -50,6 +50,9 @@ def test_image_shape():
     copies = " ".join(a for i, a in ins if i == "COPY")
     assert not re.search(r"\.(weight|pth|safetensors|ckpt|bin)\b", copies), "no weights baked in"
     assert re.search(r'ray\[[^\]]*\]==\$\{RAY_VERSION\}', DOCKERFILE.read_text()), "Ray pinned to RAY_VERSION"
+    include = re.search(r"^include = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    for package in re.findall(r'"(\w+)\*"', include):
+        assert ("COPY", f"{package} ./{package}") in ins, f"{package} is installed in the image"
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[1:2] == ["*"] or "*" in ignored, ".dockerignore sends only what the image installs"
 
