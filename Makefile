@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-all demo bench bench-gpu lint clean
+.PHONY: help install test test-all demo bench bench-gpu lint clean image cluster-demo plan
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,9 +32,26 @@ bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs
 	$(BIN)/python bench/bench_sd2_gpu.py
 	$(BIN)/python bench/bench_classifiers.py --device cuda
 
-lint: install  ## ruff over the packages, and import-linter: dependencies point one way (pyproject.toml)
-	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations training tests bench
+lint: install  ## ruff, import-linter (dependencies point one way, see pyproject.toml), hadolint over infra/Dockerfile
+	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations training tests bench infra
 	$(BIN)/lint-imports
+	$(BIN)/hadolint infra/Dockerfile
+
+IMAGE   ?= l2i-pipeline
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VARIANT ?= gpu
+
+image:  ## build the container image (VARIANT=cpu for the CPU one); needs a running Docker daemon
+	@docker info >/dev/null 2>&1 || { echo "make image: no running Docker daemon here (docker info failed); nothing built" >&2; exit 2; }
+	docker build -f infra/Dockerfile -t $(IMAGE):$(VERSION)$(if $(filter cpu,$(VARIANT)),-cpu) \
+	  $(if $(filter cpu,$(VARIANT)),--build-arg BASE_IMAGE=ubuntu:24.04 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu) .
+	docker run --rm $(IMAGE):$(VERSION)$(if $(filter cpu,$(VARIANT)),-cpu) true
+
+cluster-demo: install  ## two Ray nodes on 127.0.0.1, `l2i demo` sent with `ray job submit`, outputs checked, nodes stopped
+	$(BIN)/python infra/cluster_demo.py --workdir cluster_demo_out
+
+plan: install  ## cost of the paper-size run (600M inputs -> 57M kept) from bench/figures.json
+	$(BIN)/l2i plan
 
 clean:  ## remove .venv and outputs
-	rm -rf $(VENV) demo_out bench_out .pytest_cache
+	rm -rf $(VENV) demo_out bench_out cluster_demo_out .pytest_cache

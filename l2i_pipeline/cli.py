@@ -16,9 +16,25 @@ COMMAND_MODULES = [
     "l2i_pipeline.commands.demo",
     "l2i_pipeline.commands.stats",
     "l2i_pipeline.commands.models",
+    "l2i_pipeline.commands.plan",
     "annotations.cli",
     "classifiers.cli",
 ]
+
+
+def version_line() -> str:
+    """`l2i --version`: the package and the versions a cluster must agree on (the image's HEALTHCHECK)."""
+    from importlib import metadata
+
+    from l2i_pipeline import __version__
+
+    found = []
+    for dist in ("ray", "torch"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{dist} missing")
+    return f"l2i {__version__} (python {sys.version.split()[0]}, {', '.join(found)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="typical flow: download -> synthesize -> stats -> annotate -> classifiers train -> score -> filter; "
                "`l2i demo` runs the first three offline. `l2i COMMAND --help` for each.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -112,8 +112,9 @@ def test_a_worker_node_lost_mid_run_changes_nothing(raw_many, reference, tmp_pat
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     _shutdown_ray()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    # after the loss 3 CPUs remain: the two model actors (1 CPU each here) and the tasks that feed them
     victim = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
     out = tmp_path / "l2i"
     removed = threading.Event()
