@@ -119,7 +119,7 @@ def make_client(env):
     clients = []
 
     def make(name: str | None = None, overlap: float = 0.1) -> TestClient:
-        c = TestClient(create_app(env.db_path, Settings(overlap=overlap)))
+        c = TestClient(create_app(env.db_path, Settings(overlap=overlap), allowed_hosts=["testserver"]))
         c.__enter__()
         clients.append(c)
         if name:
