@@ -119,7 +119,7 @@ def create_app(db_path: str | Path, settings: queue.Settings | None = None,
                allowed_hosts: Iterable[str] | None = None, max_body: int = limits.MAX_BODY) -> FastAPI:
     """`allowed_hosts`: Host names answered (default: localhost names only; see limits.allowed_hosts)."""
     db.connect(db_path).close()  # fail early and clearly when the database is missing
-    app = FastAPI(title="l2i annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="l2i annotate", docs_url=None, redoc_url=None, openapi_url=None, max_body_size=max_body)
     app.state.db_path = str(db_path)
     app.state.settings = settings or queue.Settings()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -141,8 +141,7 @@ def create_app(db_path: str | Path, settings: queue.Settings | None = None,
 
     _pages(app)
     _api(app)
-    # added last, so they run first: a wrong Host or an oversized body never reaches a route
-    app.add_middleware(limits.BodyLimit, max_bytes=max_body)
+    # added last, so it runs first: a request to an unknown Host name never reaches a route
     hosts = list(allowed_hosts) if allowed_hosts is not None else limits.allowed_hosts("127.0.0.1")
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     return app
