@@ -126,3 +126,33 @@ def test_expired_leases_go_back_to_the_queue(env):
     assert e.value.status == 409
     record(conn, 1, "mask", held[5], "good", s)  # an expired lease nobody took is honoured; nothing is lost
     assert undo(conn, 1, "mask", s).key == held[5]
+
+
+def test_late_label_on_a_lease_someone_else_now_holds_is_409(env, make_client):
+    a = make_client("ann1", overlap=0.0, lease_seconds=0.2)
+    b = make_client("ann2", overlap=0.0, lease_seconds=60)
+    k1, k2 = (i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 2}).json()["items"])
+    time.sleep(0.3)  # a's leases lapse
+    assert [i["key"] for i in b.post("/api/tasks/mask/next", json={"n": 1}).json()["items"]] == [k1]
+    r = a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"})
+    assert r.status_code == 409 and "fetch new samples" in r.json()["detail"]
+    assert a.post("/api/tasks/mask/label", json={"key": k2, "label": "bad"}).status_code == 200  # nobody took k2
+    assert b.post("/api/tasks/mask/label", json={"key": k1, "label": "bad"}).status_code == 200
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"}).status_code == 409  # still refused
+    votes = standing(env)
+    assert votes[k1] == [("ann2", "bad")] and votes[k2] == [("ann1", "bad")]  # one label each, no conflict
+    # the client's refill after a 409: held samples only, k1 not among them
+    assert k1 not in {i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 3}).json()["items"]}
+
+
+def test_late_label_on_an_overlap_sample_with_room_is_honoured(env, make_client):
+    a = make_client("ann1", overlap=1.0, lease_seconds=0.2)
+    b = make_client("ann2", overlap=1.0, lease_seconds=60)
+    c = make_client("ann3", overlap=1.0, lease_seconds=60)
+    k = a.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"]
+    time.sleep(0.3)
+    assert b.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"] == k
+    assert a.post("/api/tasks/inpaint/label", json={"key": k, "label": "good"}).status_code == 200  # 2 needed
+    assert c.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"] != k  # k is full now
+    assert b.post("/api/tasks/inpaint/label", json={"key": k, "label": "bad"}).status_code == 200
+    assert sorted(standing(env, "inpaint")[k]) == [("ann1", "good"), ("ann2", "bad")]
