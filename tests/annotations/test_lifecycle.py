@@ -105,3 +105,19 @@ def test_users_add_needs_an_existing_pool(tmp_path, env, capsys):
     assert rc == 2 and "has no pool" in err
     rc, out, _ = cli(capsys, "users", "add", "alice", "--db", str(env.db_path))
     assert rc == 0 and ("add", "alice", {"role": "annotator"}) in audit(env)
+
+
+def test_a_database_from_before_the_account_lifecycle_is_upgraded(env, make_client, capsys):
+    conn = db.connect(env.db_path)
+    conn.execute("DROP TABLE audit")
+    conn.execute("DROP TABLE scores")
+    conn.execute("ALTER TABLE users DROP COLUMN status")
+    conn.execute("PRAGMA user_version = 0")
+    conn.close()
+    c = make_client("ann1")  # the app upgrades it on first use; old tokens keep working
+    assert c.get("/api/me").json()["name"] == "ann1"
+    assert cli(capsys, "users", "revoke", "ann1", "--db", str(env.db_path))[0] == 0
+    assert c.get("/api/me").status_code == 401
+    conn = db.connect(env.db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+    assert [a for a, _, _ in audit(env)] == ["revoke"]
