@@ -19,7 +19,7 @@ typical session:
   l2i annotate serve --db labels.sqlite                        # then open the URL
   l2i annotate export --db labels.sqlite --out labels.parquet
 active labeling, once classifiers are trained on the first labels:
-  l2i annotate serve --db labels.sqlite --strategy uncertain \
+  l2i annotate serve --db labels.sqlite --strategy uncertain \\
       --mask-classifier ckpt/mask --inpaint-classifier ckpt/inpaint
 """
 

@@ -117,7 +117,10 @@ function merge(items) {
 function refill(afresh = false) {
   return send(async () => {
     const r = await L2I.api(`/api/tasks/${TASK}/next`, {n: HOLD});
-    if (afresh) state.queue = [];  // keep only what the server says we still hold
+    if (afresh) {  // keep only what the server says we still hold
+      state.queue = [];
+      if (state.current && !r.items.some((i) => i.key === state.current.key)) state.current = null;
+    }
     merge(r.items);
     showProgress(r.progress);
     return r;

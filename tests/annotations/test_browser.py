@@ -194,3 +194,28 @@ def test_a_page_on_another_port_cannot_take_samples(browser, live_server, evil_s
     shown_key(page)
     assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] > 0
     context.close()
+
+
+def test_a_label_refused_with_409_is_dropped_and_the_page_refills(browser, live_server):
+    from annotations.queue import Settings, next_items
+
+    env, problems = live_server.env, []
+    page = open_page(browser, problems)
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")
+    page.wait_for_url("**/annotate/mask")
+    k1 = shown_key(page)
+    wait_saved(page)
+    conn = db.connect(env.db_path)
+    with db.write(conn):  # ann1 stepped away: the leases lapse, and ann2 and ann3 take every sample
+        conn.execute("UPDATE leases SET expires = 0")
+    users = dict(conn.execute("SELECT name, id FROM users").fetchall())
+    for name in ("ann2", "ann3"):
+        next_items(conn, users[name], "mask", 12, Settings(overlap=0.5))
+    page.keyboard.press("1")
+    page.wait_for_function("() => document.getElementById('last').textContent.startsWith('not saved')")
+    assert k1 in page.text_content("#last")
+    page.wait_for_selector("#empty", state="visible")  # nothing left for ann1; the stale samples are gone
+    wait_saved(page)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert problems == ["console error: Failed to load resource: the server responded with a status of 409 "
+                        "(Conflict)"]  # the browser logs the refused request itself; the page raised nothing
