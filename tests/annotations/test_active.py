@@ -91,6 +91,8 @@ def checkpoints(tmp_path):
     from classifiers.checkpoint import save_checkpoint
     from classifiers.model import QualityClassifier
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny inputs: one thread is many times faster than several on shared cores
     torch.manual_seed(0)
     out = {}
     for task, threshold in (("mask", 0.45), ("inpaint", 0.55)):
@@ -100,10 +102,10 @@ def checkpoints(tmp_path):
             model.fc.weight.copy_(torch.randn_like(model.fc.weight) / (feats.std() * feats.shape[1] ** 0.5))
             model.fc.bias.copy_(-(model.fc.weight @ feats.mean(0)))
         out[task] = save_checkpoint(model, {"threshold": threshold}, tmp_path / "ckpt" / task)[0].with_suffix("")
-    return out
+    yield out
+    torch.set_num_threads(threads)
 
 
-@pytest.mark.slow  # torch + two EfficientNet passes: ~10-30 s on 2 shared cores
 def test_checkpoints_rank_the_pool_through_the_cli(env, make_client, checkpoints, capsys):
     from annotations.pool import sample_files
     from l2i_pipeline.commands.annotate_scoring import score_pool
