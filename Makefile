@@ -24,8 +24,9 @@ test: install  ## run the test suite (CPU only; GPU tests are skipped without CU
 demo: install  ## the whole job offline on CPU: download, synthesize, stats, contact sheet in demo_out/
 	$(BIN)/l2i demo --workdir demo_out
 
-bench: install  ## CPU throughput of each stage and of `l2i synthesize` vs a single-process loop
+bench: install  ## CPU throughput of each stage and of `l2i synthesize` vs a single-process loop; active labeling
 	$(BIN)/python bench/bench_synthesize.py
+	$(BIN)/python bench/bench_active.py
 
 bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs CUDA
 	$(BIN)/python bench/bench_icon_gpu.py

@@ -1,11 +1,14 @@
-"""`l2i annotate`: draw a labeling pool, manage annotators, serve the labeling app, export resolved labels."""
+"""`l2i annotate`: draw a labeling pool, manage annotators, serve the labeling app, export resolved labels.
+
+User mistakes raise `UserError` subclasses; `l2i` prints them as one line and exits 2.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from annotations import db
+from l2i_pipeline.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +18,21 @@ typical session:
   l2i annotate users add alice --admin --db labels.sqlite     # prints alice's login URL
   l2i annotate serve --db labels.sqlite                        # then open the URL
   l2i annotate export --db labels.sqlite --out labels.parquet
+active labeling, once classifiers are trained on the first labels:
+  l2i annotate serve --db labels.sqlite --strategy uncertain \\
+      --mask-classifier ckpt/mask --inpaint-classifier ckpt/inpaint
 """
+
+
+def _pool_db(path: str):
+    """An existing labels database with a pool: a typo'd --db is an error, never a new empty file."""
+    conn = db.connect(path)
+    try:
+        db.require_pool(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
@@ -24,9 +41,6 @@ def cmd_pool(args: argparse.Namespace) -> int:
     conn = db.connect(args.db, create=True)
     try:
         r = build_pool(conn, args.samples, args.size, args.test, args.seed)
-    except ValueError as e:
-        print(f"l2i annotate pool: {e}", file=sys.stderr)
-        return 2
     finally:
         conn.close()
     print(f"pool in {args.db}: {r.train} train + {r.test} test samples "
@@ -34,21 +48,21 @@ def cmd_pool(args: argparse.Namespace) -> int:
     return 0 if r.train + r.test else 1
 
 
+def _print_token(token: str, url: str) -> None:
+    print(f"  token:     {token}")
+    print(f"  login URL: {url.rstrip('/')}/login#token={token}")
+
+
 def cmd_users_add(args: argparse.Namespace) -> int:
     from annotations.users import add_user
 
-    conn = db.connect(args.db, create=True)
+    conn = _pool_db(args.db)
     try:
         token = add_user(conn, args.name, args.admin)
-    except ValueError as e:
-        print(f"l2i annotate users add: {e}", file=sys.stderr)
-        return 2
     finally:
         conn.close()
-    role = "admin" if args.admin else "annotator"
-    print(f"user {args.name} ({role}) added. The token is shown only this once:")
-    print(f"  token:     {token}")
-    print(f"  login URL: {args.url.rstrip('/')}/login#token={token}")
+    print(f"user {args.name} ({'admin' if args.admin else 'annotator'}) added. The token is shown only this once:")
+    _print_token(token, args.url)
     return 0
 
 
@@ -57,8 +71,62 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
     conn = db.connect(args.db)
     try:
-        for u in list_users(conn):
-            print(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}")
+        for u in list_users(conn, include_removed=args.all):
+            print(f"{u.name}\t{u.role}\t{u.status}")
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_users_change(args: argparse.Namespace) -> int:
+    from annotations import users
+
+    conn = _pool_db(args.db)
+    try:
+        if args.users_command == "revoke":
+            n = users.revoke_user(conn, args.name)
+            print(f"user {args.name} revoked: token dead, {n} live session(s) ended (`rotate` gives a new token)")
+        elif args.users_command == "rotate":
+            token = users.rotate_user(conn, args.name)
+            print(f"user {args.name}: new token; the old one and its sessions no longer work. Shown only this once:")
+            _print_token(token, args.url)
+        elif args.users_command == "remove":
+            kept = users.remove_user(conn, args.name)
+            print(f"user {args.name} removed; their {kept} label(s) stay in the history and the export")
+        else:
+            users.set_role(conn, args.name, args.role)
+            print(f"user {args.name} is now an {args.role}")
+    finally:
+        conn.close()
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> dict[str, str]:
+    return {t: p for t, p in (("mask", args.mask_classifier), ("inpaint", args.inpaint_classifier)) if p}
+
+
+def _load_scores(conn, args: argparse.Namespace) -> bool:
+    """Score the pool from checkpoints and/or sidecars given on the command line; False when none were."""
+    from annotations import active
+
+    checkpoints = _checkpoints(args)
+    loaded = []
+    if args.scores:
+        loaded += [ts for ts in active.read_sidecars(conn, args.scores) if ts.task not in checkpoints]
+    if checkpoints:
+        loaded += active.score_with_checkpoints(conn, checkpoints, getattr(args, "checkpoint_scorer", None))
+    for ts in loaded:
+        n = active.store_scores(conn, ts)
+        print(f"{ts.task}: {n} pool samples scored, threshold {ts.threshold:.3f} ({ts.source})")
+    return bool(args.scores or checkpoints)
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    if not (args.scores or _checkpoints(args)):
+        raise ConfigError("give --mask-classifier, --inpaint-classifier and/or --scores")
+    conn = _pool_db(args.db)
+    try:
+        _load_scores(conn, args)
     finally:
         conn.close()
     return 0
@@ -67,34 +135,93 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from annotations import active, limits
     from annotations.queue import Settings
     from annotations.server import create_app
 
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not 0.0 <= args.overlap <= 1.0:
-        print("l2i annotate serve: --overlap must be between 0 and 1", file=sys.stderr)
-        return 2
-    app = create_app(args.db, Settings(overlap=args.overlap, lease_seconds=args.lease_minutes * 60))
-    log.info("labeling app on http://%s:%d (log in with the URL from `l2i annotate users add`)", args.host, args.port)
+        raise ConfigError(f"--overlap must be between 0 and 1, got {args.overlap}")
+    if not args.lease_minutes > 0:
+        raise ConfigError(f"--lease-minutes must be positive, got {args.lease_minutes}")
+    hosts = limits.allowed_hosts(args.host, [args.url or "", *args.allowed_host])
+    settings = Settings(overlap=args.overlap, lease_seconds=args.lease_minutes * 60, strategy=args.strategy)
+    conn = _pool_db(args.db)
+    try:
+        _load_scores(conn, args)
+        scored = active.scored_counts(conn)
+        if args.strategy == "uncertain":
+            for task, n in scored.items():
+                if not n:
+                    log.warning("--strategy uncertain but no %s scores: %s samples are served in random order "
+                                "(give --%s-classifier or --scores, or run `l2i annotate rank`)", task, task, task)
+        with db.write(conn):
+            db.audit(conn, "serve", strategy=args.strategy, overlap=args.overlap, scored=scored, hosts=hosts)
+    finally:
+        conn.close()
+    if args.host in limits.ANY_INTERFACE and not (args.url or args.allowed_host):
+        log.warning("bound to every interface but only %s are answered; add --url or --allowed-host", hosts)
+    app = create_app(args.db, settings, allowed_hosts=hosts)
+    log.info("labeling app on http://%s:%d, strategy %s, answering Host %s (log in with the URL from "
+             "`l2i annotate users add`)", args.host, args.port, args.strategy, ", ".join(hosts))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from annotations.export import format_for, resolve, write_export
+    from annotations.export import describe, format_for, meta_path, resolve, write_export
 
+    fmt = format_for(args.out, args.format)  # before any work: a bad --out is a one-line error
     conn = db.connect(args.db)
     try:
         rows, summary = resolve(conn)
+        meta = describe(conn, summary, len(rows))
     finally:
         conn.close()
-    fmt = format_for(args.out, args.format)
-    write_export(rows, args.out, fmt)
-    print(f"{len(rows)} resolved labels -> {args.out} ({fmt})")
+    write_export(rows, args.out, fmt, meta)
+    print(f"{len(rows)} resolved labels -> {args.out} ({fmt}); how they were made -> {meta_path(args.out)}")
     print(f"{'task':8} {'good':>6} {'bad':>6} {'ties left out':>14}")
     for task in db.TASKS:
         c = summary.rows[task]
         print(f"{task:8} {c['good']:>6} {c['bad']:>6} {summary.ties[task]:>14}")
     return 0
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mask-classifier", metavar="CKPT", help="mask classifier checkpoint to rank the pool with")
+    p.add_argument("--inpaint-classifier", metavar="CKPT", help="inpaint classifier checkpoint to rank the pool with")
+    p.add_argument("--scores", metavar="DIR", help="directory of `l2i score` sidecars (NAME_scores.parquet)")
+
+
+def _register_users(sub) -> None:
+    users = sub.add_parser("users", help="manage annotator accounts (every change is logged in the db)")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
+    users.set_defaults(func=lambda args: (users.print_help(), 2)[1])
+    url_help = "base URL annotators reach the server at (default http://127.0.0.1:8700)"
+
+    add = users_sub.add_parser("add", help="add an annotator and print their token and login URL",
+                               description="Add a user to an existing pool database. Only a hash of the token "
+                                           "is stored: note the URL.")
+    add.add_argument("name", help="annotator name, shown in stats and exports")
+    add.add_argument("--admin", action="store_true", help="may see the stats page")
+    add.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
+    lst = users_sub.add_parser("list", help="list users, roles and status")
+    lst.add_argument("--all", action="store_true", help="include removed users")
+    revoke = users_sub.add_parser("revoke", help="disable a user: token and live sessions stop working at once")
+    rotate = users_sub.add_parser("rotate", help="give a user a new token (the old one dies); re-enables a revoked "
+                                                 "user")
+    rotate.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
+    remove = users_sub.add_parser("remove", help="remove a user; their labels stay in the history and the export")
+    role = users_sub.add_parser("set-role", help="make a user an admin or an annotator")
+    for p in (revoke, rotate, remove, role):
+        p.add_argument("name", help="annotator name")
+        p.set_defaults(func=cmd_users_change)
+    role.add_argument("role", choices=["admin", "annotator"])
+    add.set_defaults(func=cmd_users_add)
+    lst.set_defaults(func=cmd_users_list)
+    for p in (add, lst, revoke, rotate, remove, role):
+        p.add_argument("--db", required=True, help="labels database (made by `l2i annotate pool`)")
 
 
 def register(subparsers) -> None:
@@ -114,36 +241,40 @@ def register(subparsers) -> None:
     pool.add_argument("--seed", type=int, default=0, help="random seed; same seed and shards, same pool (default 0)")
     pool.set_defaults(func=cmd_pool)
 
-    users = sub.add_parser("users", help="manage annotator accounts")
-    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
-    users.set_defaults(func=lambda args: (users.print_help(), 2)[1])
-    add = users_sub.add_parser("add", help="add an annotator and print their token and login URL",
-                               description="Add a user. Only a hash of the token is stored: note the URL.")
-    add.add_argument("name", help="annotator name, shown in stats and exports")
-    add.add_argument("--admin", action="store_true", help="may see the stats page")
-    add.add_argument("--db", required=True, help="labels database")
-    add.add_argument("--url", default="http://127.0.0.1:8700",
-                     help="base URL annotators reach the server at (default http://127.0.0.1:8700)")
-    add.set_defaults(func=cmd_users_add)
-    lst = users_sub.add_parser("list", help="list users and roles")
-    lst.add_argument("--db", required=True, help="labels database")
-    lst.set_defaults(func=cmd_users_list)
+    _register_users(sub)
 
-    serve = sub.add_parser("serve", help="run the labeling web app",
-                           description="Serve the labeling app. Pages: /annotate/mask, /annotate/inpaint, /stats.")
+    serve = sub.add_parser(
+        "serve", help="run the labeling web app",
+        description="Serve the labeling app. Pages: /annotate/mask, /annotate/inpaint, /stats. Only requests "
+                    "addressed to localhost, --host, --url or an --allowed-host are answered.")
     serve.add_argument("--db", required=True, help="labels database")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8700, help="port (default 8700)")
+    serve.add_argument("--url", help="public base URL annotators use (its host name is answered)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                       help="another host name to answer (repeatable)")
     serve.add_argument("--overlap", type=float, default=0.1,
                        help="share of samples shown to a second annotator, for agreement (default 0.1)")
     serve.add_argument("--lease-minutes", type=float, default=20,
                        help="how long a sample handed to an annotator is reserved for them (default 20)")
+    serve.add_argument("--strategy", choices=["random", "uncertain"], default="random",
+                       help="train-split order: random (the paper's protocol, default) or uncertain (nearest the "
+                            "classifier threshold first; the test split stays random)")
+    _score_args(serve)
     serve.set_defaults(func=cmd_serve)
 
+    rank = sub.add_parser("rank", help="(re)score the pool for --strategy uncertain; a running app uses it at once",
+                          description="Store classifier P(good) for the pool's samples, from checkpoints or "
+                                      "`l2i score` sidecars, replacing the task's previous scores.")
+    rank.add_argument("--db", required=True, help="labels database")
+    _score_args(rank)
+    rank.set_defaults(func=cmd_rank)
+
     export = sub.add_parser("export", help="write resolved labels (majority; ties left out) as JSONL or Parquet",
-                            description="One row per (sample, task): key, shard, task, label, annotator, time, split.")
+                            description="One row per (sample, task): key, shard, task, label, annotator, time, "
+                                        "split. FILE.meta.json records the pool seed, strategy and label counts.")
     export.add_argument("--db", required=True, help="labels database")
-    export.add_argument("--out", required=True, metavar="FILE", help="output file")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.jsonl or NAME.parquet")
     export.add_argument("--format", choices=["jsonl", "parquet"], default=None,
-                        help="output format (default: from the file extension, else jsonl)")
+                        help="output format; must match the extension of --out")
     export.set_defaults(func=cmd_export)

@@ -5,12 +5,14 @@ Label events are append-only (triggers refuse UPDATE and DELETE): an annotator's
 """
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import InputError, NotFound
 
 TASKS = ("mask", "inpaint")
 LABELS = ("good", "bad")
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT NOT NULL UNIQUE,
     is_admin INTEGER NOT NULL DEFAULT 0,
     token_hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked', 'removed'))
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
@@ -84,30 +87,92 @@ CREATE INDEX IF NOT EXISTS latest_by_sample ON latest (task, sample_id, value);
 CREATE TRIGGER IF NOT EXISTS events_latest AFTER INSERT ON events
     BEGIN INSERT OR REPLACE INTO latest (user_id, task, sample_id, value, event_id)
           VALUES (NEW.user_id, NEW.task, NEW.sample_id, NEW.value, NEW.id); END;
+-- Who did what to accounts and when the app was served how: an append-only audit log.
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    t REAL NOT NULL,
+    action TEXT NOT NULL,          -- add, revoke, rotate, remove, set-role, serve
+    name TEXT NOT NULL DEFAULT '', -- the account acted on
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+-- Classifier P(good) per pool sample and task, for `--strategy uncertain`; replaced per task when loaded.
+CREATE TABLE IF NOT EXISTS scores (
+    sample_id INTEGER NOT NULL REFERENCES samples(id),
+    task TEXT NOT NULL CHECK (task IN ('mask', 'inpaint')),
+    score REAL NOT NULL,
+    threshold REAL NOT NULL,
+    PRIMARY KEY (task, sample_id)
+);
 -- Each annotator's current answer per (sample, task). CROSS JOIN keeps `latest` (indexed) as the outer loop.
 CREATE VIEW IF NOT EXISTS current AS
     SELECT e.id, l.user_id, l.sample_id, l.task, l.value, e.t FROM latest l CROSS JOIN events e ON e.id = l.event_id;
 """
 
 
+SCHEMA_VERSION = 2  # 2: account status, audit log, classifier scores
+
+
 def connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit, see `write`), rows as sqlite3.Row.
 
-    check_same_thread is off because a web request may open it in one worker thread and use it in
-    another; a connection is still never used by two threads at once.
+    Without `create` the file must be an existing labels database (a typo'd --db is an error, not a new
+    empty file); an older one is upgraded in place. check_same_thread is off because a web request may open
+    it in one worker thread and use it in another; a connection is still never used by two threads at once.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--db {path} is a directory, not a labels database file")
+    if create and not path.parent.is_dir():
+        raise NotFound(f"directory {path.parent} does not exist (for --db {path})")
     if not create and not path.exists():
         raise NotFound(f"labels database not found: {path} (create it with `l2i annotate pool`)")
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if create:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(SCHEMA)
-    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if create:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            _upgrade(conn, path)
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise InputError(f"--db {path} is not an SQLite labels database ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring a database made by an older version up to SCHEMA_VERSION (idempotent, safe to race)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"samples", "users", "events"} <= tables:
+        raise InputError(f"--db {path} is an SQLite file but not a labels database (no pool tables)")
+    with write(conn):
+        if "status" not in {r["name"] for r in conn.execute("PRAGMA table_info(users)")}:
+            conn.execute("ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'")
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def require_pool(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Refuse a database without a pool: accounts and serving only make sense on one."""
+    if not conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
+        raise InputError(f"--db {path} has no pool; draw one first with `l2i annotate pool --db {path}`")
+
+
+def audit(conn: sqlite3.Connection, action: str, name: str = "", **detail) -> None:
+    """Append to the audit log (inside the caller's transaction when there is one)."""
+    conn.execute("INSERT INTO audit (t, action, name, detail) VALUES (?, ?, ?, ?)",
+                 (time.time(), action, name, json.dumps(detail, sort_keys=True)))
 
 
 @contextmanager

@@ -3,6 +3,10 @@
 Columns (the classifier trainer reads exactly these): key, shard, task (`mask` | `inpaint`),
 label (`good` | `bad`), annotator (the names behind the winning label, comma-separated), time (ISO 8601 UTC
 of the latest winning label), split (`train` | `test`). Ties are left out and counted; skips are no votes.
+
+Beside the export, `FILE.meta.json` (and, for Parquet, the schema metadata `l2i_export`) records how the
+labels came about: the pool (seed, sizes, source), the queue strategies the app was served with, the score
+sources used for ranking, and the label counts, so a reader can tell random labels from actively chosen ones.
 """
 from __future__ import annotations
 
@@ -16,11 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotations.db import TASKS
+from annotations.db import TASKS, get_meta
 from annotations.stats import Vote, votes
+from l2i_pipeline.core.errors import ConfigError, InputError
 
 COLUMNS = ("key", "shard", "task", "label", "annotator", "time", "split")
 FORMATS = ("jsonl", "parquet")
+EXTENSIONS = {".jsonl": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass
@@ -61,11 +67,34 @@ def resolve(conn: sqlite3.Connection) -> tuple[list[Row], ExportSummary]:
     return rows, summary
 
 
-def write_export(rows: list[Row], out: str | Path, fmt: str) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half an export."""
+def describe(conn: sqlite3.Connection, summary: ExportSummary, n_rows: int) -> dict:
+    """What the export's labels are: pool, strategies served, score sources, counts."""
+    served = [json.loads(d) for d, in conn.execute("SELECT detail FROM audit WHERE action = 'serve' ORDER BY id")]
+    scored = [json.loads(d) for d, in conn.execute("SELECT detail FROM audit WHERE action = 'scores' ORDER BY id")]
+    strategies = sorted({d.get("strategy", "random") for d in served})
+    splits = dict(conn.execute("SELECT split, COUNT(*) FROM samples GROUP BY split").fetchall())
+    return {
+        "pool": {k: get_meta(conn, k) for k in ("seed", "size", "test", "samples_dir")}
+        | {"train_samples": splits.get("train", 0), "test_samples": splits.get("test", 0)},
+        "strategy": strategies[0] if len(strategies) == 1 else ("mixed" if strategies else "random"),
+        "strategies_served": strategies,
+        "score_sources": scored,
+        "rows": n_rows,
+        "labels": {t: {"good": summary.rows[t]["good"], "bad": summary.rows[t]["bad"], "ties": summary.ties[t]}
+                   for t in TASKS},
+        "exported": iso(datetime.now(timezone.utc).timestamp()),
+    }
+
+
+def meta_path(out: str | Path) -> Path:
+    return Path(f"{out}.meta.json")
+
+
+def write_export(rows: list[Row], out: str | Path, fmt: str, meta: dict | None = None) -> None:
+    """Write atomically (temp file + rename), so a reader never sees half an export; then FILE.meta.json."""
     out = Path(out)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     if fmt == "jsonl":
@@ -73,12 +102,30 @@ def write_export(rows: list[Row], out: str | Path, fmt: str) -> None:
             f.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
     else:
         schema = pa.schema([(c, pa.string()) for c in COLUMNS])
-        pq.write_table(pa.Table.from_pylist([asdict(r) for r in rows], schema=schema), tmp)
+        table = pa.Table.from_pylist([asdict(r) for r in rows], schema=schema)
+        if meta is not None:
+            table = table.replace_schema_metadata({"l2i_export": json.dumps(meta, sort_keys=True)})
+        pq.write_table(table, tmp)
     tmp.replace(out)
+    if meta is not None:
+        side = meta_path(out)
+        tmp = side.with_name(f".{side.name}.tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        tmp.replace(side)
 
 
 def format_for(path: str | Path, fmt: str | None) -> str:
-    """--format wins; otherwise the file's extension decides, jsonl by default."""
-    if fmt:
-        return fmt
-    return "parquet" if str(path).endswith(".parquet") else "jsonl"
+    """The format from the file's extension (.jsonl or .parquet); --format may only confirm it.
+
+    A directory, another extension or a contradiction is refused rather than guessed at: the classifier
+    trainer picks its reader by extension too.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--out {path} is a directory; give a file name ending in .jsonl or .parquet")
+    by_ext = EXTENSIONS.get(path.suffix.lower())
+    if by_ext is None:
+        raise ConfigError(f"--out {path}: unknown extension {path.suffix or '(none)'!r}; use .jsonl or .parquet")
+    if fmt and fmt != by_ext:
+        raise ConfigError(f"--format {fmt} contradicts the extension of --out {path}")
+    return by_ext

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from annotations import db
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 from l2i_pipeline.core.shards import list_output_shards
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def member_offsets(tar_path: Path, keys: set[str]) -> dict[str, dict[str, tuple[
 def split_sizes(size: int, test: int, available: int) -> tuple[int, int]:
     """(n, n_test): the whole pool is capped by what exists, keeping the test share of the request."""
     if size <= 0 or test < 0 or test > size:
-        raise ValueError(f"need 0 <= --test <= --size and --size > 0 (got size={size}, test={test})")
+        raise ConfigError(f"need 0 <= --test <= --size and --size > 0 (got size={size}, test={test})")
     n = min(size, available)
     return n, round(test * n / size)
 
@@ -78,7 +78,7 @@ def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int) -
     if not samples_dir.is_dir():
         raise NotFound(f"samples directory not found: {samples_dir}")
     if conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
-        raise ValueError("this database already has a pool; use a new --db file for a new pool")
+        raise InputError("this database already has a pool; use a new --db file for a new pool")
     candidates = ok_candidates(samples_dir)
     n, n_test = split_sizes(size, test, len(candidates))
     if n < size:

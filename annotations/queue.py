@@ -2,7 +2,14 @@
 
 A sample handed to an annotator is leased to them for a while, so two annotators working at once are not
 shown the same single-label sample. An annotator never gets a sample they already have an event for in
-that task (labelled, skipped or undone), except the one they explicitly undo.
+that task (labelled, skipped or undone), except the one they explicitly undo. A label on an expired lease
+is honoured only while the sample still has room for it: once others hold or have labelled all the labels
+it needs, the late label is refused (409), so a single-label sample never ends with two labels.
+
+Order: the overlap samples that already have one label first, then the seeded random order. With
+`strategy="uncertain"` and classifier scores in the database, the train split is served nearest the
+decision threshold first; the test split stays in random order (it comes first in both strategies), so
+metrics measured on it stay unbiased.
 All decisions run inside one write transaction (BEGIN IMMEDIATE), so concurrent requests cannot race.
 """
 from __future__ import annotations
@@ -15,6 +22,7 @@ from annotations import db
 
 LEASE_SECONDS = 20 * 60
 MAX_HELD = 20
+STRATEGIES = ("random", "uncertain")
 
 
 class QueueError(Exception):
@@ -29,6 +37,11 @@ class QueueError(Exception):
 class Settings:
     overlap: float = 0.1  # share of samples shown to a second annotator
     lease_seconds: float = LEASE_SECONDS
+    strategy: str = "random"  # random (the paper's protocol) | uncertain (train split by classifier score)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 @dataclass
@@ -53,6 +66,7 @@ class Progress:
 
 _VOTES = ("SELECT sample_id, COUNT(*) AS n FROM latest"
           " WHERE task = :task AND value IN ('good', 'bad') GROUP BY sample_id")
+_NEEDED = "(CASE WHEN s.draw < :overlap THEN 2 ELSE 1 END)"  # labels a sample needs
 
 
 def _item(conn: sqlite3.Connection, sample_id: int) -> Item:
@@ -71,7 +85,7 @@ def next_items(conn: sqlite3.Connection, user_id: int, task: str, n: int, s: Set
     """The samples this annotator holds, topped up to n with new leases; oldest lease first."""
     n = max(1, min(int(n), MAX_HELD))
     now = time.time()
-    p = {"u": user_id, "task": task, "now": now, "overlap": s.overlap}
+    p = {"u": user_id, "task": task, "now": now, "overlap": s.overlap, "uncertain": int(s.strategy == "uncertain")}
     with db.write(conn):
         held = [r["sample_id"] for r in conn.execute(
             "SELECT sample_id FROM leases WHERE user_id = :u AND task = :task AND expires > :now"
@@ -85,12 +99,16 @@ def next_items(conn: sqlite3.Connection, user_id: int, task: str, n: int, s: Set
                              WHERE task = :task AND expires > :now AND user_id != :u GROUP BY sample_id)
                 SELECT s.id FROM samples s
                 LEFT JOIN votes v ON v.sample_id = s.id LEFT JOIN held h ON h.sample_id = s.id
+                LEFT JOIN scores sc ON sc.task = :task AND sc.sample_id = s.id
                 WHERE NOT EXISTS (SELECT 1 FROM events e
                                   WHERE e.user_id = :u AND e.task = :task AND e.sample_id = s.id)
                   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.user_id = :u AND l.task = :task
                                   AND l.sample_id = s.id AND l.expires > :now)
-                  AND COALESCE(v.n, 0) + COALESCE(h.n, 0) < (CASE WHEN s.draw < :overlap THEN 2 ELSE 1 END)
-                ORDER BY COALESCE(v.n, 0) DESC, s.pos
+                  AND COALESCE(v.n, 0) + COALESCE(h.n, 0) < {_NEEDED}
+                ORDER BY COALESCE(v.n, 0) DESC, s.split = 'train',
+                         CASE WHEN :uncertain AND s.split = 'train'
+                              THEN COALESCE(ABS(sc.score - sc.threshold), 2.0) ELSE 0 END,
+                         s.pos
                 LIMIT :want""", {**p, "want": want})]
         expires = now + s.lease_seconds
         conn.execute("UPDATE leases SET expires = ? WHERE user_id = ? AND task = ? AND expires > ?",
@@ -101,20 +119,39 @@ def next_items(conn: sqlite3.Connection, user_id: int, task: str, n: int, s: Set
         return [_item(conn, sid) for sid in held + fresh]
 
 
-def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: str) -> None:
-    """Append a good/bad/skip event. Only for a sample the annotator was handed (or already judged)."""
+def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: str,
+           s: Settings | None = None) -> None:
+    """Append a good/bad/skip event for a sample the annotator holds, or held while it still has room.
+
+    409 when it was never handed to them, or their lease lapsed and others now hold or have given all the
+    labels it needs (the client then asks for new samples). Re-sending one's own standing label is fine.
+    """
     if value not in ("good", "bad", "skip"):
         raise QueueError(422, "label must be good, bad or skip")
+    s = s or Settings()
+    now = time.time()
     with db.write(conn):
         sid = _sample_id(conn, key)
-        assigned = conn.execute(
-            "SELECT 1 FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?"
-            " UNION ALL SELECT 1 FROM events WHERE sample_id = ? AND task = ? AND user_id = ? LIMIT 1",
-            (sid, task, user_id) * 2).fetchone()
-        if assigned is None:
+        lease = conn.execute("SELECT expires FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?",
+                             (sid, task, user_id)).fetchone()
+        mine = conn.execute("SELECT value FROM latest WHERE sample_id = ? AND task = ? AND user_id = ?",
+                            (sid, task, user_id)).fetchone()
+        if lease is None and mine is None:
             raise QueueError(409, "this sample was not assigned to you in this task")
+        live = lease is not None and lease["expires"] > now
+        if not live and (mine is None or mine["value"] not in ("good", "bad")):
+            taken = conn.execute(
+                f"""SELECT (SELECT COUNT(*) FROM latest WHERE task = :task AND sample_id = :sid AND user_id != :u
+                            AND value IN ('good', 'bad'))
+                         + (SELECT COUNT(*) FROM leases WHERE task = :task AND sample_id = :sid AND user_id != :u
+                            AND expires > :now) >= {_NEEDED}
+                    FROM samples s WHERE s.id = :sid""",
+                {"task": task, "sid": sid, "u": user_id, "now": now, "overlap": s.overlap}).fetchone()[0]
+            if taken:
+                raise QueueError(409, "your lease on this sample expired and it went to another annotator;"
+                                      " fetch new samples")
         conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, ?, ?)",
-                     (user_id, sid, task, value, time.time()))
+                     (user_id, sid, task, value, now))
         conn.execute("DELETE FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?", (sid, task, user_id))
 
 
@@ -145,6 +182,6 @@ def progress(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> 
     remaining = conn.execute(
         f"""WITH votes AS ({_VOTES})
         SELECT COUNT(*) FROM samples s LEFT JOIN votes v ON v.sample_id = s.id
-        WHERE COALESCE(v.n, 0) < (CASE WHEN s.draw < :overlap THEN 2 ELSE 1 END)""",
+        WHERE COALESCE(v.n, 0) < {_NEEDED}""",
         {"task": task, "overlap": s.overlap}).fetchone()[0]
     return Progress(count, recent * 6.0, remaining)

@@ -1,8 +1,10 @@
 """The labeling web app (FastAPI): login, one page per task, the admin stats page, and a small JSON API.
 
-Security model: every route but /login, /api/login and /static needs a session cookie (HttpOnly,
+Security model: only known Host names are answered and bodies over a few KB are refused unread (limits.py);
+every route but /login, /api/login and /static needs a session cookie (HttpOnly,
 SameSite=Strict). State-changing requests must be JSON, same-origin (Origin / Sec-Fetch-Site checked) and carry
-the session's CSRF token in X-CSRF-Token. Images are addressed by sample key and looked up in the pool, so no
+the session's CSRF token in X-CSRF-Token; that includes taking samples (it creates leases), so a page on another
+local port cannot hoard an annotator's samples. Images are addressed by sample key and looked up in the pool, so no
 file path ever comes from a request. Untrusted text (captions, keys) is rendered by the pages with textContent.
 """
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -19,8 +21,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from annotations import db, queue, render, users
+from annotations import db, limits, queue, render, users
 from annotations.pool import sample_files
 from annotations.stats import team_stats
 
@@ -42,6 +45,11 @@ SECURITY_HEADERS = {
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=200)
+
+
+class NextBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(default=5, ge=1, le=queue.MAX_HELD)
 
 
 class LabelBody(BaseModel):
@@ -107,9 +115,11 @@ AdminSession = Annotated[users.Session, Depends(admin_session)]
 
 # ------------------------------------------------------------------ app
 
-def create_app(db_path: str | Path, settings: queue.Settings | None = None) -> FastAPI:
+def create_app(db_path: str | Path, settings: queue.Settings | None = None,
+               allowed_hosts: Iterable[str] | None = None, max_body: int = limits.MAX_BODY) -> FastAPI:
+    """`allowed_hosts`: Host names answered (default: localhost names only; see limits.allowed_hosts)."""
     db.connect(db_path).close()  # fail early and clearly when the database is missing
-    app = FastAPI(title="l2i annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="l2i annotate", docs_url=None, redoc_url=None, openapi_url=None, max_body_size=max_body)
     app.state.db_path = str(db_path)
     app.state.settings = settings or queue.Settings()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -131,6 +141,9 @@ def create_app(db_path: str | Path, settings: queue.Settings | None = None) -> F
 
     _pages(app)
     _api(app)
+    # added last, so it runs first: a request to an unknown Host name never reaches a route
+    hosts = list(allowed_hosts) if allowed_hosts is not None else limits.allowed_hosts("127.0.0.1")
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     return app
 
 
@@ -189,17 +202,16 @@ def _api(app: FastAPI) -> None:
     def me(s: AnySession):
         return {"name": s.user.name, "is_admin": s.user.is_admin, "csrf": s.csrf, "tasks": list(db.TASKS)}
 
-    @app.get("/api/tasks/{task}/next")
-    def next_items(task: Task, s: AnySession, conn: Conn,
-                   n: Annotated[int, Query(ge=1, le=queue.MAX_HELD)] = 5):
+    @app.post("/api/tasks/{task}/next")
+    def next_items(task: Task, body: NextBody, s: WriteSession, conn: Conn):
         st = app.state.settings
-        items = queue.next_items(conn, s.user.id, task, n, st)
+        items = queue.next_items(conn, s.user.id, task, body.n, st)
         return {"items": [i.to_json() for i in items], "progress": queue.progress(conn, s.user.id, task, st).to_json()}
 
     @app.post("/api/tasks/{task}/label")
     def label(task: Task, body: LabelBody, s: WriteSession,
               conn: Conn):
-        queue.record(conn, s.user.id, task, body.key, body.label)
+        queue.record(conn, s.user.id, task, body.key, body.label, app.state.settings)
         return {"ok": True, "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
 
     @app.post("/api/tasks/{task}/undo")

@@ -1,8 +1,9 @@
-"""Team figures for the admin page: labels per task and annotator, throughput, balance, Cohen's kappa.
+"""Team figures for the admin page: labels per task and annotator, throughput, balance, agreement.
 
-Kappa is computed on the overlap: every sample with two or more standing good/bad labels from different
-annotators gives pairs (earlier label, later label). Pairs are pooled over annotator pairs, which is the
-usual reading of Cohen's kappa when raters rotate ("first rater" vs "second rater").
+Agreement is computed on the overlap (samples with standing good/bad labels from two or more annotators):
+Cohen's kappa per annotator pair, rater A being the name that sorts first, so the figure does not depend on
+who happened to label first; and Fleiss' kappa (unequal raters per sample allowed) over all overlapping
+samples when more than two annotators take part. Each comes with its counts.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import combinations, pairwise
 
-from annotations.db import TASKS
+from annotations.db import LABELS, TASKS
 
 ACTIVE_GAP_S = 300  # gaps between judgements longer than this count as a break, not working time
 
@@ -49,6 +50,59 @@ def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:
     if expected >= 1.0:
         return None
     return (observed - expected) / (1.0 - expected)
+
+
+def fleiss_kappa(ratings: list[Counter]) -> float | None:
+    """Fleiss' kappa of per-sample label counts (each sample rated by >= 2); None when undefined."""
+    items = [c for c in ratings if sum(c.values()) >= 2]
+    if not items:
+        return None
+    totals: Counter = Counter()
+    p_bar = 0.0
+    for c in items:
+        n = sum(c.values())
+        p_bar += (sum(v * v for v in c.values()) - n) / (n * (n - 1))
+        totals.update(c)
+    p_bar /= len(items)
+    all_n = sum(totals.values())
+    p_e = sum((v / all_n) ** 2 for v in totals.values())
+    if p_e >= 1.0:
+        return None
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def _r(x: float | None) -> float | None:
+    return round(x, 3) if x is not None else None
+
+
+def agreement(by_sample: dict[str, list[Vote]]) -> dict:
+    """Pairwise Cohen's kappa (fixed rater order) and, with more than two raters, Fleiss' kappa."""
+    per_pair: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    overlapping = [vs for vs in by_sample.values() if len(vs) >= 2]
+    for vs in overlapping:
+        label = {v.annotator: v.label for v in vs}
+        for a, b in combinations(sorted(label), 2):
+            per_pair[(a, b)].append((label[a], label[b]))
+    pairs = []
+    for (a, b), ps in sorted(per_pair.items()):
+        table = Counter(f"{x}/{y}" for x, y in ps)
+        pairs.append({"a": a, "b": b, "samples": len(ps), "agreements": sum(x == y for x, y in ps),
+                      "a_good": sum(x == "good" for x, _ in ps), "b_good": sum(y == "good" for _, y in ps),
+                      "table": {f"{x}/{y}": table[f"{x}/{y}"] for x in LABELS for y in LABELS},
+                      "kappa": _r(cohen_kappa(ps))})
+    raters = sorted({v.annotator for vs in overlapping for v in vs})
+    fleiss = None
+    if len(raters) > 2:
+        fleiss = {"kappa": _r(fleiss_kappa([Counter(v.label for v in vs) for vs in overlapping])),
+                  "samples": len(overlapping), "raters": len(raters),
+                  "ratings": sum(len(vs) for vs in overlapping)}
+    if fleiss is not None:
+        headline, kind = fleiss["kappa"], "fleiss"
+    elif len(pairs) == 1:
+        headline, kind = pairs[0]["kappa"], "cohen"
+    else:
+        headline, kind = None, None
+    return {"kappa": headline, "kappa_kind": kind, "kappa_pairs": pairs, "fleiss": fleiss}
 
 
 def active_hours(times: list[float]) -> float:
@@ -94,14 +148,13 @@ def task_stats(conn: sqlite3.Connection, task: str, all_votes: list[Vote], overl
     for key, vs in sorted(by_sample.items()):
         if len(vs) < 2:
             continue
-        pairs += [(a.label, b.label) for a, b in combinations(vs, 2)]  # vs is oldest first
+        pairs += [(a.label, b.label) for a, b in combinations(vs, 2)]
         if len({v.label for v in vs}) > 1:
             disagreements.append({"key": key, "split": vs[0].split,
                                   "labels": [{"annotator": v.annotator, "label": v.label} for v in vs]})
     labels = Counter(v.label for v in mine)
     pool = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     overlap_pool = conn.execute("SELECT COUNT(*) FROM samples WHERE draw < ?", (overlap,)).fetchone()[0]
-    kappa = cohen_kappa(pairs)
     return {
         "task": task, "pool": pool, "overlap_samples": overlap_pool,
         "labelled_samples": len(by_sample), "labels": len(mine),
@@ -110,7 +163,7 @@ def task_stats(conn: sqlite3.Connection, task: str, all_votes: list[Vote], overl
         "last_hour": sum(v.t > now - 3600 for v in mine),
         "pairs": len(pairs),
         "agreement": round(sum(a == b for a, b in pairs) / len(pairs), 3) if pairs else None,
-        "kappa": round(kappa, 3) if kappa is not None else None,
+        **agreement(by_sample),
         "annotators": _annotators(conn, task, now),
         "disagreements": disagreements,
     }

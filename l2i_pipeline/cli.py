@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "l2i_pipeline.commands.plan",
     "annotations.cli",
     "classifiers.cli",
+    "l2i_pipeline.commands.annotate_scoring",  # after annotations.cli: plugs the classifiers into it
 ]
 
 

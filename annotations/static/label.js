@@ -1,6 +1,8 @@
 // The labeling page. The annotator never waits for the server: a key press advances at once and the label
 // is posted through one ordered outbox (retried on network errors), so labels, undos and refills reach the
-// server in the order they were made. The next samples' images are prefetched.
+// server in the order they were made. The next samples' images are prefetched. Taking samples is a POST with
+// the CSRF token (it reserves them). A label the server refuses with 409 (the lease lapsed and the sample went
+// to someone else) is dropped and the held samples are fetched afresh.
 "use strict";
 
 const TASK = location.pathname.split("/").pop() === "inpaint" ? "inpaint" : "mask";
@@ -112,9 +114,13 @@ function merge(items) {
   preload(state.queue);
 }
 
-function refill() {
+function refill(afresh = false) {
   return send(async () => {
-    const r = await L2I.api(`/api/tasks/${TASK}/next?n=${HOLD}`);
+    const r = await L2I.api(`/api/tasks/${TASK}/next`, {n: HOLD});
+    if (afresh) {  // keep only what the server says we still hold
+      state.queue = [];
+      if (state.current && !r.items.some((i) => i.key === state.current.key)) state.current = null;
+    }
     merge(r.items);
     showProgress(r.progress);
     return r;
@@ -134,9 +140,16 @@ function judge(label) {
   state.done.add(item.key);
   document.getElementById("last").textContent = `${label}: ${item.key}`;
   send(async () => {
-    const r = await L2I.api(`/api/tasks/${TASK}/label`, {key: item.key, label});
-    showProgress(r.progress);
-    return r;
+    try {
+      const r = await L2I.api(`/api/tasks/${TASK}/label`, {key: item.key, label});
+      showProgress(r.progress);
+      return r;
+    } catch (e) {
+      if (e.status !== 409) throw e;
+      document.getElementById("last").textContent = `not saved: ${item.key} went to another annotator meanwhile`;
+      refill(true);
+      return null;
+    }
   });
   advance();
 }
@@ -187,7 +200,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const b of document.querySelectorAll("[data-action]")) {
     b.addEventListener("click", (ev) => { ev.currentTarget.blur(); ACTIONS[b.dataset.action](); });
   }
-  document.getElementById("check-again").addEventListener("click", refill);
+  document.getElementById("check-again").addEventListener("click", () => refill());
   document.addEventListener("keydown", onKey);
   const me = await L2I.me();
   document.getElementById("user").textContent = me.name;

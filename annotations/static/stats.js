@@ -1,4 +1,5 @@
-// Admin stats: per task totals, per-annotator throughput, good/bad balance, Cohen's kappa, disagreements.
+// Admin stats: per task totals, per-annotator throughput, good/bad balance, agreement (Cohen's kappa per
+// annotator pair, Fleiss' kappa with more than two annotators), disagreements.
 // Every value is inserted with textContent: annotator names and keys are untrusted.
 "use strict";
 
@@ -38,9 +39,18 @@ function renderTask(t) {
   sec.append(L2I.el("h2", t.task === "mask" ? "Mask quality" : "Inpainting quality"));
   sec.append(table(
     ["pool", "labelled samples", "labels", "good", "bad", "good share", "last hour", "overlap samples",
-     "pairs", "agreement", "Cohen's κ"],
+     "pairs", "agreement", t.kappa_kind === "fleiss" ? "Fleiss' κ" : "Cohen's κ"],
     [[t.pool, t.labelled_samples, t.labels, t.good, t.bad, fmt(t.good_share, 3), t.last_hour, t.overlap_samples,
       t.pairs, fmt(t.agreement, 3), fmt(t.kappa, 3)]]));
+  sec.append(L2I.el("h3", "Agreement per annotator pair (Cohen's κ)"));
+  sec.append(table(["A", "B", "samples", "agreements", "A good", "B good", "good/good", "good/bad", "bad/good",
+                    "bad/bad", "κ"],
+    t.kappa_pairs.map((p) => [p.a, p.b, p.samples, p.agreements, p.a_good, p.b_good, p.table["good/good"],
+                              p.table["good/bad"], p.table["bad/good"], p.table["bad/bad"], fmt(p.kappa, 3)])));
+  if (t.fleiss) {
+    sec.append(L2I.el("p", `Fleiss' κ ${fmt(t.fleiss.kappa, 3)} over ${t.fleiss.samples} samples, ` +
+                           `${t.fleiss.ratings} ratings by ${t.fleiss.raters} annotators`, "meta"));
+  }
   sec.append(L2I.el("h3", "Annotators"));
   sec.append(table(["annotator", "labels", "good", "bad", "skips", "last hour", "per active hour"],
     t.annotators.map((a) => [a.annotator, a.labels, a.good, a.bad, a.skips, a.last_hour, fmt(a.per_hour, 1)])));

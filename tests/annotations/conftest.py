@@ -115,11 +115,12 @@ def do_login():
 
 @pytest.fixture
 def make_client(env):
-    """make_client(name, overlap=0.1) -> a logged-in TestClient of its own (own cookie jar)."""
+    """make_client(name, overlap=0.1, **settings) -> a logged-in TestClient of its own (own cookie jar)."""
     clients = []
 
-    def make(name: str | None = None, overlap: float = 0.1) -> TestClient:
-        c = TestClient(create_app(env.db_path, Settings(overlap=overlap)))
+    def make(name: str | None = None, overlap: float = 0.1, **settings) -> TestClient:
+        app = create_app(env.db_path, Settings(overlap=overlap, **settings), allowed_hosts=["testserver"])
+        c = TestClient(app)
         c.__enter__()
         clients.append(c)
         if name:

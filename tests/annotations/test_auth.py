@@ -30,8 +30,9 @@ def test_every_route_but_login_and_static_needs_a_session(make_client):
     for path in ("/", "/annotate/mask", "/annotate/inpaint", "/stats"):
         r = c.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login", path
-    for path in ("/api/me", "/api/tasks/mask/next", "/api/stats", "/img/image?key=000000000"):
+    for path in ("/api/me", "/api/stats", "/img/image?key=000000000"):
         assert c.get(path).status_code == 401, path
+    assert c.post("/api/tasks/mask/next", json={"n": 1}).status_code == 401
     assert c.post("/api/tasks/mask/label", json={"key": "000000000", "label": "good"}).status_code == 401
     assert c.post("/api/tasks/mask/undo", json={}).status_code == 401
 
@@ -40,7 +41,8 @@ def test_login_sets_strict_httponly_cookie_and_bad_tokens_get_401(make_client, e
     c = make_client()
     assert c.post("/api/login", json={"token": "nope"}).status_code == 401
     assert c.post("/api/login", json={"token": ""}).status_code == 422
-    assert c.post("/api/login", json={"token": "x" * 5000}).status_code == 422
+    assert c.post("/api/login", json={"token": "x" * 1000}).status_code == 422
+    assert c.post("/api/login", json={"token": "x" * 5000}).status_code == 413  # over the body limit
     lone_surrogate = b'{"token": "\\ud800"}'
     json_header = {"Content-Type": "application/json"}
     assert c.post("/api/login", content=lone_surrogate, headers=json_header).status_code in (400, 401)
@@ -58,7 +60,7 @@ def test_login_sets_strict_httponly_cookie_and_bad_tokens_get_401(make_client, e
 
 def test_writes_need_csrf_token_json_and_same_origin(make_client):
     c = make_client("ann1")
-    key = c.get("/api/tasks/mask/next?n=1").json()["items"][0]["key"]
+    key = c.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
     csrf = c.headers.pop("X-CSRF-Token")
     body = {"key": key, "label": "good"}
     assert c.post("/api/tasks/mask/label", json=body).status_code == 403
@@ -79,8 +81,9 @@ def test_writes_need_csrf_token_json_and_same_origin(make_client):
 def test_malformed_requests_get_4xx_never_500(make_client):
     c = make_client("ann1")
     cases = [
-        ("get", "/api/tasks/nope/next", None), ("get", "/api/tasks/mask/next?n=0", None),
-        ("get", "/api/tasks/mask/next?n=abc", None), ("get", "/api/tasks/mask/next?n=100000", None),
+        ("post", "/api/tasks/nope/next", {}), ("post", "/api/tasks/mask/next", {"n": 0}),
+        ("post", "/api/tasks/mask/next", {"n": "abc"}), ("post", "/api/tasks/mask/next", {"n": 100000}),
+        ("post", "/api/tasks/mask/next", {"n": 1, "extra": 1}), ("get", "/api/tasks/mask/next", None),
         ("get", "/img/image", None), ("get", "/img/image?key=", None), ("get", "/img/../../etc/passwd?key=1", None),
         ("get", "/img/secret?key=000000000", None), ("get", "/img/image?key=../../etc/passwd", None),
         ("get", "/img/image?key=%00", None), ("get", "/img/image?key=%ED%A0%80", None),

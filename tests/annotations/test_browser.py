@@ -124,3 +124,98 @@ def test_label_undo_and_export_in_a_real_browser(browser, live_server, tmp_path)
     assert "ann1" in admin.text_content("section.task[data-task=mask]")
     screenshot(admin, "annotate_stats.png")
     assert problems == []
+
+
+EVIL_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" enctype="text/plain" target="sink" action="TARGET/api/tasks/mask/next">
+<input name='{"n": 20, "x": "' value='"}'></form><iframe name="sink"></iframe>
+<script>
+const T = "TARGET";
+Promise.allSettled([
+  fetch(T + "/api/tasks/mask/next", {method: "POST", mode: "no-cors", credentials: "include",
+                                     headers: {"Content-Type": "text/plain"}, body: '{"n": 20}'}),
+  fetch(T + "/api/tasks/mask/next", {method: "POST", credentials: "include",
+                                     headers: {"Content-Type": "application/json"}, body: '{"n": 20}'}),
+  fetch(T + "/api/tasks/mask/next?n=20", {mode: "no-cors", credentials: "include"}),
+]).then(() => { document.getElementById("f").submit(); document.title = "sent"; });
+</script></body></html>"""
+
+
+@pytest.fixture
+def evil_site(live_server):
+    """A page on another localhost port (same site, other origin) that tries to take samples for its visitor."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = EVIL_PAGE.replace("TARGET", live_server.url).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 -- http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_page_on_another_port_cannot_take_samples(browser, live_server, evil_site):
+    env = live_server.env
+    context = browser.new_context()
+    r = context.request.post(f"{live_server.url}/api/login", data={"token": env.tokens["ann1"]})
+    assert r.ok  # the visitor is logged in: their session cookie is in this browser
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    seen: list = []
+    page.on("response", lambda resp: seen.append((resp.request.method, resp.request.resource_type, resp.status))
+            if "/api/tasks/mask/next" in resp.url else None)
+    page.goto(evil_site)
+    page.wait_for_function("() => document.title === 'sent'")
+    for _ in range(100):  # until the form post's response is in
+        if any(t == "document" for _, t, _ in seen):
+            break
+        page.wait_for_timeout(100)
+    # the old GET is gone (405); the no-cors fetch and the form post reach the server and are refused
+    assert {(m, t) for m, t, _ in seen} >= {("GET", "fetch"), ("POST", "fetch"), ("POST", "document")}, seen
+    assert all(400 <= status < 500 for *_, status in seen), seen
+    conn = db.connect(env.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # nothing hoarded
+    # the annotator's own page still takes samples (a same-origin POST with the CSRF token)
+    page.goto(f"{live_server.url}/annotate/mask")
+    shown_key(page)
+    assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] > 0
+    context.close()
+
+
+def test_a_label_refused_with_409_is_dropped_and_the_page_refills(browser, live_server):
+    from annotations.queue import Settings, next_items
+
+    env, problems = live_server.env, []
+    page = open_page(browser, problems)
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")
+    page.wait_for_url("**/annotate/mask")
+    k1 = shown_key(page)
+    wait_saved(page)
+    conn = db.connect(env.db_path)
+    with db.write(conn):  # ann1 stepped away: the leases lapse, and ann2 and ann3 take every sample
+        conn.execute("UPDATE leases SET expires = 0")
+    users = dict(conn.execute("SELECT name, id FROM users").fetchall())
+    for name in ("ann2", "ann3"):
+        next_items(conn, users[name], "mask", 12, Settings(overlap=0.5))
+    page.keyboard.press("1")
+    page.wait_for_function("() => document.getElementById('last').textContent.startsWith('not saved')")
+    assert k1 in page.text_content("#last")
+    page.wait_for_selector("#empty", state="visible")  # nothing left for ann1; the stale samples are gone
+    wait_saved(page)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert problems == ["console error: Failed to load resource: the server responded with a status of 409 "
+                        "(Conflict)"]  # the browser logs the refused request itself; the page raised nothing

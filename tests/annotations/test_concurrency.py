@@ -17,7 +17,7 @@ def annotate(base: str, token: str, label: str, barrier: threading.Barrier, acce
             c.headers["X-CSRF-Token"] = r.json()["csrf"]
             barrier.wait(timeout=30)
             for _ in range(50):  # bounded: the pool has 12 samples
-                items = c.get("/api/tasks/mask/next?n=2").json()["items"]
+                items = c.post("/api/tasks/mask/next", json={"n": 2}).json()["items"]
                 if not items:
                     return
                 for item in items:
@@ -65,7 +65,8 @@ def test_parallel_posts_of_one_annotator_are_all_stored(live_server):
     with httpx.Client(base_url=live_server.url, timeout=30) as c:
         r = c.post("/api/login", json={"token": env.tokens["ann1"]})
         csrf, cookies = r.json()["csrf"], dict(c.cookies)
-        items = c.get("/api/tasks/inpaint/next?n=12").json()["items"]
+        c.headers["X-CSRF-Token"] = csrf
+        items = c.post("/api/tasks/inpaint/next", json={"n": 12}).json()["items"]
     assert len(items) == 12
     barrier = threading.Barrier(len(items))
     codes: list = []

@@ -21,21 +21,22 @@ def ids(env):
 def test_majority_ties_skips_and_undo(env):
     conn, u = ids(env)
     s = Settings(overlap=1.0)
-    short = Settings(overlap=1.0, lease_seconds=0.01)
-    keys = [i.key for i in next_items(conn, u["ann1"], "mask", 4, short)]
-    assert [i.key for i in next_items(conn, u["ann2"], "mask", 4, short)] == keys  # overlap 1: 2 labels each
-    time.sleep(0.05)  # both leases lapse: a third annotator is handed the same samples, a 3rd vote can happen
-    assert [i.key for i in next_items(conn, u["ann3"], "mask", 4, s)] == keys
+    keys = [i.key for i in next_items(conn, u["ann1"], "mask", 4, s)]
+    assert [i.key for i in next_items(conn, u["ann2"], "mask", 4, s)] == keys  # overlap 1: 2 labels each
     k_major, k_tie, k_skip, k_undo = keys
     votes = {
-        k_major: [("ann1", "good"), ("ann2", "bad"), ("ann3", "good")],
+        k_major: [("ann1", "good"), ("ann2", "bad")],
         k_tie: [("ann1", "good"), ("ann2", "bad")],
         k_skip: [("ann1", "skip"), ("ann2", "bad")],
         k_undo: [("ann1", "good")],
     }
     for key, vs in votes.items():
         for name, value in vs:
-            record(conn, u[name], "mask", key, value)
+            record(conn, u[name], "mask", key, value, s)
+    # a third vote, as databases from before the lease rules could hold: the majority still decides
+    with db.write(conn):
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t)"
+                     " SELECT ?, id, 'mask', 'good', ? FROM samples WHERE key = ?", (u["ann3"], time.time(), k_major))
     assert undo(conn, u["ann1"], "mask", s).key == k_undo
     i = next_items(conn, u["ann1"], "inpaint", 1, s)[0]
     record(conn, u["ann1"], "inpaint", i.key, "good")

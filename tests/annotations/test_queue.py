@@ -4,8 +4,10 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 
+import pytest
+
 from annotations import db
-from annotations.queue import Settings, next_items, record, undo
+from annotations.queue import QueueError, Settings, next_items, record, undo
 
 
 def standing(env, task="mask"):
@@ -23,7 +25,7 @@ def label_all(client, task, label="good", n=3, limit=100):
     """Label everything the queue hands this client; returns the keys in order."""
     seen = []
     for _ in range(limit):
-        items = client.get(f"/api/tasks/{task}/next?n={n}").json()["items"]
+        items = client.post(f"/api/tasks/{task}/next", json={"n": n}).json()["items"]
         if not items:
             return seen
         for item in items:
@@ -35,14 +37,14 @@ def label_all(client, task, label="good", n=3, limit=100):
 
 def test_one_label_per_sample_without_overlap(env, make_client):
     a, b = make_client("ann1", overlap=0.0), make_client("ann2", overlap=0.0)
-    held_a = {i["key"] for i in a.get("/api/tasks/mask/next?n=5").json()["items"]}
-    held_b = {i["key"] for i in b.get("/api/tasks/mask/next?n=5").json()["items"]}
+    held_a = {i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 5}).json()["items"]}
+    held_b = {i["key"] for i in b.post("/api/tasks/mask/next", json={"n": 5}).json()["items"]}
     assert len(held_a) == len(held_b) == 5 and not held_a & held_b  # leases keep them apart
     keys = label_all(a, "mask") + label_all(b, "mask")
     assert len(keys) == len(set(keys)) == 12
     votes = standing(env)
     assert all(len(v) == 1 for v in votes.values()) and len(votes) == 12
-    assert make_client("ann3", overlap=0.0).get("/api/tasks/mask/next").json()["items"] == []
+    assert make_client("ann3", overlap=0.0).post("/api/tasks/mask/next", json={}).json()["items"] == []
     assert len(label_all(make_client("ann3", overlap=0.0), "inpaint")) == 12  # tasks are independent
 
 
@@ -55,7 +57,7 @@ def test_overlap_share_gets_a_second_distinct_annotator(env, make_client):
     clients = [make_client(n, overlap=overlap) for n in ("ann1", "ann2", "ann3")]
     for _ in range(3):  # interleave annotators
         for c in clients:
-            for item in c.get("/api/tasks/mask/next?n=2").json()["items"]:
+            for item in c.post("/api/tasks/mask/next", json={"n": 2}).json()["items"]:
                 assert c.post("/api/tasks/mask/label", json={"key": item["key"], "label": "bad"}).status_code == 200
     for c in clients:
         label_all(c, "mask")
@@ -63,12 +65,12 @@ def test_overlap_share_gets_a_second_distinct_annotator(env, make_client):
     assert {k: len(v) for k, v in votes.items()} == expected
     for k, v in votes.items():
         assert len({name for name, _ in v}) == len(v), f"{k} labelled twice by one annotator"
-    assert clients[0].get("/api/tasks/mask/next").json()["progress"]["remaining"] == 0
+    assert clients[0].post("/api/tasks/mask/next", json={}).json()["progress"]["remaining"] == 0
 
 
 def test_never_the_same_sample_twice_even_after_skip(env, make_client):
     a = make_client("ann1", overlap=1.0)
-    first = a.get("/api/tasks/inpaint/next?n=2").json()["items"]
+    first = a.post("/api/tasks/inpaint/next", json={"n": 2}).json()["items"]
     assert a.post("/api/tasks/inpaint/label", json={"key": first[0]["key"], "label": "skip"}).status_code == 200
     assert a.post("/api/tasks/inpaint/label", json={"key": first[1]["key"], "label": "good"}).status_code == 200
     rest = label_all(a, "inpaint")
@@ -81,7 +83,7 @@ def test_never_the_same_sample_twice_even_after_skip(env, make_client):
 
 def test_undo_walks_back_and_returns_the_sample(env, make_client):
     a = make_client("ann1")
-    items = a.get("/api/tasks/mask/next?n=3").json()["items"]
+    items = a.post("/api/tasks/mask/next", json={"n": 3}).json()["items"]
     k0, k1, k2 = (i["key"] for i in items)
     for key, label in ((k0, "good"), (k1, "bad"), (k2, "skip")):
         a.post("/api/tasks/mask/label", json={"key": key, "label": label})
@@ -89,7 +91,7 @@ def test_undo_walks_back_and_returns_the_sample(env, make_client):
     assert r.status_code == 200 and r.json()["item"]["key"] == k2
     r = a.post("/api/tasks/mask/undo", json={})
     assert r.json()["item"]["key"] == k1 and r.json()["progress"]["count"] == 1
-    held = [i["key"] for i in a.get("/api/tasks/mask/next?n=3").json()["items"]]
+    held = [i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 3}).json()["items"]]
     assert held[:2] in ([k1, k2], [k2, k1]) and k0 not in held  # undone samples come back first
     assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"}).status_code == 200
     votes = standing(env)
@@ -104,7 +106,7 @@ def test_undo_walks_back_and_returns_the_sample(env, make_client):
 
 def test_labels_only_for_assigned_samples(env, make_client):
     a, b = make_client("ann1", overlap=0.0), make_client("ann2", overlap=0.0)
-    key = a.get("/api/tasks/mask/next?n=1").json()["items"][0]["key"]
+    key = a.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
     r = b.post("/api/tasks/mask/label", json={"key": key, "label": "good"})
     assert r.status_code == 409
     assert a.post("/api/tasks/inpaint/label", json={"key": key, "label": "good"}).status_code == 409
@@ -118,6 +120,39 @@ def test_expired_leases_go_back_to_the_queue(env):
     held = [i.key for i in next_items(conn, 1, "mask", 12, s)]
     assert len(held) == 12 and next_items(conn, 2, "mask", 12, s) == []
     time.sleep(0.1)
-    assert {i.key for i in next_items(conn, 2, "mask", 12, s)} == set(held)
-    record(conn, 1, "mask", held[0], "good")  # the first holder may still answer; nothing is lost
-    assert undo(conn, 1, "mask", s).key == held[0]
+    assert {i.key for i in next_items(conn, 2, "mask", 3, s)} == set(held[:3])
+    with pytest.raises(QueueError) as e:  # user 2 holds it now: the late label is refused
+        record(conn, 1, "mask", held[0], "good", s)
+    assert e.value.status == 409
+    record(conn, 1, "mask", held[5], "good", s)  # an expired lease nobody took is honoured; nothing is lost
+    assert undo(conn, 1, "mask", s).key == held[5]
+
+
+def test_late_label_on_a_lease_someone_else_now_holds_is_409(env, make_client):
+    a = make_client("ann1", overlap=0.0, lease_seconds=0.2)
+    b = make_client("ann2", overlap=0.0, lease_seconds=60)
+    k1, k2 = (i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 2}).json()["items"])
+    time.sleep(0.3)  # a's leases lapse
+    assert [i["key"] for i in b.post("/api/tasks/mask/next", json={"n": 1}).json()["items"]] == [k1]
+    r = a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"})
+    assert r.status_code == 409 and "fetch new samples" in r.json()["detail"]
+    assert a.post("/api/tasks/mask/label", json={"key": k2, "label": "bad"}).status_code == 200  # nobody took k2
+    assert b.post("/api/tasks/mask/label", json={"key": k1, "label": "bad"}).status_code == 200
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "good"}).status_code == 409  # still refused
+    votes = standing(env)
+    assert votes[k1] == [("ann2", "bad")] and votes[k2] == [("ann1", "bad")]  # one label each, no conflict
+    # the client's refill after a 409: held samples only, k1 not among them
+    assert k1 not in {i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 3}).json()["items"]}
+
+
+def test_late_label_on_an_overlap_sample_with_room_is_honoured(env, make_client):
+    a = make_client("ann1", overlap=1.0, lease_seconds=0.2)
+    b = make_client("ann2", overlap=1.0, lease_seconds=60)
+    c = make_client("ann3", overlap=1.0, lease_seconds=60)
+    k = a.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"]
+    time.sleep(0.3)
+    assert b.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"] == k
+    assert a.post("/api/tasks/inpaint/label", json={"key": k, "label": "good"}).status_code == 200  # 2 needed
+    assert c.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"] != k  # k is full now
+    assert b.post("/api/tasks/inpaint/label", json={"key": k, "label": "bad"}).status_code == 200
+    assert sorted(standing(env, "inpaint")[k]) == [("ann1", "good"), ("ann2", "bad")]

@@ -1,0 +1,45 @@
+"""Plugs the classifiers into `l2i annotate` for active labeling.
+
+`annotations` and `classifiers` are siblings in the layers and may not import each other; this command-layer
+module, which may import both, gives the annotate commands a `checkpoint_scorer` that runs classifier
+checkpoints on the pool's samples (read by byte offset, as the app shows them).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from annotations.pool import SampleFiles
+
+log = logging.getLogger(__name__)
+
+
+def score_pool(checkpoints: dict[str, str], files: list[SampleFiles], batch_size: int = 64
+               ) -> dict[str, dict[str, float]]:
+    """{task: {key: P(good)}} of the given samples; a sample that cannot be decoded is left out."""
+    from classifiers.features import batched, decode_members, prepare
+    from classifiers.scorer import Scorer
+
+    scorer = Scorer(checkpoints.get("mask"), checkpoints.get("inpaint"), "auto", batch_size)
+    scorer.setup()
+    members = {"mask": ("jpg", "mask.png"), "inpaint": ("bg.png",)}
+    out: dict[str, dict[str, float]] = {t: {} for t in scorer.tasks}
+    for task in scorer.tasks:
+        for chunk in batched(files, batch_size):
+            keys, inputs = [], []
+            for f in chunk:
+                try:
+                    arrays = decode_members({m: f.read(m) for m in members[task]}, task)
+                    inputs.append(prepare(task, scorer.sizes[task], **arrays))
+                    keys.append(f.key)
+                except (OSError, ValueError, KeyError) as e:
+                    log.warning("sample %s cannot be scored for %s: %s", f.key, task, e)
+            if keys:
+                out[task].update(zip(keys, map(float, scorer.score(task, np.stack(inputs)))))
+    return out
+
+
+def register(subparsers) -> None:
+    """No command of its own: hands the scorer to `l2i annotate` (registered before this module)."""
+    subparsers.choices["annotate"].set_defaults(checkpoint_scorer=score_pool)
