@@ -9,6 +9,7 @@ import logging
 
 from annotations import db
 from l2i_pipeline.core.errors import ConfigError
+from l2i_pipeline.core.storage import add_storage_options_arg
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
 
     conn = db.connect(args.db, create=True)
     try:
-        r = build_pool(conn, args.samples, args.size, args.test, args.seed)
+        r = build_pool(conn, args.samples, args.size, args.test, args.seed, args.storage_options)
     finally:
         conn.close()
     print(f"pool in {args.db}: {r.train} train + {r.test} test samples "
@@ -234,7 +235,9 @@ def register(subparsers) -> None:
     pool = sub.add_parser("pool", help="draw a reproducible random train/test pool of ok samples",
                           description="Draw SIZE ok samples at random (seeded) from the L2I(U) shards, split off "
                                       "TEST of them as the test split, and index their members' byte offsets.")
-    pool.add_argument("--samples", required=True, metavar="L2IU_DIR", help="directory of L2I(U) output shards")
+    pool.add_argument("--samples", required=True, metavar="L2IU_DIR",
+                      help="L2I(U) output shards: a path or a storage URL (s3://, gs://, ...)")
+    add_storage_options_arg(pool)
     pool.add_argument("--db", required=True, help="labels database to create (SQLite)")
     pool.add_argument("--size", type=int, default=6000, help="pool size, train + test (default 6000)")
     pool.add_argument("--test", type=int, default=1000, help="how many of them form the test split (default 1000)")

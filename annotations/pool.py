@@ -1,10 +1,11 @@
 """The annotation pool: a seeded random sample of ok samples, split train/test, with a byte-offset index.
 
 The index stores each member's TarInfo.offset_data and size, so the server reads one sample's images
-with a seek and a read instead of scanning its tar.
+with one ranged read instead of scanning its tar; the samples may live on a local path or a storage URL.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -13,11 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from annotations import db
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
-from l2i_pipeline.core.shards import list_output_shards
+from l2i_pipeline.core.shards import list_output_shards, read_output_index
+from l2i_pipeline.core.storage import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +40,21 @@ class PoolResult:
     dropped: int  # drawn but missing members in the tar
 
 
-def ok_candidates(samples_dir: Path) -> list[Candidate]:
+def ok_candidates(samples: Store) -> list[Candidate]:
     """Every ok sample of the complete shards, in (shard, key) order: the draw's deterministic input."""
     out = []
-    for name in list_output_shards(samples_dir):
-        table = pq.read_table(samples_dir / f"{name}.parquet", columns=["key", "status", "caption"])
+    for name in list_output_shards(samples):
+        table = read_output_index(samples, [name]).select(["key", "status", "caption"])
         for row in table.to_pylist():
             if row["status"] == "ok" and row["key"]:
                 out.append(Candidate(name, row["key"], row["caption"] or ""))
     return sorted(out, key=lambda c: (c.shard, c.key))
 
 
-def member_offsets(tar_path: Path, keys: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
+def member_offsets(samples: Store, tar_name: str, keys: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     """{key: {member: (offset_data, size)}} for the wanted keys; reads headers only (tarfile seeks past data)."""
     found: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(tar_path, "r:") as tf:
+    with samples.open(tar_name) as f, tarfile.open(fileobj=f, mode="r:") as tf:
         for info in tf:
             if not info.isfile():
                 continue
@@ -72,14 +72,15 @@ def split_sizes(size: int, test: int, available: int) -> tuple[int, int]:
     return n, round(test * n / size)
 
 
-def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int) -> PoolResult:
+def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int,
+               storage_options: dict | str | None = None) -> PoolResult:
     """Draw and store the pool. Refuses a database that already has one: labels point at its samples."""
-    samples_dir = Path(samples_dir).resolve()
-    if not samples_dir.is_dir():
-        raise NotFound(f"samples directory not found: {samples_dir}")
+    samples = open_store(samples_dir, storage_options)
+    if not samples.exists():
+        raise NotFound(f"samples directory not found: {samples.url}")
     if conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
         raise InputError("this database already has a pool; use a new --db file for a new pool")
-    candidates = ok_candidates(samples_dir)
+    candidates = ok_candidates(samples)
     n, n_test = split_sizes(size, test, len(candidates))
     if n < size:
         log.warning("only %d ok samples available; pool is %d (%d test) instead of %d", n, n, n_test, size)
@@ -92,7 +93,7 @@ def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int) -
         by_shard.setdefault(c.shard, set()).add(c.key)
     offsets: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
     for shard, keys in sorted(by_shard.items()):
-        for key, members in member_offsets(samples_dir / f"{shard}.tar", keys).items():
+        for key, members in member_offsets(samples, f"{shard}.tar", keys).items():
             offsets[(shard, key)] = members
 
     counts = {"train": 0, "test": 0}
@@ -117,7 +118,7 @@ def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int) -
                 "INSERT INTO members (sample_id, member, offset, size) VALUES (?, ?, ?, ?)",
                 [(cur.lastrowid, m, off, sz) for m, (off, sz) in members.items()])
             counts[split] += 1
-        settings = {"samples_dir": str(samples_dir), "seed": str(seed), "size": str(size), "test": str(test),
+        settings = {"samples_dir": samples.url, "seed": str(seed), "size": str(size), "test": str(test),
                     "created": str(time.time())}
         conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", settings.items())
     log.info("pool: %s", json.dumps(counts))
@@ -129,16 +130,15 @@ class SampleFiles:
     """Where one pooled sample's bytes are: its tar and each member's (offset, size)."""
 
     key: str
-    tar: Path
+    store: Store
+    tar: str
     members: dict[str, tuple[int, int]]
 
     def read(self, member: str) -> bytes:
         offset, size = self.members[member]
-        with open(self.tar, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
+        data = self.store.fs.cat_file(self.store.path(self.tar), start=offset, end=offset + size)
         if len(data) != size:
-            raise OSError(f"{self.tar} is shorter than its index says (member {self.key}.{member})")
+            raise OSError(f"{self.store.url_of(self.tar)} is shorter than its index says (member {self.key}.{member})")
         return data
 
 
@@ -147,7 +147,13 @@ def sample_files(conn, key: str) -> SampleFiles | None:
     row = conn.execute("SELECT id, shard FROM samples WHERE key = ?", (key,)).fetchone()
     if row is None:
         return None
-    root = Path(db.get_meta(conn, "samples_dir", ""))
+    root = _store(db.get_meta(conn, "samples_dir", ""))
     members = {r["member"]: (r["offset"], r["size"]) for r in
                conn.execute("SELECT member, offset, size FROM members WHERE sample_id = ?", (row["id"],))}
-    return SampleFiles(key, root / f"{Path(row['shard']).name}.tar", members)
+    return SampleFiles(key, root, f"{Path(row['shard']).name}.tar", members)
+
+
+@functools.lru_cache(maxsize=8)
+def _store(url: str) -> Store:
+    """One Store (and its connection pool) per samples location for the server's lifetime."""
+    return open_store(url)

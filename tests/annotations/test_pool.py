@@ -69,3 +69,21 @@ def test_sample_missing_members_is_left_out(tmp_path, shard_maker):
             tf.addfile(m, io.BytesIO(data))
     _, r, rows = pooled(tmp_path, tmp_path / "l2iu", "a.sqlite", size=100, test=0, seed=0)
     assert r.dropped == 1 and "000000000" not in {row[0] for row in rows} and len(rows) == 4
+
+
+def test_pool_and_ranged_reads_from_a_bucket(raw_dir, s3_bucket, tmp_path):
+    """`annotate pool --samples s3://...`: offsets from the tar headers, images by one ranged read each."""
+    from annotations import db as store_db
+    from annotations.pool import build_pool, sample_files
+    from l2i_pipeline.core.config import load_config
+    from l2i_pipeline.core.shards import iter_output_samples
+    from l2i_pipeline.engine.synthesize import synthesize
+
+    synthesize(raw_dir, f"{s3_bucket}/l2i", load_config(None, ["resolution=96"]), runner="local")
+    conn = store_db.connect(tmp_path / "labels.sqlite", create=True)
+    r = build_pool(conn, f"{s3_bucket}/l2i", size=4, test=1, seed=0)
+    assert r.train + r.test == 4 and r.dropped == 0
+    members = {k: m for n in ("00000_0000", "00001_0000") for k, m in iter_output_samples(f"{s3_bucket}/l2i", n)}
+    key = conn.execute("SELECT key FROM samples LIMIT 1").fetchone()[0]
+    files = sample_files(conn, key)
+    assert files.read("jpg") == members[key]["jpg"] and files.read("mask.png") == members[key]["mask.png"]
