@@ -1,5 +1,10 @@
 """Shared fixtures. Helpers live in tests/rawshards.py."""
+import os
 from pathlib import Path
+
+# Every Ray node and driver of the suite stays on 127.0.0.1 (read by Ray at import, so set before it is):
+# without it a driver joining a local multi-node cluster looks for its node at the host's interface address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest
 from rawshards import make_rows, write_raw_shard

@@ -106,10 +106,11 @@ def test_kill_9_of_the_driver_then_rerun_into_the_bucket(raw_many, reference, s3
 
 
 @pytest.mark.slow
-def test_a_worker_node_lost_mid_run_changes_nothing(raw_many, reference, tmp_path, monkeypatch):
+def test_a_worker_node_lost_mid_run_changes_nothing(raw_many, reference, tmp_path):
+    from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "tests/conftest.py keeps Ray on 127.0.0.1"
     _shutdown_ray()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
     # after the loss 3 CPUs remain: the two model actors (1 CPU each here) and the tasks that feed them
