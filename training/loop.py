@@ -210,6 +210,8 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             if metrics:
                 metrics.write(row)
                 bar.set_postfix(samples_s=f"{row['samples_per_s']:.1f}")
+                log.info("step %d/%d %s", step, t.steps, " ".join(
+                    f"{k}={v:.4g}" for k, v in sorted(row.items()) if k != "step" and isinstance(v, (int, float))))
             if ctx.report:
                 ctx.report(row)
             sums.clear()
