@@ -134,3 +134,12 @@ def test_exact_resume_after_kill_9(l2i_dir, tmp_path):
     assert state["positions"] == json.loads((whole / "checkpoints/step_0000006/state.json").read_text())["positions"]
     assert len(state["positions"]) == 2  # one stream per loader worker
     assert [r["step"] for r in rundir.read_metrics(broken)] == list(range(1, 7))  # redone steps logged once
+
+
+def test_bf16_accumulation_checkpointing_clipping_and_no_sup_run(l2i_dir, tmp_path):
+    cfg = tiny_config("train.steps=2", "train.precision=bf16", "train.grad_accum=2", "train.grad_checkpointing=true",
+                      "train.max_grad_norm=1.0", "ae.aux_image_head=false", "loss.disc_start=1", "log.every=1")
+    assert _train(cfg, l2i_dir, tmp_path / "run")["step"] == 2
+    rows = rundir.read_metrics(tmp_path / "run")
+    assert "nll_image" not in rows[-1] and "g_fg" in rows[-1]  # no-sup: no I term; GAN on at step 1
+    assert all(torch.isfinite(torch.tensor(r["loss_ae"])) for r in rows)
