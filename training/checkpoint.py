@@ -43,6 +43,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1][1] if ckpts else None
 
 
+def remove_partial(run_dir: Path) -> None:
+    """Drop temporary checkpoint dirs a killed run left behind (never a renamed, complete one)."""
+    root = Path(run_dir) / "checkpoints"
+    for p in root.glob(".tmp_step_*") if root.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def _optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Optimiser state as (tensors, JSON): per-parameter tensors flattened as 'INDEX.NAME'."""
     sd = opt.state_dict()

@@ -132,6 +132,12 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _diverged(run_dir: Path, step: int, terms: list[str]) -> None:
+    good = checkpoint.latest_checkpoint(run_dir)
+    raise TrainingDiverged(f"{', '.join(terms)} became NaN/inf at step {step}; training stopped before the "
+                           f"optimiser step; last good checkpoint: {good or 'none (no checkpoint written yet)'}")
+
+
 def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -> dict[str, Any]:
     """Train `task` to cfg.train.steps, resuming from the run dir's last checkpoint. Returns a summary."""
     run_dir = Path(run_dir)
@@ -142,6 +148,8 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
     task.setup(ctx)
     opts = task.optimizers()
     step, positions = 0, {}
+    if ctx.is_main:
+        checkpoint.remove_partial(run_dir)
     last = checkpoint.latest_checkpoint(run_dir)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.precision == "fp16")
     if last is not None:
@@ -177,11 +185,9 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
                 out = task.step(_to_device(batch, ctx.device), step)
             values = {k: float(v.detach()) for k, v in out.logs.items()}
             bad_terms = [k for k, v in values.items() if not math.isfinite(v)]
+            bad_terms += [f"loss {k}" for k, v in out.losses.items() if not torch.isfinite(v.detach()).all()]
             if ctx.all_min(0.0 if bad_terms else 1.0) < 1.0:
-                where = f"term(s) {', '.join(bad_terms)}" if bad_terms else "a term on another rank"
-                good = checkpoint.latest_checkpoint(run_dir)
-                raise TrainingDiverged(f"loss {where} became NaN/inf at step {step}; training stopped; last good "
-                                       f"checkpoint: {good or 'none (no checkpoint written yet)'}")
+                _diverged(run_dir, step, bad_terms or ["a term on another rank"])
             for k, v in values.items():
                 sums[k] += v / t.grad_accum
             items = list(out.losses.items())
@@ -194,6 +200,8 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             scaler.unscale_(opt)
             params = _params(opt)
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm if t.max_grad_norm > 0 else float("inf"))
+            if not math.isfinite(float(norm)) and t.precision != "fp16":  # fp16: the scaler skips the step
+                _diverged(run_dir, step, [f"grad_norm/{name}"])
             sums[f"grad_norm/{name}"] += float(norm)
             scaler.step(opt)
         scaler.update()
