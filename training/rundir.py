@@ -51,6 +51,16 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str) -
     return new
 
 
+def check_backend(backend: str) -> None:
+    """log.backend=tensorboard needs the tensorboard package: say so before any work."""
+    if backend == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("log.backend=tensorboard needs the tensorboard package (pip install tensorboard); "
+                              "metrics.jsonl is always written") from None
+
+
 class Metrics:
     """One JSON line per log step, always; TensorBoard scalars too with log.backend=tensorboard."""
 
@@ -58,11 +68,9 @@ class Metrics:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.tb = None
         if backend == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError("log.backend=tensorboard needs the tensorboard package (pip install "
-                                  "tensorboard)") from None
+            check_backend(backend)
+            from torch.utils.tensorboard import SummaryWriter
+
             self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:

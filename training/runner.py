@@ -57,6 +57,7 @@ def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_train_config(args.preset, args.config, args.set)
     task_cls.preflight(cfg)
+    rundir.check_backend(cfg.log.backend)
     data = _data(cfg, args.data)
     run_dir = Path(args.out)
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
