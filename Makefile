@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-all demo bench bench-gpu lint clean image cluster-demo plan
+.PHONY: help install test test-all demo bench bench-gpu bench-train lint clean image cluster-demo plan
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ cluster-demo: install  ## two Ray nodes on 127.0.0.1, `l2i demo` sent with `ray 
 
 plan: install  ## cost of the paper-size run (600M inputs -> 57M kept) from bench/figures.json
 	$(BIN)/l2i plan
+
+bench-train: install  ## CaT2I-AE training samples/s: tiny preset on CPU; paper size at 256/512 with FLOP/step, MFU on GPU
+	$(BIN)/python bench/bench_train.py
 
 clean:  ## remove .venv and outputs
 	rm -rf $(VENV) demo_out bench_out cluster_demo_out .pytest_cache

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "annotations.cli",
     "classifiers.cli",
     "l2i_pipeline.commands.annotate_scoring",  # after annotations.cli: plugs the classifiers into it
+    "training.cli",
 ]
 
 
