@@ -10,11 +10,15 @@ the [-1, 1] / [0, 1] scales); `decode(ae, z)` gives a `Decoded`. Both take unsca
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+
+from l2i_pipeline.core.errors import ConfigError, NotFound
 
 
 @dataclass
@@ -95,3 +99,34 @@ def decode(ae, z: torch.Tensor) -> Decoded:
         return Decoded(image=None, fg=fg, bg=bg, mask=((m.mean(1, keepdim=True) + 1) / 2).clamp(0, 1))
     out = ae.decode(z)
     return Decoded(image=out.image, fg=out.fg, bg=out.bg, mask=out.mask.clamp(0, 1))
+
+
+def load_ae(path: str | Path, kind: str = "cat2i", target: str = "layers"):
+    """The frozen autoencoder an LDM trains on: a CaT2I-AE export (RUN/ae), or an SD autoencoder dir
+    (diffusers `AutoencoderKL`, e.g. stable-diffusion-v1-4/vae) for the baselines. One error names what is missing.
+    """
+    from diffusers import AutoencoderKL
+
+    p = Path(path)
+    if not p.is_dir():
+        raise NotFound(f"autoencoder dir not found: {p} (expected RUN/ae from `l2i train ae`, or an SD vae/ dir)")
+    config = p / "config.json"
+    if not config.is_file():
+        raise NotFound(f"missing file: {config} (autoencoder config)")
+    if not any((p / f).is_file() for f in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")):
+        raise NotFound(f"missing file: {p / 'diffusion_pytorch_model.safetensors'} (autoencoder weights)")
+    cls_name = json.loads(config.read_text()).get("_class_name")
+    if target == "image" or kind == "sd_stack":
+        if cls_name != "AutoencoderKL":
+            what = "ldm.target=image" if target == "image" else "ae.kind=sd_stack"
+            raise ConfigError(f"{what} needs an SD autoencoder dir (AutoencoderKL), but {p} holds a {cls_name}")
+        vae = AutoencoderKL.from_pretrained(p)
+        ae = vae if target == "image" else SDStackAE.from_sd_vae(vae)
+    else:
+        if cls_name != "CaT2IAE":
+            raise ConfigError(f"{p} holds a {cls_name}, not a CaT2IAE; for an SD autoencoder set ae.kind=sd_stack "
+                              f"(layers) or ldm.target=image")
+        from training.models.ae import CaT2IAE
+
+        ae = CaT2IAE.from_pretrained(p)
+    return ae.eval().requires_grad_(False)

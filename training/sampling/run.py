@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 from training.export.layers import FORMATS
+from training.fingerprint import dir_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +88,9 @@ def plan(prompts: list[str], n: int, seed: int) -> list[Item]:
     return items
 
 
-def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over the pipeline's configs and, per weight file, its size and first and last MiB."""
-    root = Path(model_dir)
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if not p.is_file():
-            continue
-        h.update(str(p.relative_to(root)).encode())
-        if p.suffix in (".safetensors", ".bin"):
-            size = p.stat().st_size
-            with p.open("rb") as f:
-                h.update(str(size).encode() + f.read(1 << 20))
-                f.seek(max(0, size - (1 << 20)))
-                h.update(f.read())
-        else:
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def open_output(out: Path, model_dir: str | Path, settings: SampleSettings) -> dict:
     """Create or check DIR/sample.json: the same model and settings as the samples already there."""
-    record = {"model": str(Path(model_dir).resolve()), "fingerprint": model_fingerprint(model_dir),
+    record = {"model": str(Path(model_dir).resolve()), "fingerprint": dir_fingerprint(model_dir),
               "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
     marker = out / "sample.json"
     if marker.is_file():
