@@ -107,6 +107,19 @@ def load_ae(path: str | Path, kind: str = "cat2i", target: str = "layers"):
     """
     from diffusers import AutoencoderKL
 
+    p = check_ae_dir(path, kind, target)
+    if target == "image" or kind == "sd_stack":
+        vae = AutoencoderKL.from_pretrained(p)
+        ae = vae if target == "image" else SDStackAE.from_sd_vae(vae)
+    else:
+        from training.models.ae import CaT2IAE
+
+        ae = CaT2IAE.from_pretrained(p)
+    return ae.eval().requires_grad_(False)
+
+
+def check_ae_dir(path: str | Path, kind: str = "cat2i", target: str = "layers") -> Path:
+    """The autoencoder dir, or one error naming the missing dir/file or the wrong kind of model."""
     p = Path(path)
     if not p.is_dir():
         raise NotFound(f"autoencoder dir not found: {p} (expected RUN/ae from `l2i train ae`, or an SD vae/ dir)")
@@ -120,13 +133,7 @@ def load_ae(path: str | Path, kind: str = "cat2i", target: str = "layers"):
         if cls_name != "AutoencoderKL":
             what = "ldm.target=image" if target == "image" else "ae.kind=sd_stack"
             raise ConfigError(f"{what} needs an SD autoencoder dir (AutoencoderKL), but {p} holds a {cls_name}")
-        vae = AutoencoderKL.from_pretrained(p)
-        ae = vae if target == "image" else SDStackAE.from_sd_vae(vae)
-    else:
-        if cls_name != "CaT2IAE":
-            raise ConfigError(f"{p} holds a {cls_name}, not a CaT2IAE; for an SD autoencoder set ae.kind=sd_stack "
-                              f"(layers) or ldm.target=image")
-        from training.models.ae import CaT2IAE
-
-        ae = CaT2IAE.from_pretrained(p)
-    return ae.eval().requires_grad_(False)
+    elif cls_name != "CaT2IAE":
+        raise ConfigError(f"{p} holds a {cls_name}, not a CaT2IAE; for an SD autoencoder set ae.kind=sd_stack "
+                          f"(layers) or ldm.target=image")
+    return p

@@ -9,6 +9,7 @@ export is the whole `LayeredDiffusionPipeline` (RUN2/pipeline/) with the EMA UNe
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import shutil
@@ -56,9 +57,77 @@ def init_unet_dir(path: str) -> Path:
 class LDMTask:
     name = "pipeline"
 
-    def __init__(self, cfg: TrainConfig, latent_scale: float, latent_info: dict | None = None):
-        self.cfg, self.latent_scale, self.latent_info = cfg, float(latent_scale), latent_info
+    def __init__(self, cfg: TrainConfig):
+        if cfg.ldm.latent_scale <= 0:
+            raise ValueError("ldm.latent_scale must be resolved (LDMTask.make_data) before training")
+        self.cfg, self.latent_scale = cfg, float(cfg.ldm.latent_scale)
         self.ema_steps = 0
+
+    # ------------------------------------------------------------------ driver side, before any worker
+    @staticmethod
+    def base_config() -> TrainConfig:
+        """The defaults `l2i train ldm` starts from (config.LDM_DEFAULTS over TrainConfig's)."""
+        from l2i_pipeline.core.typedconfig import apply_dict
+        from training.config import LDM_DEFAULTS
+
+        cfg = TrainConfig()
+        apply_dict(cfg, copy.deepcopy(LDM_DEFAULTS))
+        return cfg
+
+    @staticmethod
+    def preflight(cfg: TrainConfig) -> None:
+        """Clear errors before any work: the autoencoder, text encoder and --init dirs."""
+        from training.ldm.text import check_text_encoder_dir
+
+        if not cfg.ldm.ae:
+            raise ConfigError("train ldm needs --ae (RUN/ae from `l2i train ae`, or an SD vae/ dir for the baselines)")
+        if not cfg.ldm.text_encoder:
+            raise ConfigError("train ldm needs --text-encoder (a dir with SD's text_encoder/ and tokenizer/)")
+        kind, target = codec_kind(cfg)
+        codec.check_ae_dir(cfg.ldm.ae, kind, target)
+        check_text_encoder_dir(cfg.ldm.text_encoder)
+        if cfg.ldm.init:
+            init_unet_dir(cfg.ldm.init)
+
+    @staticmethod
+    def make_data(cfg: TrainConfig, url: str):
+        """The batches: latents from `l2i encode` (ldm.data=latents, or auto on such a dir) or L2I shards.
+
+        Resolves ldm.latent_scale (when 0) into `cfg`, so run.json records the scale actually used.
+        """
+        from l2i_pipeline.core.storage import open_store
+        from training.fingerprint import dir_fingerprint
+        from training.latents.shards import is_latent_dir
+        from training.latents.stream import LatentData
+
+        ldm = cfg.ldm
+        store = open_store(url, json.loads(cfg.data.storage_options) if cfg.data.storage_options else None)
+        use_latents = ldm.data == "latents" or (ldm.data == "auto" and is_latent_dir(store))
+        if use_latents:
+            data = LatentData(store, cfg.train.batch_size, cfg.train.seed)
+            info = data.summary
+            if info.get("ae_fingerprint") != dir_fingerprint(ldm.ae):
+                raise ConfigError(f"the latents in {url} were encoded with another autoencoder ({info.get('ae')}) "
+                                  f"than --ae {ldm.ae}; encode with it (`l2i encode`) or pass that --ae")
+            if info.get("resolution") != cfg.data.resolution:
+                raise ConfigError(f"the latents in {url} are of {info.get('resolution')}^2 images but "
+                                  f"data.resolution={cfg.data.resolution}")
+            if ldm.latent_scale <= 0:
+                ldm.latent_scale = float(info["latent_scale"])
+            return data
+        from training.data.index import build_index
+        from training.data.stream import L2IData
+
+        data = L2IData(store, build_index(url, store, cfg.data), cfg.data, cfg.train.batch_size, cfg.train.seed)
+        if ldm.latent_scale <= 0:
+            kind, target = codec_kind(cfg)
+            ae = codec.load_ae(ldm.ae, kind=kind, target=target)
+            batches = data.batches(0, 1, {})
+            ldm.latent_scale = measure_latent_scale(ae, batches, ldm.scale_samples, "cpu")
+            if hasattr(batches, "close"):
+                batches.close()
+        log.info("latent scale %.5f", ldm.latent_scale)
+        return data
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx) -> None:
@@ -68,10 +137,6 @@ class LDMTask:
         self.ae = codec.load_ae(ldm.ae, kind=kind, target=target).to(self.device)
         self.text_encoder, self.tokenizer = load_text_encoder(ldm.text_encoder, self.device)
         channels = codec.latent_channels(self.ae)
-        if self.latent_info and self.latent_info.get("latent_shape") and \
-                self.latent_info["latent_shape"][0] != channels:
-            raise ConfigError(f"the latents have {self.latent_info['latent_shape'][0]} channels but the autoencoder "
-                              f"{ldm.ae} has {channels}; encode with this autoencoder")
         side = cfg.data.resolution // codec.downsample_factor(self.ae)
         cross = self.text_encoder.config.hidden_size
         if ldm.init:

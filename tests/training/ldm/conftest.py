@@ -98,3 +98,12 @@ def ae_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("ae") / "ae"
     ae.save_pretrained(out)
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only contend (30x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
