@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "annotations.cli",
     "classifiers.cli",
     "training.cli",
+    "training.latents.cli",
     "training.sampling.cli",
 ]
 

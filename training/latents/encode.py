@@ -110,6 +110,9 @@ def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address:
     from training.config import DataConfig
     from training.data.index import build_index
 
+    from training.ldm.codec import check_ae_dir
+
+    check_ae_dir(job.ae_dir, *(("cat2i", "image") if job.kind == "image" else (job.kind, "layers")))
     cfg = DataConfig(resolution=job.resolution, test_fraction=job.test_fraction, split_seed=job.split_seed)
     index = build_index(job.data.url, job.data, cfg)
     header = job.header()

@@ -59,3 +59,15 @@ def test_other_autoencoder_refused(l2i_dir, ae_dir, tmp_path):
             mid_block_attention=False).save_pretrained(other)
     with pytest.raises(ConfigError, match="ae, ae_fingerprint"):
         encode(_job(l2i_dir, other, out))
+
+
+def test_encode_cli_reports_the_std(l2i_dir, ae_dir, tmp_path, capsys):
+    from l2i_pipeline.cli import main
+
+    args = ["encode", "--data", str(l2i_dir), "--ae", str(ae_dir), "--out", str(tmp_path / "lat"), "--preset", "tiny",
+            "--runner", "local"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "latent std" in out and "scale 1/std" in out
+    assert main(args[:3] + ["--ae", str(tmp_path / "missing"), "--out", str(tmp_path / "lat2")] + args[7:]) == 2
+    assert "autoencoder dir not found" in capsys.readouterr().err
