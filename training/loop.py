@@ -42,13 +42,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from l2i_pipeline.core.errors import UserError
 from training import checkpoint, rundir
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError):
     """A loss term became NaN or inf; the message names the step and the term."""
 
 
