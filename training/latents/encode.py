@@ -109,7 +109,6 @@ def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address:
     """Encode the shards not yet done; returns latents.json plus this run's counts and speed."""
     from training.config import DataConfig
     from training.data.index import build_index
-
     from training.ldm.codec import check_ae_dir
 
     check_ae_dir(job.ae_dir, *(("cat2i", "image") if job.kind == "image" else (job.kind, "layers")))
