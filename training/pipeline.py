@@ -12,20 +12,13 @@ import torch
 from diffusers import DiffusionPipeline
 
 import training.ldm.codec as codec
+import training.models.ae  # noqa: F401  (diffusers loads a custom component class only from an imported module)
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from training.export.layers import Layers, to_uint8
 from training.ldm.text import encode_prompts
 from training.sampling.ddim import ddim_sample
 
 COMPONENTS = ("ae", "unet", "text_encoder", "tokenizer", "scheduler")
-
-
-def _import_ae_classes() -> None:
-    """diffusers loads a custom component class only from an already imported module."""
-    try:
-        import training.models.ae  # noqa: F401
-    except ImportError:  # pragma: no cover - part 1's package absent
-        pass
 
 
 class LayeredDiffusionPipeline(DiffusionPipeline):
@@ -47,7 +40,6 @@ class LayeredDiffusionPipeline(DiffusionPipeline):
         for name in COMPONENTS:
             if not (root / name).is_dir():
                 raise NotFound(f"pipeline dir {root} has no {name}/")
-        _import_ae_classes()
         pipe = cls.from_pretrained(root, dtype=dtype)
         pipe.check()
         return pipe.to(device)
