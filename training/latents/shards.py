@@ -63,7 +63,7 @@ def summarize(out: Store, header: dict) -> dict:
     summary = {**header, "shards": len(stats), "train": sum(s["train"] for s in stats),
                "test": sum(s["test"] for s in stats), "bad": sum(s.get("bad", 0) for s in stats),
                "latent_mean": mu, "latent_std": std, "latent_scale": 1.0 / std if std > 0 else 1.0,
-               "latent_shape": stats[0]["latent_shape"] if stats else None}
+               "latent_shape": next((s["latent_shape"] for s in stats if s["count"]), None)}
     data = json.dumps(summary, indent=2, sort_keys=True).encode()
     if not out.exists("latents.json") or out.get("latents.json") != data:  # a rerun with nothing new writes nothing
         out.put("latents.json", data)

@@ -71,7 +71,7 @@ def test_caption_dropout_rate():
 
 
 def test_train_from_shards_measures_the_scale(l2i_dir, ae_dir, text_encoder_dir, tmp_path):
-    cfg = _cfg(ae_dir, text_encoder_dir, "train.steps=2", "data.num_workers=0")
+    cfg = _cfg(ae_dir, text_encoder_dir, "train.steps=2", "data.num_workers=0", "train.grad_checkpointing=true")
     _run(cfg, l2i_dir, tmp_path / "run")
     assert cfg.ldm.latent_scale > 0
     assert (tmp_path / "run" / "pipeline" / "unet" / "config.json").is_file()
