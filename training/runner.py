@@ -60,8 +60,6 @@ def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(args.out)
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
     if args.runner == "local":
-        if cfg.train.cpu_threads:
-            torch.set_num_threads(cfg.train.cpu_threads)
         ctx = Context(pick_device(cfg.train.device))
         result = train(task_cls(cfg), data, cfg, run_dir, ctx)
         return _summary(run_dir, result, task_cls.name)
@@ -78,7 +76,7 @@ def _ray_worker(config: dict) -> None:
     context = ray.train.get_context()
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
     ctx = Context(device, context.get_world_rank(), context.get_world_size(), report=ray.train.report)
-    torch.set_num_threads(cfg.train.cpu_threads or max(1, int(config.get("threads", 1))))
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))  # the loop applies train.cpu_threads if set
     train(config["task_cls"](cfg), config["data"], cfg, Path(config["run_dir"]), ctx)
 
 
