@@ -32,7 +32,8 @@ class LatentData:
             out.append((s, [rows[j] for j in perm]))
         return out
 
-    def batches(self, rank: int, world_size: int, positions: dict[str, dict]) -> Iterator[dict]:
+    def batches(self, rank: int, world_size: int, positions: dict[str, dict], consumed: int = 0) -> Iterator[dict]:
+        """`consumed` (batches already taken) is not needed: one stream per rank, its position says it all."""
         sid = f"latents{rank}"
         pos = positions.get(sid, {})
         epoch, offset, buf = pos.get("epoch", 0), pos.get("offset", 0), []
