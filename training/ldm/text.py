@@ -57,7 +57,7 @@ def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
     global _warned_truncation
     n = tokenizer.model_max_length
     if not _warned_truncation:
-        long = [p for p in prompts if len(tokenizer(p, truncation=False).input_ids) > n]
+        long = [p for p in prompts if len(tokenizer(p, truncation=False, verbose=False).input_ids) > n]
         if long:
             _warned_truncation = True
             log.warning("prompt longer than the tokenizer's %d tokens is truncated: %r", n, long[0][:80])
