@@ -109,3 +109,40 @@ def test_train_ldm_on_ray_two_workers(l2i_dir, ae_dir, text_encoder_dir, tmp_pat
     state = json.loads((tmp_path / "run" / "checkpoints" / "step_0000004" / "state.json").read_text())
     assert state["world_size"] == 2 and set(state["positions"]) == {"latents0", "latents1"}
     assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_is_bitwise(l2i_dir, ae_dir, text_encoder_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    _encode(l2i_dir, ae_dir, tmp_path / "lat")
+
+    def cmd(out):
+        return [sys.executable, "-m", "l2i_pipeline.cli", "train", "ldm", "--data", str(tmp_path / "lat"), "--ae",
+                str(ae_dir), "--text-encoder", str(text_encoder_dir), "--out", str(out), "--preset", "tiny",
+                "--runner", "local", "--set", "train.steps=6", "--set", "ckpt.every=1", "--set", "ckpt.keep=10",
+                "--set", "log.progress=false"]
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run(cmd(tmp_path / "once"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (tmp_path / "killed" / "checkpoints" / "step_0000003" / "state.json").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd(tmp_path / "killed"), check=True, env=env, capture_output=True)
+    for name in ("unet", "ema", "optim_unet"):
+        a = load_file(tmp_path / "once" / "checkpoints" / "step_0000006" / f"{name}.safetensors")
+        b = load_file(tmp_path / "killed" / "checkpoints" / "step_0000006" / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    a = load_file(tmp_path / "once" / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "killed" / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

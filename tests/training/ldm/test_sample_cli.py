@@ -59,6 +59,19 @@ def test_refusals(tiny_pipeline_dir, tmp_path, capsys):
     assert "another model" in capsys.readouterr().err
 
 
+def test_prompts_from_parquet_and_empty_file(tmp_path):
+    import pyarrow as pa
+
+    from l2i_pipeline.core.errors import InputError
+    from training.sampling.run import read_prompts
+
+    pq.write_table(pa.table({"caption": ["a dog", None, " ", "a cat"]}), tmp_path / "p.parquet")
+    assert read_prompts(prompts_file=str(tmp_path / "p.parquet")) == ["a dog", "a cat"]
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(InputError, match="no prompts"):
+        read_prompts(prompts_file=str(tmp_path / "empty.txt"))
+
+
 @pytest.mark.slow
 def test_ray_runner_matches_local(tiny_pipeline_dir, tmp_path):
     import ray
