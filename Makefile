@@ -32,7 +32,7 @@ bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs
 	$(BIN)/python bench/bench_sd2_gpu.py
 	$(BIN)/python bench/bench_classifiers.py --device cuda
 
-bench-train: install  ## CaT2I-AE training samples/s: tiny preset on CPU; paper size at 256/512 with FLOP/step, MFU on GPU
+bench-train: install  ## CaT2I-AE and LDM training samples/s, sampling images/s, encode samples/s: tiny on CPU; paper size on GPU
 	$(BIN)/python bench/bench_train.py
 
 lint: install  ## ruff over the packages

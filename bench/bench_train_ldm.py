@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, for MFU
 
@@ -155,13 +158,18 @@ def bench_encode(device, paper: bool, res: int, batch: int, iters: int) -> float
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: tiny models on a shared "
+                                                          "CPU only contend with more; 0 = torch's default)")
     p.add_argument("--quick", action="store_true", help="fewer configurations")
     p.add_argument("--l2i", help="also time `l2i encode` end to end (tar read + PNG decode + AE) on these L2I shards")
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    run(torch.device(a.device), a.quick, a.l2i, a.threads)
+
+
+def run(device: torch.device, quick: bool = False, l2i: str | None = None, threads: int = 1) -> None:
+    """Every LDM figure on one device (bench_train.py calls this for CPU, and for CUDA when present)."""
+    if threads:
+        torch.set_num_threads(threads)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -172,11 +180,11 @@ def main() -> None:
     print(f"{'unet':<7}{'res':>5}{'batch':>6}{'prec':>6}{'ckpt':>6}{'samples/s':>11}{'step s':>9}{'peak MB':>10}"
           f"{'TFLOP/step':>11}{'MFU':>7}")
     if cuda:
-        grid = [(res, b, prec, ck) for res in (256, 512) for b in ((8, 32) if a.quick else (8, 16, 32, 64))
+        grid = [(res, b, prec, ck) for res in (256, 512) for b in ((8, 32) if quick else (8, 16, 32, 64))
                 for prec in ("bf16",) for ck in (False, True)]
         preset, te_size, steps = "sd_v1", "clip_l", 5
     else:
-        grid = [(64, 8, "fp32", False), (256, 2, "fp32", False)] + ([] if a.quick else [(64, 8, "fp32", True)])
+        grid = [(64, 8, "fp32", False), (256, 2, "fp32", False)] + ([] if quick else [(64, 8, "fp32", True)])
         preset, te_size, steps = "tiny", "tiny", 3
     for res, b, prec, ck in grid:
         try:
@@ -202,8 +210,8 @@ def main() -> None:
     for res in ((256, 512) if cuda else (64, 256)):
         b = 32 if cuda else 8
         print(f"  {res}^2 batch {b}: {bench_encode(device, cuda, res, b, 5 if cuda else 2):8.1f} samples/s")
-    if a.l2i:
-        print(f"  end to end on {a.l2i}: {bench_encode_job(a.l2i, device, cuda):8.1f} samples/s")
+    if l2i:
+        print(f"  end to end on {l2i}: {bench_encode_job(l2i, device, cuda):8.1f} samples/s")
 
 
 def bench_encode_job(l2i: str, device, paper: bool) -> float:
