@@ -71,3 +71,19 @@ def test_encode_cli_reports_the_std(l2i_dir, ae_dir, tmp_path, capsys):
     assert "latent std" in out and "scale 1/std" in out
     assert main(args[:3] + ["--ae", str(tmp_path / "missing"), "--out", str(tmp_path / "lat2")] + args[7:]) == 2
     assert "autoencoder dir not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ray_actor_pool_writes_the_same_latents(l2i_dir, ae_dir, tmp_path):
+    import ray
+
+    encode(_job(l2i_dir, ae_dir, tmp_path / "local"))
+    try:
+        summary = encode(_job(l2i_dir, ae_dir, tmp_path / "ray"), runner="ray", workers=1, num_cpus=2)
+    finally:
+        ray.shutdown()
+    assert summary["encoded_now"] == 12
+    for p in sorted((tmp_path / "local").glob("*.safetensors")):
+        a, b = load_shard(open_store(str(tmp_path / "local"), {}), p.stem), \
+            load_shard(open_store(str(tmp_path / "ray"), {}), p.stem)
+        assert torch.equal(a["mean"], b["mean"]) and torch.equal(a["std"], b["std"])
