@@ -54,7 +54,7 @@ cluster-demo: install  ## two Ray nodes on 127.0.0.1, `l2i demo` sent with `ray 
 plan: install  ## cost of the paper-size run (600M inputs -> 57M kept) from bench/figures.json
 	$(BIN)/l2i plan
 
-bench-train: install  ## CaT2I-AE training samples/s: tiny preset on CPU; paper size at 256/512 with FLOP/step, MFU on GPU
+bench-train: install  ## CaT2I-AE and LDM training samples/s, sampling images/s, encode samples/s: tiny on CPU; paper size on GPU
 	$(BIN)/python bench/bench_train.py
 
 clean:  ## remove .venv and outputs

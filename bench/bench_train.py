@@ -141,15 +141,27 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the GPU, for MFU")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     p.add_argument("--skip-cpu", action="store_true")
+    p.add_argument("--model", choices=["ae", "ldm", "all"], default="all",
+                   help="ae: CaT2I-AE (this file); ldm: UNet training, sampling, encode (bench_train_ldm.py)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if not args.skip_cpu:
-        run_cpu(args)
-    if torch.cuda.is_available():
-        run_gpu(args)
-    else:
-        print("no CUDA device: the paper-size GPU sweep (256^2/512^2, bf16, batch sweep, gradient checkpointing, "
-              "FLOP/step, MFU) was not run")
+    if args.model in ("ae", "all"):
+        if not args.skip_cpu:
+            run_cpu(args)
+        if torch.cuda.is_available():
+            run_gpu(args)
+        else:
+            print("no CUDA device: the paper-size GPU sweep (256^2/512^2, bf16, batch sweep, gradient checkpointing, "
+                  "FLOP/step, MFU) was not run")
+    if args.model in ("ldm", "all"):
+        import bench_train_ldm
+
+        if not args.skip_cpu:
+            print("\n== latent diffusion, CPU (tiny) ==")
+            bench_train_ldm.run(torch.device("cpu"), quick=True, l2i=args.data)
+        if torch.cuda.is_available():
+            print("\n== latent diffusion, GPU (SD v1 UNet, paper-size AE, CLIP-L-sized text encoder) ==")
+            bench_train_ldm.run(torch.device("cuda"), l2i=args.data)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "classifiers.cli",
     "l2i_pipeline.commands.annotate_scoring",  # after annotations.cli: plugs the classifiers into it
     "training.cli",
+    "training.latents.cli",
+    "training.sampling.cli",
 ]
 
 

@@ -44,4 +44,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
                                      "Rerun the same command to resume; raise train.steps to train longer.")
     add_common_args(ae)
     ae.set_defaults(func=run_train_ae)
+    from training.ldm.cli import add_parser as add_ldm_parser
+
+    add_ldm_parser(tsub, add_common_args)
     return tsub

@@ -37,6 +37,29 @@ class AEConfig:
     head_width: int = 64  # (ours) hidden width of each conv-bn-relu-conv head
     aux_image_head: bool = True  # false = the paper's "no-sup" ablation (no I head, no I loss)
     mid_block_attention: bool = True
+    kind: str = "cat2i"  # cat2i | sd_stack (LDM baseline SD-AE-UNet: a frozen SD autoencoder per layer, 12 ch)
+
+
+@dataclass
+class LDMConfig:
+    """The latent diffusion model on AE latents (paper eq. 5, TRAINING.md; `l2i train ldm`)."""
+
+    target: str = "layers"  # layers | image (SD-LAION-L2I: plain text-to-image on I, --ae an SD autoencoder)
+    data: str = "auto"  # auto (latents when --data holds `l2i encode` output) | latents | shards
+    unet: str = "sd_v1"  # UNet2DConditionModel preset (training/ldm/unet.py): sd_v1 | small | tiny
+    caption_dropout: float = 0.1  # captions replaced by "" (the CFG unconditional branch)
+    latent_scale: float = 0.0  # 0 = 1/std of the training latents (from `l2i encode`, or measured)
+    scale_samples: int = 256  # with ldm.data=shards: training samples the std is measured on
+    sample_posterior: bool = True  # z ~ q(z|x) (as SD); false = the posterior mean
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    warmup_steps: int = 10_000  # linear lr warm-up
+    val_steps: int = 25  # DDIM steps of the validation images
+    val_guidance: float = 7.5
+    init: str = ""  # --init: UNet weights to start from (RUN/pipeline, a pipeline dir or a unet dir)
+    ae: str = ""  # --ae, recorded in run.json
+    text_encoder: str = ""  # --text-encoder, recorded in run.json
 
 
 @dataclass
@@ -113,6 +136,7 @@ class ValConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     ae: AEConfig = field(default_factory=AEConfig)
+    ldm: LDMConfig = field(default_factory=LDMConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     lpips: LPIPSConfig = field(default_factory=LPIPSConfig)
     train: TrainOptConfig = field(default_factory=TrainOptConfig)
@@ -141,6 +165,14 @@ class TrainConfig:
             (self.log.every >= 1 and self.val.every >= 1, "log.every and val.every must be >= 1"),
             (self.log.backend in ("jsonl", "tensorboard"), "log.backend must be jsonl or tensorboard"),
             (1 <= self.loss.lap_levels <= 6, "loss.lap_levels must be in [1, 6]"),
+            (self.ae.kind in ("cat2i", "sd_stack"), "ae.kind must be cat2i or sd_stack"),
+            (self.ldm.target in ("layers", "image"), "ldm.target must be layers or image"),
+            (self.ldm.data in ("auto", "latents", "shards"), "ldm.data must be auto, latents or shards"),
+            (0.0 <= self.ldm.caption_dropout <= 1.0, "ldm.caption_dropout must be in [0, 1]"),
+            (self.ldm.latent_scale >= 0.0, "ldm.latent_scale must be >= 0 (0 = measured)"),
+            (0.0 < self.ldm.beta_start < self.ldm.beta_end < 1.0, "need 0 < ldm.beta_start < ldm.beta_end < 1"),
+            (self.ldm.num_train_timesteps >= 2 and self.ldm.warmup_steps >= 0 and self.ldm.val_steps >= 1,
+             "ldm.num_train_timesteps >= 2, ldm.warmup_steps >= 0, ldm.val_steps >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -165,13 +197,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ckpt": {"every": 10, "keep": 2},
         "log": {"every": 5},
         "val": {"every": 10, "num_images": 2},
+        "ldm": {"unet": "tiny", "warmup_steps": 0, "val_steps": 4, "scale_samples": 16},
     },
+}
+
+# `l2i train ldm` starts from these instead of the AE's optimiser defaults (TRAINING.md: AdamW lr 1e-4,
+# EMA 0.9999; paper: 75k UNet steps); a preset, the YAML file and --set apply over them.
+LDM_DEFAULTS: dict[str, Any] = {
+    "train": {"steps": 75_000, "lr": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999, "weight_decay": 1e-2},
+    "ema": {"decay": 0.9999},
 }
 
 # keys a resumed run may change: how long, how often, how verbosely. data.num_workers is not one: the
 # number of loader workers fixes how samples are split into streams, so it changes the order of batches
 RUNTIME_KEYS = {"steps", "every", "keep", "backend", "progress", "device", "cpu_threads", "storage_options",
-                "num_images"}
+                "num_images", "val_steps", "val_guidance"}
 
 
 def load_train_config(preset: str | None = None, path: str | Path | None = None,

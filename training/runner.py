@@ -55,10 +55,12 @@ def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
 
 
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
-    cfg = load_train_config(args.preset, args.config, args.set)
+    # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
+    base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
+    cfg = load_train_config(args.preset, args.config, args.set, cfg=base)
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
-    data = _data(cfg, args.data)
+    data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
     run_dir = Path(args.out)
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
     start = _checkpoint_step(run_dir)

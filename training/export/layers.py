@@ -1,0 +1,150 @@
+"""One generated two-layer image as files a designer opens: PNGs, RGBA foreground, OpenRaster.
+
+Arrays are uint8 HxWx3 (F̂, B̂, Î) and float HxW in [0, 1] (m̂). The RGBA foreground takes alpha = m̂
+and its colour from F̂ only where F̂ is defined (m̂ >= FG_THRESHOLD, the threshold the dataset cut F at);
+elsewhere from the auxiliary Î (or, without it, F̂'s colours spread outward), never from F̂'s black fill:
+that fill is what gives layered generators their dark halo.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import cv2
+import numpy as np
+from PIL import Image
+
+FG_THRESHOLD = 0.1  # the synthesize stage's F = I where m > 0.1
+THUMBNAIL_MAX = 256
+
+
+@dataclass
+class Layers:
+    fg: np.ndarray | None  # uint8 HxWx3; None (with bg, mask) for a plain text-to-image baseline
+    bg: np.ndarray | None  # uint8 HxWx3
+    mask: np.ndarray | None  # float32 HxW in [0, 1]
+    image: np.ndarray | None = None  # uint8 HxWx3, the auxiliary Î (None for "no-sup")
+
+    @property
+    def layered(self) -> bool:
+        return self.mask is not None
+
+
+def to_uint8(x) -> np.ndarray:
+    """A CHW (or HW) tensor/array in [-1, 1] -> HWC (or HW) uint8."""
+    a = np.asarray(x.detach().float().cpu() if hasattr(x, "detach") else x, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.transpose(1, 2, 0)
+    return np.clip(np.rint((a + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def mask_uint8(mask: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8)
+
+
+def composite(layers: Layers) -> np.ndarray:
+    """Ĉ = m̂F̂ + (1 − m̂)B̂."""
+    m = layers.mask[..., None].astype(np.float32)
+    c = m * layers.fg.astype(np.float32) + (1 - m) * layers.bg.astype(np.float32)
+    return np.clip(np.rint(c), 0, 255).astype(np.uint8)
+
+
+def fg_rgba(layers: Layers) -> np.ndarray:
+    """HxWx4 uint8: alpha = m̂, colour without a dark halo (module docstring)."""
+    undefined = layers.mask < FG_THRESHOLD
+    if layers.image is not None:
+        fill = layers.image
+    else:
+        fill = cv2.inpaint(layers.fg, undefined.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    colour = np.where(undefined[..., None], fill, layers.fg)
+    return np.dstack([colour, mask_uint8(layers.mask)])
+
+
+def over(top_rgba: np.ndarray, bottom_rgb: np.ndarray) -> np.ndarray:
+    """Straight-alpha "source over" of an RGBA layer on an opaque one, as ORA viewers draw it."""
+    a = top_rgba[..., 3:4].astype(np.float32) / 255
+    c = a * top_rgba[..., :3].astype(np.float32) + (1 - a) * bottom_rgb.astype(np.float32)
+    return np.clip(np.rint(c), 0, 255).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _thumbnail(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(1.0, THUMBNAIL_MAX / max(h, w))
+    if s == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def ora_bytes(layers: Layers) -> bytes:
+    """OpenRaster: `mimetype` first and stored, stack.xml (top layer first), data/*.png, merged, thumbnail.
+
+    Stack, top to bottom: the mask (hidden, for selections), the foreground with alpha, the background.
+    mergedimage.png is the visible layers composited exactly as stored.
+    """
+    h, w = layers.mask.shape
+    fg = fg_rgba(layers)
+    merged = over(fg, layers.bg)
+    stack = [("mask", "data/mask.png", png_bytes(mask_uint8(layers.mask)), "hidden"),
+             ("foreground", "data/foreground.png", png_bytes(fg), "visible"),
+             ("background", "data/background.png", png_bytes(layers.bg), "visible")]
+    xml = ["<?xml version='1.0' encoding='UTF-8'?>", f'<image version="0.0.5" w="{w}" h="{h}">', "<stack>"]
+    for name, src, _, visibility in stack:
+        xml.append(f'<layer name={quoteattr(name)} src="{src}" visibility="{visibility}" x="0" y="0" '
+                   'opacity="1.000" composite-op="svg:src-over" />')
+    xml += ["</stack>", "</image>"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), b"image/openraster", compress_type=zipfile.ZIP_STORED)
+        z.writestr("stack.xml", "\n".join(xml).encode(), compress_type=zipfile.ZIP_DEFLATED)
+        for _, src, data, _ in stack:
+            z.writestr(src, data, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
+        z.writestr("mergedimage.png", png_bytes(merged), compress_type=zipfile.ZIP_STORED)
+        z.writestr("Thumbnails/thumbnail.png", png_bytes(_thumbnail(merged)), compress_type=zipfile.ZIP_STORED)
+    return buf.getvalue()
+
+
+FORMATS = ("png", "rgba", "ora")
+
+
+def export_files(layers: Layers, formats: tuple[str, ...] = FORMATS) -> dict[str, bytes]:
+    """{file name: bytes} for one sample: png -> fg/bg/mask/image/composite.png, rgba, ora.
+
+    A plain text-to-image sample (the SD-LAION-L2I baseline) has only image.png and composite.png.
+    """
+    out: dict[str, bytes] = {}
+    if not layers.layered:
+        image = png_bytes(layers.image)
+        return {"image.png": image, "composite.png": image} if "png" in formats else {}
+    if "png" in formats:
+        out["fg.png"] = png_bytes(layers.fg)
+        out["bg.png"] = png_bytes(layers.bg)
+        out["mask.png"] = png_bytes(mask_uint8(layers.mask))
+        if layers.image is not None:
+            out["image.png"] = png_bytes(layers.image)
+        out["composite.png"] = png_bytes(composite(layers))
+    if "rgba" in formats:
+        out["fg_rgba.png"] = png_bytes(fg_rgba(layers))
+    if "ora" in formats:
+        out["layers.ora"] = ora_bytes(layers)
+    return out
+
+
+def write_files(files: dict[str, bytes], out_dir: str | Path) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(out / name)
+        paths.append(out / name)
+    return paths
