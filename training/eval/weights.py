@@ -17,7 +17,6 @@ INCEPTION_WHERE = ("the Inception-v3 torchscript clean-fid uses, published by NV
 CLIP_NAME = "CLIP ViT-L/14"
 CLIP_WHERE = ("a transformers CLIPModel dir (config.json, model.safetensors, tokenizer and preprocessor files), "
               "published by OpenAI at https://huggingface.co/openai/clip-vit-large-patch14")
-CLIP_FILES = ("config.json", "preprocessor_config.json")
 CLIP_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -58,7 +57,9 @@ def _check_clip_dir(path: str | None) -> str | None:
     d = Path(path).expanduser()
     if not d.is_dir():
         return f"{d} not found (expected a directory)"
-    missing = [f for f in CLIP_FILES if not (d / f).is_file()]
+    missing = [] if (d / "config.json").is_file() else ["config.json"]
+    if not any((d / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
+        missing.append("preprocessor_config.json")
     if not any((d / f).is_file() for f in CLIP_WEIGHTS):
         missing.append(" or ".join(CLIP_WEIGHTS))
     if not any((d / f).is_file() for f in ("tokenizer.json", "vocab.json")):
