@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "l2i_pipeline.commands.models",
     "annotations.cli",
     "classifiers.cli",
+    "training.cli",
     "training.eval.cli",
 ]
 
