@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -25,12 +24,6 @@ def png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def fake_is_test(key: str, test_fraction: float, split_seed: int) -> bool:
-    """Stands in for training.data.split.is_test: a hash of key and seed below the fraction."""
-    h = int(hashlib.sha256(f"{split_seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return h < test_fraction
 
 
 class TinyInception(torch.nn.Module):
@@ -144,7 +137,10 @@ def sample_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def is_test():
-    return fake_is_test
+    """The training split (training.data.split, issue 12): evaluation must reuse it."""
+    from training.data.split import is_test
+
+    return is_test
 
 
 @pytest.fixture(scope="session")
