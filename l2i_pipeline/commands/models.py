@@ -64,13 +64,14 @@ def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
 
 def run_check(args: argparse.Namespace) -> int:
     from l2i_pipeline.models.icon import WEIGHTS_WHERE
+    from training.eval.weights import weight_rows
 
     cfg = load_config(args.config, args.set)
     rows = _icon_rows(cfg, args.load) + [
         _sd2_row(cfg),
         _file_row("score.mask_classifier", cfg.score.mask_classifier),
         _file_row("score.inpaint_classifier", cfg.score.inpaint_classifier),
-    ]
+    ] + weight_rows(args.inception, args.clip)
     width = max(len(r[0]) for r in rows)
     for role, path, status, ok in rows:
         print(f"{'ok ' if ok else 'BAD'} {role:<{width}}  {path}  {status}")
@@ -87,4 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set saliency.weights=ICON-Res.weight (repeatable)")
     c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files)")
+    c.add_argument("--inception", help="l2i eval's FID weights (inception-2015-12-05.pt) to check")
+    c.add_argument("--clip", help="l2i eval's CLIP ViT-L/14 dir to check")
     c.set_defaults(func=run_check)

@@ -90,7 +90,7 @@ def weight_rows(inception: str | None, clip: str | None) -> list[tuple[str, str,
     for key, label in (("fid", f"eval --inception ({INCEPTION_FILE})"), ("clip", f"eval --clip ({CLIP_NAME})")):
         n = needs(inception, clip, None)[key]
         if n.path is None:
-            rows.append((label, "-", f"not configured (FID/CLIP skipped by l2i eval); {n.where}", True))
+            rows.append((label, "-", f"not configured ({n.metric} skipped by l2i eval); {n.where}", True))
         elif n.problem:
             rows.append((label, n.path, f"MISSING: {n.problem}; {n.where}", False))
         else:

@@ -75,7 +75,7 @@ def write_l2i_shard(root: Path, name: str, keys: list[str], rejected: tuple[str,
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     with tarfile.open(root / f"{name}.tar", "w") as tf:
-        for i, key in enumerate(keys):
+        for key in keys:
             ok = key not in rejected
             rows.append({"key": key, "status": "ok" if ok else "rejected", "reason": None if ok else "mask:area",
                          "caption": f"a red ball {key}"})
@@ -85,7 +85,8 @@ def write_l2i_shard(root: Path, name: str, keys: list[str], rejected: tuple[str,
             mask = np.zeros(img.shape[:2], np.uint8)
             mask[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
             members = {"jpg": png(img), "fg.png": png(img), "mask.png": png(mask), "inpaint_mask.png": png(mask),
-                       "bg.png": png(img), "txt": rows[-1]["caption"].encode(), "json": json.dumps({"key": key}).encode()}
+                       "bg.png": png(img), "txt": rows[-1]["caption"].encode(),
+                       "json": json.dumps({"key": key}).encode()}
             for ext, data in members.items():
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(data)
