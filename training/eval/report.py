@@ -51,7 +51,7 @@ def model_markdown(report: dict) -> str:
     notes = []
     if sal and not sal.get("icon"):
         icon_col += "†"
-        notes.append(f"† IOU against {sal['reference']}, not ICON: not comparable with the paper's column.")
+        notes.append("† IOU against the classical saliency backend (not ICON): not comparable with the paper's column.")
     res = str(report.get("resolution") or DASH)
     lines = [f"# l2i eval: {name}", "",
              f"Samples: `{report.get('samples')}` ({report.get('n_samples')} composites). "
@@ -69,7 +69,7 @@ def model_markdown(report: dict) -> str:
     rows = [[f"paper: CaT²I-AE-SD on {n}", _p(f, 2), _p(c, 3), _p(h, 3)] for n, f, c, h in PAPER_TABLE3]
     rows.append([ours, _num(m.get("fid_ll2ie"), 2), _num(m.get("clip"), 3), _num(m.get("iou_human"), 3)])
     lines += _table(["model", "FID ↓", "CLIP score ↑", "IOU (human) ↑"], rows)
-    lines += [""] + notes + _counts(m) + _skips(report)
+    lines += [""] + ([*notes, ""] if notes else []) + _counts(m) + _skips(report)
     return "\n".join(lines) + "\n"
 
 
@@ -122,6 +122,8 @@ def plot(report: dict, path: Path) -> None:
         vals.append(ours.get("value", ours.get("mean")) if ours else 0.0)
         colors = ["0.7"] * (len(vals) - 1) + ["tab:orange"]
         ax.barh(range(len(vals)), vals, color=colors)
+        if ours:
+            ax.text(vals[-1], len(vals) - 1, f" {vals[-1]:.3g}", va="center", fontsize=7)
         ax.set_yticks(range(len(vals)), names, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(title if ours else f"{title}\n(ours skipped)", fontsize=9)
