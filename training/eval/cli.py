@@ -8,7 +8,8 @@ from pathlib import Path
 from l2i_pipeline.core.errors import ConfigError, NotFound
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
-         "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed")
+         "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
+         "runner", "actors", "ray_address")
 
 
 def _find(obj, key: str):
@@ -103,6 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, help="held-out split seed used in training (default 0)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
     p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda[:N]")
+    p.add_argument("--runner", choices=["local", "ray"], help="local (default) | ray: a Ray Data actor pool "
+                   "(GPU actors when the cluster has GPUs) for large sets")
+    p.add_argument("--actors", type=int, help="ray: actor pool size (default 1)")
+    p.add_argument("--ray-address", help="ray: cluster address (default $RAY_ADDRESS, else a private local Ray)")
     p.add_argument("--dataset-only", action="store_true",
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")

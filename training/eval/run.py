@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -47,6 +48,9 @@ class EvalConfig:
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda[:N]
     workers: int = 4  # decode/resize threads
+    runner: str = "local"  # local | ray (Ray Data actor pool; GPU actors when the cluster has GPUs)
+    actors: int = 1  # ray: actor pool size
+    ray_address: str | None = None  # ray: cluster to join (default $RAY_ADDRESS, else a private local Ray)
     strict: bool = False  # fail instead of skipping a metric whose weights were not given
 
     def validate(self) -> EvalConfig:
@@ -55,7 +59,9 @@ class EvalConfig:
         for ok, msg in ((self.max_real >= 1, "max_real must be >= 1"),
                         (self.batch_size >= 1, "batch_size must be >= 1"),
                         (0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1)"),
-                        (self.max_samples is None or self.max_samples >= 1, "max_samples must be >= 1")):
+                        (self.max_samples is None or self.max_samples >= 1, "max_samples must be >= 1"),
+                        (self.runner in ("local", "ray"), f"runner {self.runner!r}: choose local or ray"),
+                        (self.actors >= 1, "actors must be >= 1")):
             if not ok:
                 raise ConfigError(msg)
         return self
@@ -98,9 +104,16 @@ def _mean_std(values: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} if v.size else {}
 
 
-def _cached(out: Path, tag: str, s: ImageSet, compute, batch_size: int, desc: str) -> np.ndarray:
-    cache = FeatureCache(out / "features" / f"{tag}-{s.fingerprint[:12]}")
-    fill(cache, s.keys, s.read, compute, batch_size, desc)
+def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str, batch_size: int | None = None
+            ) -> np.ndarray:
+    """Per-image rows of `s` from the cache, computing the missing ones (locally, or on a Ray actor pool)."""
+    cache = FeatureCache(Path(cfg.out).expanduser() / "features" / f"{tag}-{s.fingerprint[:12]}")
+    if cfg.runner == "ray":
+        from training.eval.ray_runner import fill_ray
+
+        fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors, cfg.ray_address)
+    else:
+        fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
     return cache.get(s.keys) if len(cache) else np.zeros((0, 1))
 
 
@@ -108,8 +121,9 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
     from training.eval.inception import InceptionFeatures
 
     ext = InceptionFeatures(cfg.inception, cfg.device, cfg.workers)
+    make = partial(InceptionFeatures, cfg.inception, cfg.device, cfg.workers)
     tag = f"inception-{ext.digest[:12]}"
-    feats = _cached(out, f"samples-{tag}", samples, ext, cfg.batch_size, "inception: samples")
+    feats = _cached(cfg, f"samples-{tag}", samples, ext, make, "inception: samples")
     if len(feats) < 2:
         warnings.append(f"FID: skipped, {len(feats)} sample image(s) could be read (needs at least 2)")
         return {}
@@ -124,7 +138,7 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
             continue
         mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
             ref_dir, s.name, ext.digest, s.fingerprint,
-            lambda s=s: _cached(out, f"{s.name}-{tag}", s, ext, cfg.batch_size, f"inception: {s.name}"))
+            lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}"))
         if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {s.name}"):
             warnings.append(w)
         results[f"fid_{s.name}"] = {"value": fidlib.fid(mu, sigma, mu_r, sigma_r), "n_samples": len(feats),
@@ -171,14 +185,16 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
         from training.eval.clip_score import ClipScorer
 
         scorer = ClipScorer(cfg.clip, cfg.device)
-        metrics["clip"] = _mean_std(_cached(out, f"clip-{scorer.digest[:12]}", samples, scorer, cfg.batch_size,
-                                            "CLIP score"))
+        make = partial(ClipScorer, cfg.clip, cfg.device)
+        metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score"))
     from training.eval.iou import SaliencyIou, human_iou
 
-    sal = SaliencyIou(sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal = SaliencyIou(*sal_args)
     if not found["icon"].present:
         skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
-    values = _cached(out, f"iou-{sal.key}", samples, sal, min(cfg.batch_size, 16), f"IOU vs {sal.label}")
+    values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
+                     min(cfg.batch_size, 16))
     metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
                                "saliency": sal.describe()}
     if cfg.human_masks:
@@ -209,6 +225,7 @@ def dataset_only(cfg: EvalConfig) -> dict:
         from training.eval.clip_score import ClipScorer
 
         scorer = ClipScorer(cfg.clip, cfg.device)
+        make = partial(ClipScorer, cfg.clip, cfg.device)
         sets = []
         if cfg.real:
             sets.append(("l2i", l2i_set(cfg.real, cfg.max_real)))
@@ -218,7 +235,7 @@ def dataset_only(cfg: EvalConfig) -> dict:
         for key, s in sets:
             if not s.keys:
                 raise InputError(f"{key}: no images to score")
-            dataset[key] = _mean_std(_cached(out, f"clip-{key}-{scorer.digest[:12]}", s, scorer, cfg.batch_size,
+            dataset[key] = _mean_std(_cached(cfg, f"clip-{key}-{scorer.digest[:12]}", s, scorer, make,
                                              f"CLIP score: {key}"))
     report = {"name": cfg.name or "dataset", "out": str(out), "dataset": dataset, "skipped": skipped,
               "warnings": [], "settings": asdict(cfg), "versions": _versions()}

@@ -121,3 +121,23 @@ def test_split_from_a_training_run(tmp_path, sample_dir, l2i_dir):
                  "--split-from", str(run), "--max-samples", "2"]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["settings"]["test_fraction"] == 0.3 and r["settings"]["split_seed"] == 7 and r["n_samples"] == 2
+
+
+@pytest.mark.slow
+def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny_inception, tiny_clip):
+    """A local Ray (2 CPUs) actor pool computes the same per-image rows as the local runner."""
+    import ray
+
+    common = ["--samples", str(sample_dir), "--real", str(l2i_dir), "--inception", str(tiny_inception),
+              "--clip", str(tiny_clip), "--test-fraction", "0.5", "--device", "cpu"]
+    assert main(["eval", *common, "--out", str(tmp_path / "local")]) == 0
+    try:
+        ray.init(num_cpus=2, include_dashboard=False)
+        assert main(["eval", *common, "--out", str(tmp_path / "ray"), "--runner", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["metrics"] for d in ("local", "ray"))
+    for key in ("fid_ll2ie", "clip", "iou_saliency"):
+        for field in ("value", "mean"):
+            if field in a[key]:
+                assert b[key][field] == pytest.approx(a[key][field], rel=1e-5, abs=1e-6)
