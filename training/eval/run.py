@@ -178,9 +178,10 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
     metrics: dict = {}
     if found["fid"].present:
         refs = _reference_sets(cfg, is_test, warnings)
-        if not refs:
+        if refs:
+            metrics.update(_fid(cfg, out, samples, refs, warnings))
+        else:
             warnings.append("FID: skipped, no reference set (give --real and/or --la)")
-        metrics.update(_fid(cfg, out, samples, refs, warnings))
     if found["clip"].present:
         from training.eval.clip_score import ClipScorer
 

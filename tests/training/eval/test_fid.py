@@ -78,3 +78,27 @@ def test_evaluate_twice_extracts_nothing_the_second_time(tmp_path, tiny_inceptio
     second = evaluate(cfg, is_test=is_test)
     assert counted == [] and second["metrics"]["fid_la"]["ref_stats_reused"]
     assert second["metrics"]["fid_ll2ie"]["value"] == pytest.approx(m["fid_ll2ie"]["value"])
+
+
+def test_interrupted_run_resumes_from_the_per_image_cache(tmp_path, tiny_inception, make_sample_dir, l2i_dir,
+                                                          monkeypatch):
+    samples = make_sample_dir(tmp_path / "s", 5)
+    seen = []
+    real = InceptionFeatures.features
+
+    def crash_on_second_batch(self, images):
+        seen.append(len(images))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(self, images)
+    monkeypatch.setattr(InceptionFeatures, "features", crash_on_second_batch)
+    cfg = EvalConfig(samples=str(samples), real=str(l2i_dir), test_fraction=0.05, out=str(tmp_path / "ev"),
+                     inception=str(tiny_inception), device="cpu", batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg)
+    seen.clear()
+    monkeypatch.setattr(InceptionFeatures, "features", lambda self, images: seen.append(len(images)) or
+                        real(self, images))
+    r = evaluate(cfg)
+    assert seen[:2] == [2, 1]  # samples: the first batch of 2 came from the cache; 3 images were left
+    assert sum(seen[2:]) == r["metrics"]["fid_ll2ie"]["n_ref"]
