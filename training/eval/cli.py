@@ -76,6 +76,18 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_prompts(args: argparse.Namespace) -> int:
+    from training.eval.run import EvalConfig, write_prompts
+
+    cfg = EvalConfig()
+    split = split_from(args.split_from) if args.split_from else {}
+    n = write_prompts(args.real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),
+                      args.split_seed if args.split_seed is not None else split.get("split_seed", cfg.split_seed),
+                      args.max)
+    print(f"wrote {n} LL2I-E captions to {args.out}; next: l2i sample --prompts {args.out} --n 1 ...")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="FID, CLIP score and mask IOU of sampled layered images, beside the paper's tables",
@@ -119,3 +131,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("dirs", nargs="+", metavar="EVAL_DIR")
     c.add_argument("--output", help="also write the table to this file")
     c.set_defaults(func=run_compare)
+    q = esub.add_parser("prompts", help="the held-out split's captions as a prompts file for `l2i sample`",
+                        description="Section V-B samples the test prompts: this writes the LL2I-E captions "
+                                    "(key, prompt) of --real, chosen by the training run's hash split.")
+    q.add_argument("--real", required=True, help="L2I shards dir/URL")
+    q.add_argument("--out", required=True, help="prompts parquet to write")
+    q.add_argument("--max", type=int, default=20_000, help="at most this many prompts (default 20000)")
+    q.add_argument("--split-from", help="training run dir or run.json (data.test_fraction, data.split_seed)")
+    q.add_argument("--test-fraction", type=float)
+    q.add_argument("--split-seed", type=int)
+    q.set_defaults(func=run_prompts)

@@ -27,7 +27,7 @@ DASH = "–"
 
 
 def _num(m: dict | None, digits: int, std: bool = False) -> str:
-    if not m:
+    if not m or ("value" not in m and "mean" not in m):
         return DASH
     if "value" in m:
         return f"{m['value']:.{digits}f}"
@@ -116,7 +116,7 @@ def plot(report: dict, path: Path) -> None:
     for ax, (key, title, col) in zip(axes, panels):
         names = [row[0] for row in PAPER if row[col] is not None]
         vals = [row[col] for row in PAPER if row[col] is not None]
-        ours = m.get(key)
+        ours = m.get(key) if _num(m.get(key), 3) != DASH else None
         label = "ours" + ("†" if key == "iou_saliency" and ours and not ours.get("icon") else "")
         names.append(label)
         vals.append(ours.get("value", ours.get("mean")) if ours else 0.0)

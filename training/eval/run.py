@@ -22,7 +22,7 @@ from training.eval import fid as fidlib
 from training.eval import report as rep
 from training.eval import weights
 from training.eval.cache import FeatureCache, fill
-from training.eval.sources import ImageSet, l2i_ok_keys, l2i_set, la_set, ll2ie_set, read_sample_dir
+from training.eval.sources import ImageSet, SampleDir, l2i_ok_keys, l2i_set, la_set, ll2ie_set, read_sample_dir
 
 log = logging.getLogger(__name__)
 IsTest = Callable[[str, float, int], bool]
@@ -159,6 +159,29 @@ def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]
     return refs
 
 
+def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics: dict, skipped: list[str],
+         warnings: list[str]) -> None:
+    """IOU of m̂ against the saliency of the composite (ICON, else classical) and against human masks."""
+    from training.eval.iou import SaliencyIou, human_iou
+
+    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal = SaliencyIou(*sal_args)
+    if not found["icon"].present:
+        skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
+    values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
+                     min(cfg.batch_size, 16))
+    metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
+                               "saliency": sal.describe()}
+    if cfg.human_masks:
+        h = human_iou(sd.root, samples.keys, cfg.human_masks)
+        if h:
+            metrics["iou_human"] = _mean_std(np.array(list(h.values())))
+        else:
+            warnings.append(f"IOU (human): no <id>.png in {cfg.human_masks} matches a sample id")
+    else:
+        skipped.append("IOU (human): skipped, needs human masks (--human-masks DIR of <id>.png)")
+
+
 def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
     """Compute the metrics for `cfg.samples`, write metrics.json / .md / .png into `cfg.out`, return the report."""
     cfg.validate()
@@ -188,24 +211,10 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
         scorer = ClipScorer(cfg.clip, cfg.device)
         make = partial(ClipScorer, cfg.clip, cfg.device)
         metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score"))
-    from training.eval.iou import SaliencyIou, human_iou
-
-    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
-    sal = SaliencyIou(*sal_args)
-    if not found["icon"].present:
-        skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
-    values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
-                     min(cfg.batch_size, 16))
-    metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
-                               "saliency": sal.describe()}
-    if cfg.human_masks:
-        h = human_iou(sd.root, samples.keys, cfg.human_masks)
-        if h:
-            metrics["iou_human"] = _mean_std(np.array(list(h.values())))
-        else:
-            warnings.append(f"IOU (human): no <id>.png in {cfg.human_masks} matches a sample id")
+    if any(sd.mask(sid).is_file() for sid in sd.ids):
+        _iou(cfg, sd, samples, found, metrics, skipped, warnings)
     else:
-        skipped.append("IOU (human): skipped, needs human masks (--human-masks DIR of <id>.png)")
+        skipped.append("IOU: not applicable, the samples have no mask.png (a plain text-to-image model)")
     report = {"name": cfg.name or sd.root.resolve().name, "samples": str(sd.root), "out": str(out),
               "n_samples": len(samples.keys), "resolution": resolution, "metrics": metrics, "skipped": skipped,
               "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
@@ -248,3 +257,20 @@ def _write(out: Path, report: dict, markdown: str) -> None:
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "metrics.md").write_text(markdown)
     log.info("wrote %s, %s", out / "metrics.json", out / "metrics.md")
+
+
+def write_prompts(real: str, out: str, test_fraction: float, split_seed: int, limit: int = 20_000,
+                  is_test: IsTest | None = None) -> int:
+    """The captions of LL2I-E as `out` (parquet: key, prompt) for `l2i sample --prompts`: the paper's CLIP
+    score and FID are measured on samples generated from the held-out split's captions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s = ll2ie_set(real, test_fraction, split_seed, limit, is_test)
+    if not s.keys:
+        raise InputError(f"no ok sample of {real} is in the held-out split (test_fraction={test_fraction}, "
+                         f"split_seed={split_seed})")
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"key": s.keys, "prompt": [s.captions[k] for k in s.keys]}), path)
+    return len(s.keys)

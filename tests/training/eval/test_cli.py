@@ -141,3 +141,24 @@ def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny
         for field in ("value", "mean"):
             if field in a[key]:
                 assert b[key][field] == pytest.approx(a[key][field], rel=1e-5, abs=1e-6)
+
+
+def test_prompts_are_the_held_out_captions(tmp_path, l2i_dir, is_test, capsys):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "prompts.parquet"
+    assert main(["eval", "prompts", "--real", str(l2i_dir), "--out", str(out), "--test-fraction", "0.5"]) == 0
+    rows = pq.read_table(out).to_pylist()
+    keys = [f"0000{s}{i:04d}" for s in (0, 1) for i in range(20) if f"0000{s}{i:04d}" != "000000003"]
+    assert [r["key"] for r in rows] == [k for k in keys if is_test(k, 0.5, 0)]
+    assert all(r["prompt"] == f"a red ball {r['key']}" for r in rows)
+    assert main(["eval", "prompts", "--real", str(l2i_dir), "--out", str(out), "--test-fraction", "1e-9"]) == 2
+
+
+def test_text_to_image_samples_without_masks_skip_iou(tmp_path, make_sample_dir):
+    d = make_sample_dir(tmp_path / "s", 2)
+    for m in d.glob("*/mask.png"):
+        m.unlink()
+    assert main(["eval", "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
+    r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert r["metrics"] == {} and any(s.startswith("IOU: not applicable") for s in r["skipped"])
