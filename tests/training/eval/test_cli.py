@@ -162,3 +162,12 @@ def test_text_to_image_samples_without_masks_skip_iou(tmp_path, make_sample_dir)
     assert main(["eval", "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["metrics"] == {} and any(s.startswith("IOU: not applicable") for s in r["skipped"])
+
+
+def test_models_check_lists_the_eval_weights(tmp_path, tiny_inception, capsys):
+    assert main(["models", "check", "--inception", str(tiny_inception)]) == 0
+    out = capsys.readouterr().out
+    assert "ok  eval --inception (inception-2015-12-05.pt)" in out and "present" in out
+    assert "eval --clip (CLIP ViT-L/14)" in out and "huggingface.co/openai/clip-vit-large-patch14" in out
+    assert main(["models", "check", "--clip", str(tmp_path / "nope")]) == 1
+    assert "BAD eval --clip" in capsys.readouterr().out
