@@ -42,13 +42,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from l2i_pipeline.core.errors import UserError
 from training import checkpoint, rundir
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError):
     """A loss term became NaN or inf; the message names the step and the term."""
 
 
@@ -133,7 +134,10 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -> dict[str, Any]:
     """Train `task` to cfg.train.steps, resuming from the run dir's last checkpoint. Returns a summary."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     t = cfg.train
+    if t.cpu_threads:
+        torch.set_num_threads(t.cpu_threads)
     task.setup(ctx)
     opts = task.optimizers()
     step, positions = 0, {}

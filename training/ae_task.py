@@ -1,0 +1,178 @@
+"""The CaT2I-AE as a task of the training loop (protocol in `training/loop.py`).
+
+Two optimisers, as in LDM's autoencoder: "ae" (the model and the learned logvar) and "disc" (the PatchGAN).
+The generator's adversarial term runs the discriminator's unwrapped module, and each loss is backpropagated
+into its own optimiser's parameters only (the loop's `backward(inputs=...)`), so the discriminator's loss
+never writes gradients into the autoencoder and vice versa; the discriminator sees detached reconstructions.
+Before `loss.disc_start` neither GAN term exists: weight 0 and the discriminator is not stepped.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training import losses
+from training.config import TrainConfig
+from training.loop import Context, StepOutput
+from training.lpips_loader import load_lpips, vgg_weights_path
+from training.models.ae import CaT2IAE, LayeredOutput, stack_layers
+from training.models.discriminator import PatchDiscriminator
+
+LAYERS = ("fg", "bg", "image")
+
+
+class AEModel(nn.Module):
+    """What the "ae" optimiser trains: the autoencoder and LDM's learned log-variance of the nll."""
+
+    def __init__(self, ae: CaT2IAE, logvar_init: float):
+        super().__init__()
+        self.ae = ae
+        self.logvar = nn.Parameter(torch.full((), float(logvar_init)))
+
+    def forward(self, x: torch.Tensor):
+        return self.ae(x, sample_posterior=True)
+
+
+def build_ae(cfg: TrainConfig) -> CaT2IAE:
+    a = cfg.ae
+    return CaT2IAE(block_out_channels=tuple(a.block_out_channels), layers_per_block=a.layers_per_block,
+                   norm_num_groups=a.norm_num_groups, latent_channels=a.latent_channels, head_width=a.head_width,
+                   aux_image_head=a.aux_image_head, mid_block_attention=a.mid_block_attention)
+
+
+def _tile(x: torch.Tensor) -> np.ndarray:
+    """One CHW tensor on the [-1, 1] (3 channels) or [0, 1] (1 channel) scale -> uint8 HWC."""
+    x = x.detach().float().cpu()
+    x = x.repeat(3, 1, 1) if x.shape[0] == 1 else (x.clamp(-1, 1) + 1) / 2
+    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+class AETask:
+    name = "ae"
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.ema_steps = 0
+
+    @staticmethod
+    def preflight(cfg: TrainConfig) -> None:
+        """Clear errors before any work: the LPIPS trunk file (not needed with loss.lpips_weight=0)."""
+        if cfg.loss.lpips_weight > 0:
+            vgg_weights_path(cfg.lpips)
+
+    def setup(self, ctx: Context) -> None:
+        cfg, self.ctx = self.cfg, ctx
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        ae = build_ae(cfg)
+        if cfg.train.grad_checkpointing:
+            ae.enable_gradient_checkpointing()
+        self.model = AEModel(ae, cfg.loss.logvar_init)
+        self.disc = PatchDiscriminator(3, cfg.loss.disc_channels, cfg.loss.disc_layers)
+        self.ema = copy.deepcopy(ae).requires_grad_(False).eval() if cfg.ema.enabled else None
+        if self.ema is not None:
+            self.ema.to(ctx.device)
+        self.lpips = load_lpips(cfg.lpips).to(ctx.device) if cfg.loss.lpips_weight > 0 else None
+        self.model_w = ctx.prepare(self.model)
+        self.disc_w = ctx.prepare(self.disc)
+        t = cfg.train
+        betas = (t.adam_beta1, t.adam_beta2)
+        self.opts = {
+            "ae": torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=betas, weight_decay=t.weight_decay),
+            "disc": torch.optim.Adam(self.disc.parameters(), lr=cfg.loss.disc_lr or t.lr, betas=betas,
+                                     weight_decay=t.weight_decay),
+        }
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.opts
+
+    def modules(self) -> dict[str, nn.Module]:
+        out = {"model": self.model, "disc": self.disc}
+        if self.ema is not None:
+            out["ema"] = self.ema
+        return out
+
+    def gan_active(self, step: int) -> bool:
+        return step >= self.cfg.loss.disc_start and self.cfg.loss.disc_factor > 0
+
+    def step(self, batch: dict, step: int) -> StepOutput:
+        lc = self.cfg.loss
+        out, posterior = self.model_w(stack_layers(batch["fg"], batch["bg"], batch["mask"]))
+        logs: dict[str, torch.Tensor] = {}
+        gan = self.gan_active(step)
+        logvar = self.model.logvar
+        heads = self.model.ae.heads()
+        total = lc.kl_weight * losses.per_sample_sum(posterior.kl())
+        logs["kl"] = losses.per_sample_sum(posterior.kl())
+        fakes, reals = [], []
+        for layer in LAYERS:
+            pred = getattr(out, layer)
+            if pred is None:  # no-sup: no I head, no I loss
+                continue
+            r = losses.reconstruction_nll(batch[layer], pred, logvar, self.lpips, lc.l1_weight, lc.lpips_weight)
+            logs.update({f"{k}_{layer}": v for k, v in r.items()})
+            total = total + r["nll"]
+            if gan:
+                g_loss = -self.disc(pred).mean()  # unwrapped: no DDP bookkeeping for the generator's term
+                w = losses.adaptive_weight(r["nll"], g_loss, heads[layer].last_layer, lc.disc_weight)
+                total = total + w * lc.disc_factor * g_loss
+                logs[f"g_{layer}"], logs[f"d_weight_{layer}"] = g_loss, w
+                fakes.append(pred.detach())
+                reals.append(batch[layer])
+        m = losses.mask_loss(out.mask, batch["mask"], batch["fg"], batch["bg"], lc.mask_l1, lc.mask_comp,
+                             lc.mask_lap, lc.comp_eps, lc.lap_levels)
+        logs.update(m)
+        total = total + lc.mask_weight * m["mask"]
+        logs["logvar"] = logvar.detach()
+        logs["loss_ae"] = total
+        result = {"ae": total}
+        if gan:
+            logits = self.disc_w(torch.cat(reals + fakes))
+            real, fake = logits.split(len(logits) // 2)
+            d_loss = lc.disc_factor * losses.hinge_d_loss(real, fake)
+            logs.update(loss_disc=d_loss, logits_real=real.detach().mean(), logits_fake=fake.detach().mean())
+            result["disc"] = d_loss
+        return StepOutput(result, logs)
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        if self.ema is None:
+            return
+        d = self.cfg.ema.decay
+        for e, p in zip(self.ema.parameters(), self.model.ae.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+        for e, b in zip(self.ema.buffers(), self.model.ae.buffers()):
+            e.copy_(b)
+        self.ema_steps += 1
+
+    def state_dict(self) -> dict:
+        return {"ema_steps": self.ema_steps, "ema_decay": self.cfg.ema.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema_steps = int(state.get("ema_steps", 0))
+
+    def export_model(self) -> CaT2IAE:
+        return self.ema if self.ema is not None else self.model.ae
+
+    def export(self, out_dir: Path) -> None:
+        self.export_model().save_pretrained(str(out_dir), safe_serialization=True)
+
+    @torch.no_grad()
+    def validation_image(self, batch: dict) -> np.ndarray:
+        """One row per held-out sample: I, F, B, m | I^ (black without the head), F^, B^, m^, C^ = m^F^ + (1-m^)B^."""
+        model = self.export_model()
+        was_training = model.training
+        model.eval()
+        out: LayeredOutput = model(stack_layers(batch["fg"], batch["bg"], batch["mask"]), sample_posterior=False)[0]
+        model.train(was_training)
+        comp = out.composite()
+        rows = []
+        for i in range(len(batch["key"])):
+            image_hat = out.image[i] if out.image is not None else -torch.ones_like(out.fg[i])
+            tiles = [batch["image"][i], batch["fg"][i], batch["bg"][i], batch["mask"][i], image_hat, out.fg[i],
+                     out.bg[i], out.mask[i], comp[i]]
+            rows.append(np.concatenate([_tile(t) for t in tiles], axis=1))
+        return np.concatenate(rows, axis=0)

@@ -1,0 +1,185 @@
+"""Endless, deterministic, resumable streams of L2I batches, one per (rank, loader worker).
+
+Stream `s` of `S = world_size x num_workers` walks stream-epochs 0, 1, ...: each epoch is a seeded
+permutation of the shards, split between streams by shard (`perm[s::S]`) or, with fewer shards than
+streams, by sample (`keys[s::S]` of every shard). A stream's position is (epoch, offset): offset counts the
+index entries passed, decodable or not, so a resume skips whole shards by their counts and the rest of a
+tar's members without decoding them. A sample whose members are missing or do not decode is skipped and
+counted (`bad`), never a crash. Each yielded batch carries its stream's mark {id, epoch, offset, bad}
+for the loop to put in the checkpoint. The flip is drawn from (seed, epoch, key), not from a live RNG.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from l2i_pipeline.core.errors import InputError
+from l2i_pipeline.core.storage import Store
+from training.config import DataConfig
+from training.data.index import DataIndex
+
+log = logging.getLogger(__name__)
+BAD = object()  # a sample that was listed in the index but could not be used
+
+
+def epoch_plan(index: DataIndex, seed: int, epoch: int, stream: int, n_streams: int) -> list[tuple[str, list[str]]]:
+    """[(shard, keys)] that stream `stream` reads in stream-epoch `epoch`."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(index.shards))
+    shards = [index.shards[i] for i in order]
+    if len(shards) >= n_streams:
+        return [(s.name, s.train_keys) for s in shards[stream::n_streams]]
+    return [(s.name, s.train_keys[stream::n_streams]) for s in shards]
+
+
+def _flip(seed: int, epoch: int, key: str) -> bool:
+    return hashlib.sha256(f"flip:{seed}:{epoch}:{key}".encode()).digest()[0] & 1 == 1
+
+
+def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dict[str, np.ndarray | str]:
+    """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption."""
+    def image(ext: str, flags: int) -> np.ndarray:
+        arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
+        if arr is None:
+            raise ValueError(f"{ext} does not decode")
+        if arr.shape[:2] != (resolution, resolution):
+            interpolation = cv2.INTER_AREA if arr.shape[0] > resolution else cv2.INTER_LINEAR
+            arr = cv2.resize(arr, (resolution, resolution), interpolation=interpolation)
+        if flip:
+            arr = arr[:, ::-1]
+        return arr
+
+    out: dict[str, np.ndarray | str] = {}
+    for name, ext in (("image", "jpg"), ("fg", "fg.png"), ("bg", "bg.png")):
+        rgb = image(ext, cv2.IMREAD_COLOR)[..., ::-1]
+        out[name] = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
+    out["mask"] = np.ascontiguousarray(image("mask.png", cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
+    out["caption"] = members.get("txt", b"").decode("utf-8", "replace")
+    return out
+
+
+def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_seed: tuple[int, int] | None,
+               ) -> Iterator[tuple[str, object]]:
+    """(key, sample or BAD) for each of `keys` (sorted, a subset of the tar's), reading the tar once."""
+    wanted, i = keys, 0
+    group_key, group = None, {}
+
+    def finish(key: str, members: dict[str, bytes]) -> tuple[str, object]:
+        try:
+            flip = flip_seed is not None and _flip(flip_seed[0], flip_seed[1], key)
+            return key, decode_sample(members, resolution, flip)
+        except (KeyError, ValueError, cv2.error) as e:
+            log.warning("skipping sample %s of %s: %s", key, name, e)
+            return key, BAD
+
+    try:
+        with store.open(f"{name}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tf:
+            for info in tf:
+                if i >= len(wanted):
+                    break
+                if not info.isfile():
+                    continue
+                key, _, ext = info.name.rsplit("/", 1)[-1].partition(".")
+                if key != group_key and group_key is not None and group:
+                    yield finish(group_key, group)
+                    i += 1
+                    group = {}
+                while i < len(wanted) and wanted[i] < key:  # listed but absent from the tar
+                    yield wanted[i], BAD
+                    i += 1
+                group_key = key
+                if i < len(wanted) and key == wanted[i]:
+                    group[ext] = tf.extractfile(info).read()  # other keys' members are skipped undecoded
+        if group and i < len(wanted) and group_key == wanted[i]:
+            yield finish(group_key, group)
+            i += 1
+    except (tarfile.TarError, OSError, EOFError) as e:
+        log.warning("shard %s is damaged (%s); its remaining samples are skipped", name, e)
+    for key in wanted[i:]:
+        yield key, BAD
+
+
+class L2IStreams(IterableDataset):
+    """One rank's streams; each DataLoader worker serves one of them and yields whole batches."""
+
+    def __init__(self, store: Store, index: DataIndex, cfg: DataConfig, batch_size: int, seed: int,
+                 rank: int, world_size: int, positions: dict[str, dict]):
+        self.store, self.index, self.cfg = store, index, cfg
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.positions = positions
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        k, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        cv2.setNumThreads(1)
+        sid, n_streams = self.rank * n_workers + k, self.world_size * n_workers
+        pos = self.positions.get(str(sid), {})
+        epoch, offset, bad, buf = pos.get("epoch", 0), pos.get("offset", 0), 0, []
+        while True:
+            plan = epoch_plan(self.index, self.seed, epoch, sid, n_streams)
+            if not any(keys for _, keys in plan):
+                raise InputError(f"loader stream {sid} of {n_streams} has no training samples; use fewer "
+                                 f"workers (data.num_workers) or more data")
+            seen = 0
+            for name, keys in plan:
+                if seen + len(keys) <= offset:  # resume: whole shards skipped by their index counts
+                    seen += len(keys)
+                    continue
+                skip = offset - seen if offset > seen else 0
+                for key, sample in iter_shard(self.store, name, keys[skip:], self.cfg.resolution,
+                                              (self.seed, epoch) if self.cfg.flip else None):
+                    offset += 1
+                    if sample is BAD:
+                        bad += 1
+                        continue
+                    buf.append((key, sample))
+                    if len(buf) == self.batch_size:
+                        yield collate(buf, {"id": sid, "epoch": epoch, "offset": offset, "bad": bad})
+                        buf, bad = [], 0
+                seen += len(keys)
+            epoch, offset = epoch + 1, 0
+
+
+def collate(items: list[tuple[str, dict]], mark: dict | None = None) -> dict:
+    batch = {name: torch.from_numpy(np.stack([s[name] for _, s in items])) for name in ("fg", "bg", "mask", "image")}
+    batch["key"] = [k for k, _ in items]
+    batch["caption"] = [s["caption"] for _, s in items]
+    if mark is not None:
+        batch["_stream"] = mark
+    return batch
+
+
+class L2IData:
+    """The data source the training loop asks for batches and for its fixed validation samples."""
+
+    def __init__(self, store: Store, index: DataIndex, cfg: DataConfig, batch_size: int, seed: int):
+        self.store, self.index, self.cfg, self.batch_size, self.seed = store, index, cfg, batch_size, seed
+
+    def batches(self, rank: int, world_size: int, positions: dict[str, dict]) -> Iterator[dict]:
+        ds = L2IStreams(self.store, self.index, self.cfg, self.batch_size, self.seed, rank, world_size, positions)
+        if self.cfg.num_workers == 0:
+            return iter(ds)
+        return iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers, prefetch_factor=2,
+                               persistent_workers=False))
+
+    def validation_batch(self, n: int) -> dict:
+        """The first `n` held-out samples by key (training samples when the split is empty), unflipped."""
+        pool = "test_keys" if self.index.n_test else "train_keys"
+        if pool == "train_keys":
+            log.warning("the test split is empty; validation images show training samples")
+        items = []
+        for shard in self.index.shards:
+            keys = getattr(shard, pool)[: n - len(items)]
+            items += [(k, s) for k, s in iter_shard(self.store, shard.name, keys, self.cfg.resolution, None)
+                      if s is not BAD]
+            if len(items) >= n:
+                break
+        if not items:
+            raise InputError(f"no decodable samples for validation images in {self.index.url}")
+        return collate(items)

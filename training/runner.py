@@ -1,0 +1,118 @@
+"""Run a training task in one process (`--runner local`) or on Ray Train (`TorchTrainer`, the default).
+
+Both paths call the same `loop.train`; every check that can fail on the user's input (config, LPIPS file,
+data, run dir) runs on the driver before any worker starts. On Ray each worker is a DDP rank (gloo on CPU,
+NCCL on GPU) and reports its metrics every `log.every` steps; a failed worker group is restarted up to
+`--max-failures` times and resumes from the run dir's last checkpoint, as a rerun of the command does.
+The run dir must be a path every worker can reach (one machine, or a shared filesystem).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.storage import open_store
+from training import checkpoint, rundir
+from training.config import TrainConfig, config_from_dict, load_train_config
+from training.data.index import build_index
+from training.data.stream import L2IData
+from training.loop import Context, train
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from l2i_pipeline.core.errors import ConfigError
+
+            raise ConfigError("train.device=cuda but no CUDA device is visible")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _data(cfg: TrainConfig, url: str):
+    store = open_store(url, cfg.data.storage_options or None)
+    return L2IData(store, build_index(url, store, cfg.data), cfg.data, cfg.train.batch_size, cfg.train.seed)
+
+
+def _summary(run_dir: Path, result: dict[str, Any] | None, task_name: str) -> dict[str, Any]:
+    last = checkpoint.latest_checkpoint(run_dir)
+    state = json.loads((last / "state.json").read_text()) if last else {}
+    rows = rundir.read_metrics(run_dir)
+    return {"start_step": (result or {}).get("start_step", "?"), "step": state.get("step", 0),
+            "bad_samples": rows[-1].get("bad_samples", 0) if rows else 0, "export": str(run_dir / task_name)}
+
+
+def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_train_config(args.preset, args.config, args.set)
+    task_cls.preflight(cfg)
+    data = _data(cfg, args.data)
+    run_dir = Path(args.out)
+    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
+    if args.runner == "local":
+        ctx = Context(pick_device(cfg.train.device))
+        result = train(task_cls(cfg), data, cfg, run_dir, ctx)
+        return _summary(run_dir, result, task_cls.name)
+    run_ray(task_cls, cfg, data, run_dir, args)
+    return _summary(run_dir, None, task_cls.name)
+
+
+def _ray_worker(config: dict) -> None:
+    """One Ray Train worker: a DDP rank running the same loop (torch.distributed is already set up)."""
+    import ray.train
+    import ray.train.torch
+
+    cfg: TrainConfig = config_from_dict(config["cfg"])
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+    ctx = Context(device, context.get_world_rank(), context.get_world_size(), report=ray.train.report)
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))  # the loop applies train.cpu_threads if set
+    train(config["task_cls"](cfg), config["data"], cfg, Path(config["run_dir"]), ctx)
+
+
+def _user_error_in(e: BaseException) -> UserError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, UserError):
+            return e
+        e = e.__cause__ or e.__context__ or getattr(e, "error", None)
+    return None
+
+
+def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args: argparse.Namespace) -> None:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from l2i_pipeline.core.rayutil import init_ray
+
+    init_ray(args.ray_address, num_cpus=None if args.ray_address else max(args.workers + 1, os.cpu_count() or 1))
+    use_gpu = bool(ray.cluster_resources().get("GPU", 0)) and cfg.train.device != "cpu"
+    per_worker = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
+    config = {"cfg": cfg.to_dict(), "task_cls": task_cls, "data": data, "run_dir": str(run_dir.resolve()),
+              "threads": max(1, (os.cpu_count() or 1) // max(args.workers, 1))}
+    trainer = TorchTrainer(
+        _ray_worker, train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=RunConfig(name=f"l2i-train-{task_cls.name}", storage_path=str((run_dir / "ray").resolve()),
+                             failure_config=FailureConfig(max_failures=args.max_failures)))
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - a worker's UserError becomes the CLI's one-line error
+        user = _user_error_in(e)
+        if user is not None:
+            raise type(user)(str(user)) from None
+        raise
+    finally:
+        if not args.ray_address:
+            ray.shutdown()
