@@ -59,10 +59,7 @@ def run_eval(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     report = dataset_only(cfg) if args.dataset_only else evaluate(cfg)
     print(Path(report["out"], "metrics.md").read_text())
-    for line in report["skipped"]:
-        print(f"skipped: {line}")
-    for line in report["warnings"]:
-        print(f"warning: {line}")
+    print(f"wrote {report['out']}/metrics.json, metrics.md" + ("" if args.dataset_only else ", metrics.png"))
     return 0
 
 

@@ -26,6 +26,7 @@ from training.eval.sources import ImageSet, SampleDir, l2i_ok_keys, l2i_set, la_
 
 log = logging.getLogger(__name__)
 IsTest = Callable[[str, float, int], bool]
+LABELS = {"ll2ie": "LL2I-E", "la": "LA"}
 
 
 @dataclass
@@ -134,12 +135,12 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
     ref_dir = Path(cfg.ref_cache).expanduser() if cfg.ref_cache else out / "ref_stats"
     for s in refs:
         if len(s.keys) < 2:
-            warnings.append(f"FID {s.name}: skipped, the reference set has {len(s.keys)} image(s) (needs at least 2)")
+            warnings.append(f"FID {LABELS[s.name]}: skipped, the reference set has {len(s.keys)} image(s) (needs at least 2)")
             continue
         mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
             ref_dir, s.name, ext.digest, s.fingerprint,
             lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}"))
-        if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {s.name}"):
+        if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {LABELS[s.name]}"):
             warnings.append(w)
         results[f"fid_{s.name}"] = {"value": fidlib.fid(mu, sigma, mu_r, sigma_r), "n_samples": len(feats),
                                     "n_ref": n_ref, "ref_stats_reused": reused, "extractor_sha256": ext.digest}

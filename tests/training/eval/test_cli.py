@@ -50,9 +50,9 @@ def test_offline_run_names_each_skipped_metric_and_its_file(tmp_path, sample_dir
     rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev")])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "skipped: FID: skipped, needs inception-2015-12-05.pt (--inception FILE)" in printed
+    assert "- FID: skipped, needs inception-2015-12-05.pt (--inception FILE)" in printed
     assert "nvlabs-fi-cdn.nvidia.com" in printed
-    assert "skipped: CLIP score: skipped, needs CLIP ViT-L/14 (--clip DIR)" in printed
+    assert "- CLIP score: skipped, needs CLIP ViT-L/14 (--clip DIR)" in printed
     assert "huggingface.co/openai/clip-vit-large-patch14" in printed
     assert "IOU (ICON): skipped, needs ICON-Res.weight" in printed
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
