@@ -135,7 +135,8 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
     ref_dir = Path(cfg.ref_cache).expanduser() if cfg.ref_cache else out / "ref_stats"
     for s in refs:
         if len(s.keys) < 2:
-            warnings.append(f"FID {LABELS[s.name]}: skipped, the reference set has {len(s.keys)} image(s) (needs at least 2)")
+            warnings.append(f"FID {LABELS[s.name]}: skipped, the reference set has {len(s.keys)} image(s) "
+                            "(needs at least 2)")
             continue
         mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
             ref_dir, s.name, ext.digest, s.fingerprint,
