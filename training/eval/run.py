@@ -22,7 +22,7 @@ from training.eval import fid as fidlib
 from training.eval import report as rep
 from training.eval import weights
 from training.eval.cache import FeatureCache, fill
-from training.eval.sources import ImageSet, SampleDir, l2i_ok_keys, l2i_set, la_set, ll2ie_set, read_sample_dir
+from training.eval.sources import ImageSet, SampleDir, l2i_set, la_set, ll2ie_set, read_sample_dir
 
 log = logging.getLogger(__name__)
 IsTest = Callable[[str, float, int], bool]
@@ -156,8 +156,7 @@ def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]
             warnings.append(f"LL2I-E is empty: no ok sample of {cfg.real} falls in the held-out split "
                             f"(test_fraction={cfg.test_fraction}, split_seed={cfg.split_seed})")
     if cfg.la:
-        exclude = {r["key"] for rows in l2i_ok_keys(cfg.real)[1].values() for r in rows} if cfg.real else set()
-        refs.append(la_set(cfg.la, exclude, cfg.max_real))
+        refs.append(la_set(cfg.la, cfg.real, cfg.max_real))
     return refs
 
 
@@ -242,8 +241,7 @@ def dataset_only(cfg: EvalConfig) -> dict:
         if cfg.real:
             sets.append(("l2i", l2i_set(cfg.real, cfg.max_real)))
         if cfg.la:
-            exclude = {r["key"] for rows in l2i_ok_keys(cfg.real)[1].values() for r in rows} if cfg.real else set()
-            sets.append(("laion_a", la_set(cfg.la, exclude, cfg.max_real)))
+            sets.append(("laion_a", la_set(cfg.la, cfg.real, cfg.max_real)))
         for key, s in sets:
             if not s.keys:
                 raise InputError(f"{key}: no images to score")

@@ -130,19 +130,38 @@ def _shard_reader(store: Store, by_shard: dict[str, list[str]], member: Callable
     return read
 
 
-def _index(store: Store, name: str) -> list[dict]:
-    return pq.read_table(io.BytesIO(store.get(f"{name}.parquet"))).to_pylist()
+def _index(store: Store, name: str, columns: tuple[str, ...]) -> list[dict]:
+    """The rows of `NAME.parquet`, only the wanted columns that exist (indexes of millions of rows stay small)."""
+    f = pq.ParquetFile(io.BytesIO(store.get(f"{name}.parquet")))
+    return f.read(columns=[c for c in columns if c in f.schema_arrow.names]).to_pylist()
 
 
-def l2i_ok_keys(real: str) -> tuple[Store, dict[str, list[dict]]]:
-    """The complete L2I shards of `real` and their `ok` index rows (from the parquet indexes only)."""
+def l2i_shards(real: str) -> tuple[Store, list[str]]:
+    """The complete L2I shards of `real` (those with their NAME_stats.json marker)."""
     store = open_store(real)
     store.check_readable()
     names = sorted(n[: -len("_stats.json")] for n in store.list("_stats.json"))
     if not names:
         raise InputError(f"{store.url} holds no complete L2I shards (no NAME_stats.json): expected `l2i filter` "
                          "or `l2i synthesize` output")
-    return store, {n: [r for r in _index(store, n) if r.get("status") == "ok"] for n in names}
+    return store, names
+
+
+def _l2i_rows(store: Store, names: list[str], keep: Callable[[dict], bool], limit: int
+              ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Up to `limit` ok rows that `keep` accepts, shard by shard, read from the indexes only."""
+    by_shard: dict[str, list[str]] = {}
+    captions: dict[str, str] = {}
+    for name in names:
+        if len(captions) >= limit:
+            break
+        for r in _index(store, name, ("key", "status", "caption")):
+            if r.get("status") == "ok" and keep(r):
+                by_shard.setdefault(name, []).append(r["key"])
+                captions[r["key"]] = r.get("caption") or ""
+                if len(captions) >= limit:
+                    break
+    return by_shard, captions
 
 
 def default_is_test() -> Callable[[str, float, int], bool]:
@@ -155,59 +174,67 @@ def ll2ie_set(real: str, test_fraction: float, split_seed: int, limit: int,
               is_test: Callable[[str, float, int], bool] | None = None) -> ImageSet:
     """LL2I-E: the held-out split of the L2I shards (the same hash split training excluded), image I."""
     is_test = is_test or default_is_test()
-    store, rows = l2i_ok_keys(real)
-    by_shard: dict[str, list[str]] = {}
-    captions: dict[str, str] = {}
-    for name, shard_rows in rows.items():
-        for r in shard_rows:
-            if sum(map(len, by_shard.values())) >= limit:
-                break
-            if is_test(r["key"], test_fraction, split_seed):
-                by_shard.setdefault(name, []).append(r["key"])
-                captions[r["key"]] = r.get("caption") or ""
-    keys = [k for ks in by_shard.values() for k in ks]
+    store, names = l2i_shards(real)
+    by_shard, captions = _l2i_rows(store, names, lambda r: is_test(r["key"], test_fraction, split_seed), limit)
     sizes = store.list(".tar")
-    fp = _digest(["ll2ie", store.url, {n: sizes.get(f"{n}.tar") for n in rows}, test_fraction, split_seed, limit])
+    fp = _digest(["ll2ie", store.url, {n: sizes.get(f"{n}.tar") for n in names}, test_fraction, split_seed, limit])
+    keys = [k for ks in by_shard.values() for k in ks]
     return ImageSet("ll2ie", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
 
 
 def l2i_set(real: str, limit: int) -> ImageSet:
-    """Every ok sample of L2I (Table V's dataset CLIP score), image I."""
-    store, rows = l2i_ok_keys(real)
-    by_shard: dict[str, list[str]] = {}
-    captions: dict[str, str] = {}
-    for name, shard_rows in rows.items():
-        take = shard_rows[: max(limit - len(captions), 0)]
-        if take:
-            by_shard[name] = [r["key"] for r in take]
-            captions.update({r["key"]: r.get("caption") or "" for r in take})
-    keys = [k for ks in by_shard.values() for k in ks]
+    """Every ok sample of L2I, up to `limit` (Table V's dataset CLIP score), image I."""
+    store, names = l2i_shards(real)
+    by_shard, captions = _l2i_rows(store, names, lambda r: True, limit)
     fp = _digest(["l2i", store.url, store.list(".tar"), limit])
+    keys = [k for ks in by_shard.values() for k in ks]
     return ImageSet("l2i", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
 
 
-def la_set(raw: str, exclude: set[str], limit: int) -> ImageSet:
-    """LA: raw LAION(-Aesthetics) images from img2dataset shards, minus every key that made it into L2I."""
+def _in_l2i(real: str, candidates: dict[str, dict]) -> set[str]:
+    """The candidate raw keys whose image is an ok L2I sample: matched by URL (img2dataset keys restart at 0 in
+    every download, so equal keys from two downloads are different images), by key when a side has no URL."""
+    store, names = l2i_shards(real)
+    by_url = {r["url"]: k for k, r in candidates.items() if r.get("url")}
+    hit: set[str] = set()
+    for name in names:
+        for r in _index(store, name, ("key", "status", "url")):
+            if r.get("status") != "ok":
+                continue
+            if r.get("url") and by_url:
+                if r["url"] in by_url:
+                    hit.add(by_url[r["url"]])
+            elif r["key"] in candidates:
+                hit.add(r["key"])
+    return hit
+
+
+def la_set(raw: str, real: str | None, limit: int) -> ImageSet:
+    """LA: raw LAION(-Aesthetics) images from img2dataset shards, minus those that made it into L2I (`real`)."""
     store = open_store(raw)
     store.check_readable()
     tars = store.list(".tar")
     if not tars:
         raise InputError(f"{store.url} holds no .tar shards: expected `l2i download` (img2dataset) output")
-    by_shard: dict[str, list[str]] = {}
-    captions: dict[str, str] = {}
+    candidates: dict[str, dict] = {}  # key -> {shard, caption, url}; a few times the limit, then filtered
     for tar in tars:
         name = tar[: -len(".tar")]
+        if len(candidates) >= 2 * limit:
+            break
         if store.exists(f"{name}.parquet"):
-            rows = [r for r in _index(store, name) if r.get("status", "success") == "success"]
-            listed = [(str(r["key"]), r.get("caption") or "") for r in rows]
+            rows = [r for r in _index(store, name, ("key", "status", "caption", "url"))
+                    if r.get("status", "success") == "success"]
         else:
-            listed = [(k, "") for k, m in _tar_members(store, name) if image_member(m)]
-        for key, caption in listed:
-            if len(captions) >= limit:
-                break
-            if key not in exclude and key not in captions:
-                by_shard.setdefault(name, []).append(key)
-                captions[key] = caption
+            rows = [{"key": k} for k, m in _tar_members(store, name) if image_member(m)]
+        for r in rows:
+            candidates.setdefault(str(r["key"]), {**r, "shard": name})
+    drop = _in_l2i(real, candidates) if real else set()
+    by_shard: dict[str, list[str]] = {}
+    captions: dict[str, str] = {}
+    for key, r in candidates.items():
+        if key not in drop and len(captions) < limit:
+            by_shard.setdefault(r["shard"], []).append(key)
+            captions[key] = r.get("caption") or ""
     keys = [k for ks in by_shard.values() for k in ks]
-    fp = _digest(["la", store.url, tars, sorted(exclude), limit])
+    fp = _digest(["la", store.url, tars, real, limit])
     return ImageSet("la", keys, captions, fp, _shard_reader(store, by_shard, image_member, captions))

@@ -78,7 +78,7 @@ def write_l2i_shard(root: Path, name: str, keys: list[str], rejected: tuple[str,
         for key in keys:
             ok = key not in rejected
             rows.append({"key": key, "status": "ok" if ok else "rejected", "reason": None if ok else "mask:area",
-                         "caption": f"a red ball {key}"})
+                         "caption": f"a red ball {key}", "url": f"http://example.test/{key}.jpg"})
             if not ok:
                 continue
             img = scene(int(key) % 97, size)
