@@ -156,6 +156,8 @@ def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]
             warnings.append(f"LL2I-E is empty: no ok sample of {cfg.real} falls in the held-out split "
                             f"(test_fraction={cfg.test_fraction}, split_seed={cfg.split_seed})")
     if cfg.la:
+        if not cfg.real:
+            warnings.append("LA: no --real given, so images that are also in L2I could not be excluded")
         refs.append(la_set(cfg.la, cfg.real, cfg.max_real))
     return refs
 

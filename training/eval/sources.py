@@ -68,7 +68,7 @@ class SampleDir:
                 if sid in todo:
                     yield sid, self.composite(sid).read_bytes(), self.prompts[sid]
         sizes = [(sid, self.composite(sid).stat().st_size) for sid in self.ids]
-        return ImageSet("samples", self.ids, self.prompts, _digest([str(self.root), sizes]), read)
+        return ImageSet("samples", self.ids, self.prompts, _digest([str(self.root.resolve()), sizes]), read)
 
 
 def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
