@@ -9,6 +9,7 @@ with that `layers` attribute works (the tests use a tiny one).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class InceptionFeatures:
         self.digest = sha256_file(self.path)
         self.device = resolve_device(device)
         try:
-            self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
+            with warnings.catch_warnings():  # the file is torchscript; torch's deprecation note is not for users
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
         except RuntimeError as e:
             raise InputError(f"--inception {self.path} is not a torchscript file: {e}") from None
         if not hasattr(self.model, "layers"):

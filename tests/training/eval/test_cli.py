@@ -171,3 +171,11 @@ def test_models_check_lists_the_eval_weights(tmp_path, tiny_inception, capsys):
     assert "eval --clip (CLIP ViT-L/14)" in out and "huggingface.co/openai/clip-vit-large-patch14" in out
     assert main(["models", "check", "--clip", str(tmp_path / "nope")]) == 1
     assert "BAD eval --clip" in capsys.readouterr().out
+
+
+def test_a_file_that_is_not_the_inception_torchscript(tmp_path, sample_dir, l2i_dir, capsys):
+    bogus = tmp_path / "inception-2015-12-05.pt"
+    bogus.write_bytes(b"not a model")
+    rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
+               "--inception", str(bogus), "--test-fraction", "0.5"])
+    assert rc == 2 and "is not a torchscript file" in capsys.readouterr().err
