@@ -65,17 +65,37 @@ def batched(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+class BadImage(ValueError):
+    """An image that cannot be decoded: left out of the metric and counted, never the end of the run."""
+
+
+def compute_each(compute: Callable[[list], np.ndarray], batch: list, bad: dict[str, str]) -> tuple[list, list]:
+    """A batch with a bad image in it, one item at a time: (ids, rows) of the good ones; the others into `bad`."""
+    ids, rows = [], []
+    for item in batch:
+        try:
+            rows.append(compute([item])[0])
+            ids.append(item[0])
+        except BadImage as e:
+            bad[item[0]] = str(e)
+    return ids, rows
+
+
 def fill(cache: FeatureCache, keys: list[str], read: Callable[[set[str]], Iterator],
-         compute: Callable[[list], np.ndarray], batch_size: int, desc: str) -> int:
-    """Compute `compute(batch of items) -> rows` for every key the cache lacks; returns how many were computed."""
+         compute: Callable[[list], np.ndarray], batch_size: int, desc: str) -> dict[str, str]:
+    """Compute `compute(batch of items) -> rows` for every key the cache lacks; returns {key: why} of bad images."""
     todo = {k for k in keys if k not in cache}
-    done = 0
+    bad: dict[str, str] = {}
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit="img", disable=None) as bar:
         try:
             for batch in batched(read(todo), batch_size):
-                cache.add([item[0] for item in batch], compute(batch))
-                done += len(batch)
+                try:
+                    cache.add([item[0] for item in batch], compute(batch))
+                except BadImage:
+                    ids, rows = compute_each(compute, batch, bad)
+                    if ids:
+                        cache.add(ids, np.stack(rows))
                 bar.update(len(batch))
         finally:
             cache.flush()
-    return done
+    return bad

@@ -105,16 +105,20 @@ def _mean_std(values: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} if v.size else {}
 
 
-def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str, batch_size: int | None = None
-            ) -> np.ndarray:
+def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str, warnings: list[str],
+            batch_size: int | None = None) -> np.ndarray:
     """Per-image rows of `s` from the cache, computing the missing ones (locally, or on a Ray actor pool)."""
     cache = FeatureCache(Path(cfg.out).expanduser() / "features" / f"{tag}-{s.fingerprint[:12]}")
     if cfg.runner == "ray":
         from training.eval.ray_runner import fill_ray
 
-        fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors, cfg.ray_address)
+        bad = fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors,
+                       cfg.ray_address)
     else:
-        fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
+        bad = fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
+    if bad:
+        key, why = next(iter(bad.items()))
+        warnings.append(f"{desc}: {len(bad)} image(s) could not be read and were left out (first: {key}: {why})")
     return cache.get(s.keys) if len(cache) else np.zeros((0, 1))
 
 
@@ -124,7 +128,7 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
     ext = InceptionFeatures(cfg.inception, cfg.device, cfg.workers)
     make = partial(InceptionFeatures, cfg.inception, cfg.device, cfg.workers)
     tag = f"inception-{ext.digest[:12]}"
-    feats = _cached(cfg, f"samples-{tag}", samples, ext, make, "inception: samples")
+    feats = _cached(cfg, f"samples-{tag}", samples, ext, make, "inception: samples", warnings)
     if len(feats) < 2:
         warnings.append(f"FID: skipped, {len(feats)} sample image(s) could be read (needs at least 2)")
         return {}
@@ -140,7 +144,7 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
             continue
         mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
             ref_dir, s.name, ext.digest, s.fingerprint,
-            lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}"))
+            lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}", warnings))
         if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {LABELS[s.name]}"):
             warnings.append(w)
         results[f"fid_{s.name}"] = {"value": fidlib.fid(mu, sigma, mu_r, sigma_r), "n_samples": len(feats),
@@ -172,7 +176,7 @@ def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics
     if not found["icon"].present:
         skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
     values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
-                     min(cfg.batch_size, 16))
+                     warnings, min(cfg.batch_size, 16))
     metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
                                "saliency": sal.describe()}
     if cfg.human_masks:
@@ -213,7 +217,8 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
 
         scorer = ClipScorer(cfg.clip, cfg.device)
         make = partial(ClipScorer, cfg.clip, cfg.device)
-        metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score"))
+        metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score",
+                                            warnings))
     if any(sd.mask(sid).is_file() for sid in sd.ids):
         _iou(cfg, sd, samples, found, metrics, skipped, warnings)
     else:
@@ -234,6 +239,7 @@ def dataset_only(cfg: EvalConfig) -> dict:
     found, skipped = _weights(cfg)
     out = _out_dir(cfg)
     dataset: dict = {}
+    warnings: list[str] = []
     if found["clip"].present:
         from training.eval.clip_score import ClipScorer
 
@@ -248,9 +254,9 @@ def dataset_only(cfg: EvalConfig) -> dict:
             if not s.keys:
                 raise InputError(f"{key}: no images to score")
             dataset[key] = _mean_std(_cached(cfg, f"clip-{key}-{scorer.digest[:12]}", s, scorer, make,
-                                             f"CLIP score: {key}"))
+                                             f"CLIP score: {key}", warnings))
     report = {"name": cfg.name or "dataset", "out": str(out), "dataset": dataset, "skipped": skipped,
-              "warnings": [], "settings": asdict(cfg), "versions": _versions()}
+              "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
     _write(out, report, rep.dataset_markdown(report))
     return report
 

@@ -21,6 +21,7 @@ from PIL import Image
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.shards import image_member, iter_tar
 from l2i_pipeline.core.storage import Store, open_store
+from training.eval.cache import BadImage
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ Item = tuple[str, bytes, str]  # (key, encoded image, caption)
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for truncated or non-image bytes
+        raise BadImage(f"cannot decode image: {type(e).__name__}: {e}") from None
 
 
 @dataclass

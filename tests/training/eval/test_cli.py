@@ -128,6 +128,8 @@ def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny
     """A local Ray (2 CPUs) actor pool computes the same per-image rows as the local runner."""
     import ray
 
+    broken = sorted(sample_dir.glob("*/composite.png"))[0]
+    broken.write_bytes(b"not a png")  # a bad image in a batch on an actor: left out, not the end of the run
     common = ["--samples", str(sample_dir), "--real", str(l2i_dir), "--inception", str(tiny_inception),
               "--clip", str(tiny_clip), "--test-fraction", "0.5", "--device", "cpu"]
     assert main(["eval", *common, "--out", str(tmp_path / "local")]) == 0
@@ -137,6 +139,7 @@ def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny
     finally:
         ray.shutdown()
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["metrics"] for d in ("local", "ray"))
+    assert b["clip"]["n"] == a["clip"]["n"] == 5
     for key in ("fid_ll2ie", "clip", "iou_saliency"):
         for field in ("value", "mean"):
             if field in a[key]:
@@ -179,3 +182,17 @@ def test_a_file_that_is_not_the_inception_torchscript(tmp_path, sample_dir, l2i_
     rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
                "--inception", str(bogus), "--test-fraction", "0.5"])
     assert rc == 2 and "is not a torchscript file" in capsys.readouterr().err
+
+
+def test_a_corrupt_composite_is_left_out_and_counted(tmp_path, make_sample_dir, l2i_dir, tiny_inception, tiny_clip):
+    d = make_sample_dir(tmp_path / "s", 5)
+    broken = sorted(d.glob("*/composite.png"))[1]
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated PNG
+    assert main(["eval", "--samples", str(d), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"), "--inception",
+                 str(tiny_inception), "--clip", str(tiny_clip), "--test-fraction", "0.5", "--batch-size", "4"]) == 0
+    r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert r["metrics"]["fid_ll2ie"]["n_samples"] == 4 and r["metrics"]["clip"]["n"] == 4
+    assert r["metrics"]["iou_saliency"]["n"] == 4
+    for what in ("inception: samples", "CLIP score", "IOU vs classical"):
+        assert any(w.startswith(what) and "1 image(s) could not be read" in w and broken.parent.name in w
+                   for w in r["warnings"]), what
