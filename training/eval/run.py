@@ -99,6 +99,17 @@ def _weights(cfg: EvalConfig) -> tuple[dict[str, weights.Need], list[str]]:
     return found, skipped
 
 
+def _resolution(sd: SampleDir) -> int | str | None:
+    """The side of the first readable composite (WxH when not square)."""
+    for sid in sd.ids:
+        try:
+            with Image.open(sd.composite(sid)) as im:
+                return im.width if im.width == im.height else f"{im.width}x{im.height}"
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def _mean_std(values: np.ndarray) -> dict:
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
@@ -203,8 +214,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
     if sd.missing:
         warnings.append(f"{len(sd.missing)} samples without composite.png left out")
     samples = sd.image_set()
-    with Image.open(sd.composite(sd.ids[0])) as im:
-        resolution = im.width if im.width == im.height else f"{im.width}x{im.height}"
+    resolution = _resolution(sd)
     metrics: dict = {}
     if found["fid"].present:
         refs = _reference_sets(cfg, is_test, warnings)

@@ -134,7 +134,7 @@ def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny
               "--clip", str(tiny_clip), "--test-fraction", "0.5", "--device", "cpu"]
     assert main(["eval", *common, "--out", str(tmp_path / "local")]) == 0
     try:
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False)  # never another session's cluster
         assert main(["eval", *common, "--out", str(tmp_path / "ray"), "--runner", "ray"]) == 0
     finally:
         ray.shutdown()
