@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-all demo bench bench-gpu lint clean
+.PHONY: help install test test-all demo bench bench-gpu bench-train lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,8 +32,11 @@ bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs
 	$(BIN)/python bench/bench_sd2_gpu.py
 	$(BIN)/python bench/bench_classifiers.py --device cuda
 
+bench-train: install  ## CaT2I-AE training samples/s: tiny preset on CPU; paper size at 256/512 with FLOP/step, MFU on GPU
+	$(BIN)/python bench/bench_train.py
+
 lint: install  ## ruff over the packages
-	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations tests bench
+	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations training tests bench
 
 clean:  ## remove .venv and outputs
 	rm -rf $(VENV) demo_out bench_out .pytest_cache

@@ -21,9 +21,10 @@ Task protocol (duck-typed):
     validation_image(batch) -> np.ndarray       uint8 H x W x 3 grid for fixed held-out samples
     export(out_dir: Path) -> None               what downstream loads (rank 0, at every checkpoint and the end)
 
-The data source gives `batches(rank, world_size, positions)`: an endless iterator of dict batches, each
-with a `_stream` mark {id, epoch, offset, bad}; the loop keeps the latest mark per stream id and stores them
-in each checkpoint, and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
+The data source gives `batches(rank, world_size, positions, consumed)`: an endless iterator of dict
+batches (`consumed` = batches this rank already took, step x grad_accum), each with a `_stream` mark
+{id, epoch, offset, bad}; the loop keeps the latest mark per stream id and stores them in each
+checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
 seeded from (train.seed, step, rank), so a resumed run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
@@ -151,10 +152,12 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             scaler.load_state_dict(state["scaler"])
         log.info("resuming from %s (step %d)", last, step)
     start_step = step
+    if ctx.is_main:
+        rundir.truncate_metrics(run_dir, step)
     metrics = rundir.Metrics(run_dir, cfg.log.backend) if ctx.is_main else None
     val_batch = data.validation_batch(cfg.val.num_images) if ctx.is_main else None
     bar = rundir.progress(t.steps, step, enabled=ctx.is_main and cfg.log.progress)
-    batches = data.batches(ctx.rank, ctx.world_size, positions)
+    batches = data.batches(ctx.rank, ctx.world_size, positions, step * t.grad_accum)
     sums: dict[str, float] = defaultdict(float)
     bad_total = sum(p.get("bad", 0) for p in positions.values())
     n_logged, samples, t0 = 0, 0, time.perf_counter()

@@ -75,6 +75,16 @@ class Metrics:
             self.tb.flush()
 
 
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint resumed from: they are about to be redone."""
+    rows = read_metrics(run_dir)
+    if any(r.get("step", 0) > step for r in rows):
+        keep = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows if r.get("step", 0) <= step)
+        tmp = Path(run_dir) / ".metrics.jsonl.tmp"
+        tmp.write_text(keep)
+        os.replace(tmp, Path(run_dir) / "metrics.jsonl")
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []

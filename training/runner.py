@@ -43,11 +43,14 @@ def _data(cfg: TrainConfig, url: str):
     return L2IData(store, build_index(url, store, cfg.data), cfg.data, cfg.train.batch_size, cfg.train.seed)
 
 
-def _summary(run_dir: Path, result: dict[str, Any] | None, task_name: str) -> dict[str, Any]:
+def _checkpoint_step(run_dir: Path) -> int:
     last = checkpoint.latest_checkpoint(run_dir)
-    state = json.loads((last / "state.json").read_text()) if last else {}
+    return json.loads((last / "state.json").read_text())["step"] if last else 0
+
+
+def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
     rows = rundir.read_metrics(run_dir)
-    return {"start_step": (result or {}).get("start_step", "?"), "step": state.get("step", 0),
+    return {"start_step": start_step, "step": _checkpoint_step(run_dir),
             "bad_samples": rows[-1].get("bad_samples", 0) if rows else 0, "export": str(run_dir / task_name)}
 
 
@@ -57,12 +60,12 @@ def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     data = _data(cfg, args.data)
     run_dir = Path(args.out)
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
+    start = _checkpoint_step(run_dir)
     if args.runner == "local":
-        ctx = Context(pick_device(cfg.train.device))
-        result = train(task_cls(cfg), data, cfg, run_dir, ctx)
-        return _summary(run_dir, result, task_cls.name)
-    run_ray(task_cls, cfg, data, run_dir, args)
-    return _summary(run_dir, None, task_cls.name)
+        train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device)))
+    else:
+        run_ray(task_cls, cfg, data, run_dir, args)
+    return _summary(run_dir, start, task_cls.name)
 
 
 def _ray_worker(config: dict) -> None:

@@ -62,20 +62,35 @@ def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
     return role, cfg.inpaint.model, "hub id: resolved from the local Hugging Face cache at run time", True
 
 
+def _lpips_row(train_config: str | None) -> tuple[str, str, str, bool]:
+    """The VGG16 trunk of LPIPS for `l2i train ae` (from a training config's lpips.vgg_weights)."""
+    from training.config import load_train_config
+    from training.lpips_loader import VGG_FILE
+
+    cfg = load_train_config(None, train_config)
+    role = f"lpips.vgg_weights ({VGG_FILE}, l2i train ae)"
+    if cfg.loss.lpips_weight == 0 or cfg.lpips.pnet_rand:
+        return role, cfg.lpips.vgg_weights or "-", "not used (loss.lpips_weight=0 or lpips.pnet_rand)", True
+    return _file_row(role, cfg.lpips.vgg_weights)
+
+
 def run_check(args: argparse.Namespace) -> int:
     from l2i_pipeline.models.icon import WEIGHTS_WHERE
     from training.eval.weights import weight_rows
+    from training.lpips_loader import VGG_WHERE
 
     cfg = load_config(args.config, args.set)
     rows = _icon_rows(cfg, args.load) + [
         _sd2_row(cfg),
         _file_row("score.mask_classifier", cfg.score.mask_classifier),
         _file_row("score.inpaint_classifier", cfg.score.inpaint_classifier),
+        _lpips_row(args.train_config),
     ] + weight_rows(args.inception, args.clip)
     width = max(len(r[0]) for r in rows)
     for role, path, status, ok in rows:
         print(f"{'ok ' if ok else 'BAD'} {role:<{width}}  {path}  {status}")
     print(f"\nICON: {WEIGHTS_WHERE}.")
+    print(f"LPIPS trunk: {VGG_WHERE}.")
     return 0 if all(r[3] for r in rows) else 1
 
 
@@ -87,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", help="YAML config file (see l2i_pipeline/config.py for every key)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set saliency.weights=ICON-Res.weight (repeatable)")
+    c.add_argument("--train-config", help="YAML training config (training/config.py) whose lpips.vgg_weights "
+                                         "to check; without it the LPIPS trunk shows as not set")
     c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files)")
     c.add_argument("--inception", help="l2i eval's FID weights (inception-2015-12-05.pt) to check")
     c.add_argument("--clip", help="l2i eval's CLIP ViT-L/14 dir to check")

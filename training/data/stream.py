@@ -109,16 +109,19 @@ class L2IStreams(IterableDataset):
     """One rank's streams; each DataLoader worker serves one of them and yields whole batches."""
 
     def __init__(self, store: Store, index: DataIndex, cfg: DataConfig, batch_size: int, seed: int,
-                 rank: int, world_size: int, positions: dict[str, dict]):
+                 rank: int, world_size: int, positions: dict[str, dict], consumed: int = 0):
         self.store, self.index, self.cfg = store, index, cfg
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
-        self.positions = positions
+        self.positions, self.consumed = positions, consumed
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         k, n_workers = (info.id, info.num_workers) if info else (0, 1)
         cv2.setNumThreads(1)
-        sid, n_streams = self.rank * n_workers + k, self.world_size * n_workers
+        # A DataLoader takes batches from its workers round-robin, starting at worker 0. After `consumed`
+        # batches the next one is due from stream consumed % n_workers, so worker 0 serves that stream.
+        sid = self.rank * n_workers + (k + self.consumed) % n_workers
+        n_streams = self.world_size * n_workers
         pos = self.positions.get(str(sid), {})
         epoch, offset, bad, buf = pos.get("epoch", 0), pos.get("offset", 0), 0, []
         while True:
@@ -161,8 +164,10 @@ class L2IData:
     def __init__(self, store: Store, index: DataIndex, cfg: DataConfig, batch_size: int, seed: int):
         self.store, self.index, self.cfg, self.batch_size, self.seed = store, index, cfg, batch_size, seed
 
-    def batches(self, rank: int, world_size: int, positions: dict[str, dict]) -> Iterator[dict]:
-        ds = L2IStreams(self.store, self.index, self.cfg, self.batch_size, self.seed, rank, world_size, positions)
+    def batches(self, rank: int, world_size: int, positions: dict[str, dict], consumed: int = 0) -> Iterator[dict]:
+        """This rank's batches from `positions`, after it consumed `consumed` batches (for the round-robin)."""
+        ds = L2IStreams(self.store, self.index, self.cfg, self.batch_size, self.seed, rank, world_size, positions,
+                        consumed)
         if self.cfg.num_workers == 0:
             return iter(ds)
         return iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers, prefetch_factor=2,
