@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "training.cli",
     "training.latents.cli",
     "training.sampling.cli",
+    "training.eval.cli",
 ]
 
 

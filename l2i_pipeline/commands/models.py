@@ -76,6 +76,7 @@ def _lpips_row(train_config: str | None) -> tuple[str, str, str, bool]:
 
 def run_check(args: argparse.Namespace) -> int:
     from l2i_pipeline.models.icon import WEIGHTS_WHERE
+    from training.eval.weights import weight_rows
     from training.lpips_loader import VGG_WHERE
 
     cfg = load_config(args.config, args.set)
@@ -84,7 +85,7 @@ def run_check(args: argparse.Namespace) -> int:
         _file_row("score.mask_classifier", cfg.score.mask_classifier),
         _file_row("score.inpaint_classifier", cfg.score.inpaint_classifier),
         _lpips_row(args.train_config),
-    ]
+    ] + weight_rows(args.inception, args.clip)
     width = max(len(r[0]) for r in rows)
     for role, path, status, ok in rows:
         print(f"{'ok ' if ok else 'BAD'} {role:<{width}}  {path}  {status}")
@@ -104,4 +105,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--train-config", help="YAML training config (training/config.py) whose lpips.vgg_weights "
                                          "to check; without it the LPIPS trunk shows as not set")
     c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files)")
+    c.add_argument("--inception", help="l2i eval's FID weights (inception-2015-12-05.pt) to check")
+    c.add_argument("--clip", help="l2i eval's CLIP ViT-L/14 dir to check")
     c.set_defaults(func=run_check)

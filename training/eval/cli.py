@@ -1,0 +1,140 @@
+"""`l2i eval`: section V-B metrics of a sample dir; `--dataset-only` (Table V); `l2i eval compare EVAL_DIR...`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from l2i_pipeline.core.errors import ConfigError, NotFound
+
+FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
+         "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
+         "runner", "actors", "ray_address")
+
+
+def _find(obj, key: str):
+    """The first value of `key` anywhere in a nested JSON object (run.json layouts may nest the data section)."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            if (found := _find(v, key)) is not None:
+                return found
+    return None
+
+
+def split_from(path: str) -> dict:
+    """data.test_fraction / data.split_seed of a training run (its run.json, or the run dir holding it)."""
+    p = Path(path)
+    p = p / "run.json" if p.is_dir() else p
+    if not p.is_file():
+        raise NotFound(f"--split-from {path}: no run.json there")
+    try:
+        data = json.loads(p.read_text())
+    except ValueError as e:
+        raise ConfigError(f"--split-from {p}: not JSON ({e})") from None
+    found = {k: _find(data, k) for k in ("test_fraction", "split_seed")}
+    if None in found.values():
+        raise ConfigError(f"--split-from {p}: no test_fraction/split_seed in it")
+    return found
+
+
+def build_config(args: argparse.Namespace):
+    from l2i_pipeline.core.typedconfig import apply_dict, load_typed
+    from training.eval.run import EvalConfig
+
+    cfg = load_typed(EvalConfig(), args.config, args.set)
+    given = {k: getattr(args, k) for k in FLAGS if getattr(args, k, None) is not None}
+    if args.split_from:
+        given = {**split_from(args.split_from), **given}
+    if args.strict:
+        given["strict"] = True
+    apply_dict(cfg, given)
+    return cfg
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from training.eval.run import dataset_only, evaluate
+
+    cfg = build_config(args)
+    report = dataset_only(cfg) if args.dataset_only else evaluate(cfg)
+    print(Path(report["out"], "metrics.md").read_text())
+    print(f"wrote {report['out']}/metrics.json, metrics.md" + ("" if args.dataset_only else ", metrics.png"))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from training.eval.report import compare
+
+    text = compare(args.dirs)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text, end="")
+    return 0
+
+
+def run_prompts(args: argparse.Namespace) -> int:
+    from training.eval.run import EvalConfig, write_prompts
+
+    cfg = EvalConfig()
+    split = split_from(args.split_from) if args.split_from else {}
+    n = write_prompts(args.real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),
+                      args.split_seed if args.split_seed is not None else split.get("split_seed", cfg.split_seed),
+                      args.max)
+    print(f"wrote {n} LL2I-E captions to {args.out}; next: l2i sample --prompts {args.out} --n 1 ...")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="FID, CLIP score and mask IOU of sampled layered images, beside the paper's tables",
+        description="Section V-B of Text2Layer: clean-FID of the composites against LL2I-E (the held-out split "
+                    "of --real) and LA (--la, raw images not in L2I), the raw CLIP ViT-L/14 cosine with the "
+                    "prompt, and IOU of m̂>0.5 against saliency of the composite (ICON with --icon-weights, "
+                    "else the classical backend, labelled so) and human masks. A metric whose weights are not "
+                    "given is skipped and named with the file it needs. Writes OUT/metrics.{json,md,png}; "
+                    "per-image features are cached in OUT, so a rerun resumes.",
+        epilog="`l2i eval compare EVAL_DIR...` tabulates several runs, sorted by FID.")
+    p.add_argument("--samples", help="`l2i sample` output dir (DIR/<id>/composite.png, mask.png, samples.parquet)")
+    p.add_argument("--real", help="L2I shards dir/URL (`l2i filter` output); its held-out split is LL2I-E")
+    p.add_argument("--la", help="raw img2dataset shards dir/URL; LA = its images whose keys are not in --real")
+    p.add_argument("--out", help="EVAL_DIR for metrics and caches")
+    p.add_argument("--inception", help="inception-2015-12-05.pt (clean-fid's torchscript); without it FID is skipped")
+    p.add_argument("--clip", help="CLIP ViT-L/14 dir (transformers); without it CLIP score is skipped")
+    p.add_argument("--icon-weights", help="ICON .weight file; without it IOU uses the classical saliency backend")
+    p.add_argument("--icon-variant", help="ICON-R (default) | ICON-S | ICON-P")
+    p.add_argument("--human-masks", help="dir of human masks named <sample id>.png")
+    p.add_argument("--ref-cache", help="dir for reference (mu, Sigma), shared by runs (default OUT/ref_stats)")
+    p.add_argument("--name", help="run name in the tables (default: the sample dir's name)")
+    p.add_argument("--max-real", type=int, help="images per reference set (default 20000, as the paper)")
+    p.add_argument("--max-samples", type=int, help="evaluate at most this many samples")
+    p.add_argument("--split-from", help="training run dir or run.json: take data.test_fraction/split_seed from it")
+    p.add_argument("--test-fraction", type=float, help="held-out fraction used in training (default 0.01)")
+    p.add_argument("--split-seed", type=int, help="held-out split seed used in training (default 0)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
+    p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda[:N]")
+    p.add_argument("--runner", choices=["local", "ray"], help="local (default) | ray: a Ray Data actor pool "
+                   "(GPU actors when the cluster has GPUs) for large sets")
+    p.add_argument("--actors", type=int, help="ray: actor pool size (default 1)")
+    p.add_argument("--ray-address", help="ray: cluster address (default $RAY_ADDRESS, else a private local Ray)")
+    p.add_argument("--dataset-only", action="store_true",
+                   help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
+    p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
+    p.add_argument("--config", help="YAML file of EvalConfig keys (training/eval/run.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an EvalConfig key")
+    p.set_defaults(func=run_eval)
+    esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    c = esub.add_parser("compare", help="one table of several eval dirs, sorted by FID")
+    c.add_argument("dirs", nargs="+", metavar="EVAL_DIR")
+    c.add_argument("--output", help="also write the table to this file")
+    c.set_defaults(func=run_compare)
+    q = esub.add_parser("prompts", help="the held-out split's captions as a prompts file for `l2i sample`",
+                        description="Section V-B samples the test prompts: this writes the LL2I-E captions "
+                                    "(key, prompt) of --real, chosen by the training run's hash split.")
+    q.add_argument("--real", required=True, help="L2I shards dir/URL")
+    q.add_argument("--out", required=True, help="prompts parquet to write")
+    q.add_argument("--max", type=int, default=20_000, help="at most this many prompts (default 20000)")
+    q.add_argument("--split-from", help="training run dir or run.json (data.test_fraction, data.split_seed)")
+    q.add_argument("--test-fraction", type=float)
+    q.add_argument("--split-seed", type=int)
+    q.set_defaults(func=run_prompts)

@@ -1,0 +1,294 @@
+"""`evaluate(cfg)`: every metric whose weights are present, the rest named as skipped; `dataset_only(cfg)`: Table V.
+
+Usable from Python (the demo calls it) as from `l2i eval`. Per-image results are cached under
+`OUT/features/`, reference statistics under `OUT/ref_stats/` (or `ref_cache`), so a rerun resumes and a
+second model against the same reference sets extracts only its own samples.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageError
+from training.eval import fid as fidlib
+from training.eval import report as rep
+from training.eval import weights
+from training.eval.cache import FeatureCache, fill
+from training.eval.sources import ImageSet, SampleDir, l2i_set, la_set, ll2ie_set, read_sample_dir
+
+log = logging.getLogger(__name__)
+IsTest = Callable[[str, float, int], bool]
+LABELS = {"ll2ie": "LL2I-E", "la": "LA"}
+
+
+@dataclass
+class EvalConfig:
+    samples: str | None = None  # `l2i sample` output dir
+    real: str | None = None  # L2I shards (their held-out split is LL2I-E)
+    la: str | None = None  # raw img2dataset shards (LA = those not in L2I)
+    out: str | None = None  # EVAL_DIR
+    inception: str | None = None  # inception-2015-12-05.pt
+    clip: str | None = None  # CLIP ViT-L/14 dir
+    icon_weights: str | None = None  # ICON .weight file; without it the classical saliency backend
+    icon_variant: str = "ICON-R"
+    human_masks: str | None = None  # dir of <id>.png
+    ref_cache: str | None = None  # reference statistics dir (default OUT/ref_stats); share it across runs
+    name: str | None = None  # run name in the tables (default: the sample dir's name)
+    max_real: int = 20_000  # images per reference set (the paper: 20K)
+    max_samples: int | None = None
+    test_fraction: float = 0.01  # must match the training run's data.test_fraction
+    split_seed: int = 0  # ... and data.split_seed
+    batch_size: int = 32
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    workers: int = 4  # decode/resize threads
+    runner: str = "local"  # local | ray (Ray Data actor pool; GPU actors when the cluster has GPUs)
+    actors: int = 1  # ray: actor pool size
+    ray_address: str | None = None  # ray: cluster to join (default $RAY_ADDRESS, else a private local Ray)
+    strict: bool = False  # fail instead of skipping a metric whose weights were not given
+
+    def validate(self) -> EvalConfig:
+        if not self.out:
+            raise ConfigError("--out EVAL_DIR is required")
+        for ok, msg in ((self.max_real >= 1, "max_real must be >= 1"),
+                        (self.batch_size >= 1, "batch_size must be >= 1"),
+                        (0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1)"),
+                        (self.max_samples is None or self.max_samples >= 1, "max_samples must be >= 1"),
+                        (self.runner in ("local", "ray"), f"runner {self.runner!r}: choose local or ray"),
+                        (self.actors >= 1, "actors must be >= 1")):
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("clean-fid", "torch", "transformers", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _out_dir(cfg: EvalConfig) -> Path:
+    out = Path(cfg.out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(f"cannot write to --out {out}: {e}") from None
+    return out
+
+
+def _weights(cfg: EvalConfig) -> tuple[dict[str, weights.Need], list[str]]:
+    found = weights.needs(cfg.inception, cfg.clip, cfg.icon_weights)
+    weights.require_given(found)
+    skipped = [n.skipped_line() for k, n in found.items() if not n.present and k != "icon"]
+    if cfg.strict and skipped:
+        raise NotFound("--strict: " + "; ".join(skipped))
+    return found, skipped
+
+
+def _resolution(sd: SampleDir) -> int | str | None:
+    """The side of the first readable composite (WxH when not square)."""
+    for sid in sd.ids:
+        try:
+            with Image.open(sd.composite(sid)) as im:
+                return im.width if im.width == im.height else f"{im.width}x{im.height}"
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _mean_std(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} if v.size else {}
+
+
+def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str, warnings: list[str],
+            batch_size: int | None = None) -> np.ndarray:
+    """Per-image rows of `s` from the cache, computing the missing ones (locally, or on a Ray actor pool)."""
+    cache = FeatureCache(Path(cfg.out).expanduser() / "features" / f"{tag}-{s.fingerprint[:12]}")
+    if cfg.runner == "ray":
+        from training.eval.ray_runner import fill_ray
+
+        bad = fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors,
+                       cfg.ray_address)
+    else:
+        bad = fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
+    if bad:
+        key, why = next(iter(bad.items()))
+        warnings.append(f"{desc}: {len(bad)} image(s) could not be read and were left out (first: {key}: {why})")
+    return cache.get(s.keys) if len(cache) else np.zeros((0, 1))
+
+
+def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], warnings: list[str]) -> dict:
+    from training.eval.inception import InceptionFeatures
+
+    ext = InceptionFeatures(cfg.inception, cfg.device, cfg.workers)
+    make = partial(InceptionFeatures, cfg.inception, cfg.device, cfg.workers)
+    tag = f"inception-{ext.digest[:12]}"
+    feats = _cached(cfg, f"samples-{tag}", samples, ext, make, "inception: samples", warnings)
+    if len(feats) < 2:
+        warnings.append(f"FID: skipped, {len(feats)} sample image(s) could be read (needs at least 2)")
+        return {}
+    if w := fidlib.small_set_warning(len(feats), feats.shape[1], "samples"):
+        warnings.append(w)
+    mu, sigma = fidlib.stats(feats)
+    results = {}
+    ref_dir = Path(cfg.ref_cache).expanduser() if cfg.ref_cache else out / "ref_stats"
+    for s in refs:
+        if len(s.keys) < 2:
+            warnings.append(f"FID {LABELS[s.name]}: skipped, the reference set has {len(s.keys)} image(s) "
+                            "(needs at least 2)")
+            continue
+        mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
+            ref_dir, s.name, ext.digest, s.fingerprint,
+            lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}", warnings))
+        if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {LABELS[s.name]}"):
+            warnings.append(w)
+        results[f"fid_{s.name}"] = {"value": fidlib.fid(mu, sigma, mu_r, sigma_r), "n_samples": len(feats),
+                                    "n_ref": n_ref, "ref_stats_reused": reused, "extractor_sha256": ext.digest}
+    return results
+
+
+def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]) -> list[ImageSet]:
+    refs = []
+    if cfg.real:
+        refs.append(ll2ie_set(cfg.real, cfg.test_fraction, cfg.split_seed, cfg.max_real, is_test))
+        if not refs[0].keys:
+            warnings.append(f"LL2I-E is empty: no ok sample of {cfg.real} falls in the held-out split "
+                            f"(test_fraction={cfg.test_fraction}, split_seed={cfg.split_seed})")
+    if cfg.la:
+        if not cfg.real:
+            warnings.append("LA: no --real given, so images that are also in L2I could not be excluded")
+        refs.append(la_set(cfg.la, cfg.real, cfg.max_real))
+    return refs
+
+
+def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics: dict, skipped: list[str],
+         warnings: list[str]) -> None:
+    """IOU of m̂ against the saliency of the composite (ICON, else classical) and against human masks."""
+    from training.eval.iou import SaliencyIou, human_iou
+
+    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal = SaliencyIou(*sal_args)
+    if not found["icon"].present:
+        skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
+    values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
+                     warnings, min(cfg.batch_size, 16))
+    metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
+                               "saliency": sal.describe()}
+    if cfg.human_masks:
+        h = human_iou(sd.root, samples.keys, cfg.human_masks)
+        if h:
+            metrics["iou_human"] = _mean_std(np.array(list(h.values())))
+        else:
+            warnings.append(f"IOU (human): no <id>.png in {cfg.human_masks} matches a sample id")
+    else:
+        skipped.append("IOU (human): skipped, needs human masks (--human-masks DIR of <id>.png)")
+
+
+def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
+    """Compute the metrics for `cfg.samples`, write metrics.json / .md / .png into `cfg.out`, return the report."""
+    cfg.validate()
+    if not cfg.samples:
+        raise ConfigError("--samples SAMPLE_DIR is required (or --dataset-only)")
+    if cfg.human_masks and not Path(cfg.human_masks).is_dir():
+        raise NotFound(f"--human-masks {cfg.human_masks} not found (expected a dir of <id>.png)")
+    found, skipped = _weights(cfg)
+    sd = read_sample_dir(cfg.samples, cfg.max_samples)
+    out = _out_dir(cfg)
+    warnings: list[str] = []
+    if sd.missing:
+        warnings.append(f"{len(sd.missing)} samples without composite.png left out")
+    samples = sd.image_set()
+    resolution = _resolution(sd)
+    metrics: dict = {}
+    if found["fid"].present:
+        refs = _reference_sets(cfg, is_test, warnings)
+        if refs:
+            metrics.update(_fid(cfg, out, samples, refs, warnings))
+        else:
+            warnings.append("FID: skipped, no reference set (give --real and/or --la)")
+    if found["clip"].present:
+        from training.eval.clip_score import ClipScorer
+
+        scorer = ClipScorer(cfg.clip, cfg.device)
+        make = partial(ClipScorer, cfg.clip, cfg.device)
+        metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score",
+                                            warnings))
+    if any(sd.mask(sid).is_file() for sid in sd.ids):
+        _iou(cfg, sd, samples, found, metrics, skipped, warnings)
+    else:
+        skipped.append("IOU: not applicable, the samples have no mask.png (a plain text-to-image model)")
+    report = {"name": cfg.name or sd.root.resolve().name, "samples": str(sd.root), "out": str(out),
+              "n_samples": len(samples.keys), "resolution": resolution, "metrics": metrics, "skipped": skipped,
+              "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
+    _write(out, report, rep.model_markdown(report))
+    rep.plot(report, out / "metrics.png")
+    return report
+
+
+def dataset_only(cfg: EvalConfig) -> dict:
+    """Table V: CLIP score of captions vs images, mean ± std, for L2I (`real`) and LAION-A (`la`, not in L2I)."""
+    cfg.validate()
+    if not cfg.real and not cfg.la:
+        raise ConfigError("--dataset-only needs --real L2I_DIR and/or --la RAW_DIR")
+    found, skipped = _weights(cfg)
+    out = _out_dir(cfg)
+    dataset: dict = {}
+    warnings: list[str] = []
+    if found["clip"].present:
+        from training.eval.clip_score import ClipScorer
+
+        scorer = ClipScorer(cfg.clip, cfg.device)
+        make = partial(ClipScorer, cfg.clip, cfg.device)
+        sets = []
+        if cfg.real:
+            sets.append(("l2i", l2i_set(cfg.real, cfg.max_real)))
+        if cfg.la:
+            sets.append(("laion_a", la_set(cfg.la, cfg.real, cfg.max_real)))
+        for key, s in sets:
+            if not s.keys:
+                raise InputError(f"{key}: no images to score")
+            dataset[key] = _mean_std(_cached(cfg, f"clip-{key}-{scorer.digest[:12]}", s, scorer, make,
+                                             f"CLIP score: {key}", warnings))
+    report = {"name": cfg.name or "dataset", "out": str(out), "dataset": dataset, "skipped": skipped,
+              "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
+    _write(out, report, rep.dataset_markdown(report))
+    return report
+
+
+def _write(out: Path, report: dict, markdown: str) -> None:
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "metrics.md").write_text(markdown)
+    log.info("wrote %s, %s", out / "metrics.json", out / "metrics.md")
+
+
+def write_prompts(real: str, out: str, test_fraction: float, split_seed: int, limit: int = 20_000,
+                  is_test: IsTest | None = None) -> int:
+    """The captions of LL2I-E as `out` (parquet: key, prompt) for `l2i sample --prompts`: the paper's CLIP
+    score and FID are measured on samples generated from the held-out split's captions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s = ll2ie_set(real, test_fraction, split_seed, limit, is_test)
+    if not s.keys:
+        raise InputError(f"no ok sample of {real} is in the held-out split (test_fraction={test_fraction}, "
+                         f"split_seed={split_seed})")
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"key": s.keys, "prompt": [s.captions[k] for k in s.keys]}), path)
+    return len(s.keys)
