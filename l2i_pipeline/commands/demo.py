@@ -2,7 +2,10 @@
 
 Real photographs (scikit-image ships them) plus the bad-input set are served from a loopback HTTP
 server, downloaded with `l2i download`, synthesized on a local Ray, summarised with `l2i stats`, and
-drawn as DIR/contact_sheet.png (one row per sample: I | m | F | B).
+drawn as DIR/contact_sheet.png (one row per sample: I | m | F | B). Then the training half on those shards:
+a tiny CaT2I-AE, `l2i encode`, a tiny LDM (its text encoder built in DIR/training), `l2i sample` with
+layered `.ora` files, and `l2i eval` on its own samples (offline: the mask IOU against the classical
+saliency backend; every other metric named with the weight file it needs).
 """
 from __future__ import annotations
 
@@ -88,10 +91,28 @@ def run_demo(args: argparse.Namespace) -> int:
     print("\n== l2i stats ==\n" + format_report(report))
     plot(report, workdir / "l2i" / "stats.png")
     n = contact_sheet(workdir / "l2i", workdir / "contact_sheet.png")
-    print(f"\nraw shards:    {workdir / 'raw'}\nL2I(U) shards: {workdir / 'l2i'}\n"
-          f"contact sheet: {workdir / 'contact_sheet.png'} ({n} samples)\n"
-          f"stats plot:    {workdir / 'l2i' / 'stats.png'}")
+    where = (f"raw shards:    {workdir / 'raw'}\nL2I(U) shards: {workdir / 'l2i'}\n"
+             f"contact sheet: {workdir / 'contact_sheet.png'} ({n} samples)\n"
+             f"stats plot:    {workdir / 'l2i' / 'stats.png'}")
+    if args.no_training:
+        print("\n" + where)
+        return 0
+    print("\n" + where + "\n" + run_training_half(workdir))
     return 0
+
+
+def run_training_half(workdir: Path) -> str:
+    """Tiny CaT2I-AE -> encode -> tiny LDM -> sample (.ora) -> eval on its own samples; returns the summary."""
+    from training.demo import format_summary as training_summary
+    from training.demo import run_training_demo
+    from training.eval.run import EvalConfig, evaluate
+
+    paths = run_training_demo(workdir / "l2i", workdir / "training")
+    print("\n== l2i train ae -> l2i encode -> l2i train ldm -> l2i sample ==")
+    report = evaluate(EvalConfig(samples=paths["samples"], real=str(workdir / "l2i"), out=str(workdir / "eval"),
+                                 test_fraction=0.1, max_real=200))
+    print("\n== l2i eval ==\n" + (Path(report["out"]) / "metrics.md").read_text())
+    return training_summary(paths) + f"\neval:            {report['out']}/metrics.md"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,5 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
     p.add_argument("--raw-shard-size", type=int, default=10, help="rows per downloaded raw shard (demo: small)")
+    p.add_argument("--no-training", action="store_true",
+                   help="stop after the dataset half (skip train ae -> encode -> train ldm -> sample -> eval)")
     add_config_args(p)
     p.set_defaults(func=run_demo)
