@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-test: install  ## run the test suite (CPU only; GPU tests are skipped without CUDA)
+test: lint  ## lint, then the fast test suite (CPU only; GPU tests skip without CUDA)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: lint  ## lint, then every test including the slow ones (cluster, kill -9, node loss, Ray Train, browser)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install  ## the whole job offline on CPU: download, synthesize, stats, contact sheet in demo_out/
