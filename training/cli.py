@@ -36,7 +36,7 @@ def run_train_ae(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    p = sub.add_parser("train", help="train the paper's models on L2I shards (CaT2I-AE, ...)")
+    p = sub.add_parser("train", help="train the paper's models on L2I shards (CaT2I-AE, latent diffusion)")
     tsub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     ae = tsub.add_parser("ae", help="the composition-aware two-layer autoencoder CaT2I-AE (paper IV-B)",
                          description="Train CaT2I-AE on L2I shards. Writes run.json, metrics.jsonl, val/, "

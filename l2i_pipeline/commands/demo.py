@@ -118,7 +118,7 @@ def run_training_half(workdir: Path) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     from l2i_pipeline.commands.synthesize import add_config_args
 
-    p = sub.add_parser("demo", help="run download -> synthesize -> stats offline on built-in photos",
+    p = sub.add_parser("demo", help="the whole mission offline: download, synthesize, stats, train, sample, eval",
                        description=__doc__)
     p.add_argument("--workdir", default="demo_out", help="where raw/, l2i/ and contact_sheet.png go")
     p.add_argument("--runner", choices=["ray", "local"], default="ray")
