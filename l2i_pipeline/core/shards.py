@@ -67,13 +67,29 @@ def list_input_shards(raw_dir: str | Path) -> list[str]:
 
 
 def _tar_keys(path: Path) -> list[str]:
-    return sorted(read_tar(path).members)
+    """Every key of a tar in member order, repeats included, plus the key cut by damage (if any)."""
+    errors: list[str] = []
+    cut: list[str] = []
+    keys = [k for k, _ in iter_tar(path, errors, cut)]
+    return keys + cut
+
+
+def _rename_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A key's second and later rows become `KEY#n` with `duplicate_of`, so they are recorded as rejected
+    rows instead of colliding with the first one (a unit would otherwise never complete)."""
+    seen: Counter[str] = Counter()
+    for r in rows:
+        seen[r["key"]] += 1
+        if seen[r["key"]] > 1:
+            r["duplicate_of"], r["key"] = r["key"], f"{r['key']}#{seen[r['key']]}"
+    return sorted(rows, key=lambda r: r["key"])
 
 
 def read_input_index(raw_dir: str | Path, name: str) -> list[dict[str, Any]]:
     """Every input row of a raw shard (downloaded or not), sorted by key.
 
-    img2dataset's per-shard parquet lists failed downloads too; without it, the tar's keys are the rows.
+    img2dataset's per-shard parquet lists failed downloads too; without it, the tar's keys are the rows
+    (a sample cut by damage included, so it is recorded as rejected rather than lost).
     """
     raw = Path(raw_dir)
     pq_path = raw / f"{name}.parquet"
@@ -82,7 +98,7 @@ def read_input_index(raw_dir: str | Path, name: str) -> list[dict[str, Any]]:
         rows = [r for r in rows if r.get("key") is not None]
     else:
         rows = [{"key": k, "status": "success"} for k in _tar_keys(raw / f"{name}.tar")]
-    return sorted(rows, key=lambda r: r["key"])
+    return _rename_duplicates(sorted(rows, key=lambda r: r["key"]))
 
 
 def plan_units(raw_dir: str | Path, out_dir: str | Path, samples_per_shard: int) -> tuple[list[Unit], int]:
@@ -111,11 +127,13 @@ def _has_end_marker(path: Path) -> bool:
         return f.read(1024) == bytes(1024)
 
 
-def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_tar(path: str | Path, errors: list[str], cut: list[str] | None = None
+             ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a WebDataset tar as (key, {ext: bytes}); members of a key are consecutive.
 
-    A truncated or corrupt tar ends the stream at the damage, drops the sample being read there (its
-    members may be incomplete) and appends the error to `errors`.
+    A truncated or corrupt tar ends the stream at the damage: every sample before it is yielded, the
+    sample being read there (its members may be incomplete) is dropped and its key appended to `cut`,
+    and the error is appended to `errors`.
     """
     path = Path(path)
     key, group = None, {}
@@ -125,19 +143,21 @@ def iter_tar(path: str | Path, errors: list[str]) -> Iterator[tuple[str, dict[st
                 if not info.isfile():
                     continue
                 k, _, ext = os.path.basename(info.name).partition(".")
+                if k != key:  # the previous sample is complete: hand it out before reading on
+                    if group:
+                        yield key, group
+                    key, group = k, {}
                 data = tf.extractfile(info).read()
                 if len(data) != info.size:
                     raise tarfile.ReadError(f"member {info.name} cut short")
-                if k != key and group:
-                    yield key, group
-                    group = {}
-                key = k
                 group[ext] = data
         if not _has_end_marker(path):
             raise tarfile.ReadError("unexpected end of archive (no end-of-archive marker)")
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         errors.append(f"{type(e).__name__}: {e}")
-        log.warning("input tar %s is damaged (%s); using the samples before the damage", path, errors[-1])
+        if key is not None and cut is not None:
+            cut.append(key)
+        log.warning("input tar %s is damaged (%s); sample %s lost, the samples before it kept", path, errors[-1], key)
         return
     if group:
         yield key, group
