@@ -1,5 +1,6 @@
-"""Classical saliency on generated cases: mask IoU on composed scenes with a known object, and how many
-no-object images (flat, gradient, noise, texture) still get a mask. Prints figures, asserts nothing.
+"""Classical saliency on generated cases: mask IoU on composed scenes with a known object, how many real
+photos lose their object, and how many no-object images (flat, gradient, noise, texture) still get a
+mask. Prints figures, asserts nothing.
 
     python bench/bench_saliency_evidence.py [--scenes 96] [--seed 0]
 """
@@ -10,18 +11,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from l2i_pipeline.demo.inputs import PHOTOS  # noqa: E402
 from l2i_pipeline.demo.saliency_cases import composed_scenes, no_object_cases  # noqa: E402
 from stages.base import sample_seed  # noqa: E402
+from stages.decode import resize_center_crop  # noqa: E402
 from stages.saliency_classical import classical_mask  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenes", type=int, default=24)
+    ap.add_argument("--scenes", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0, help="run seed: GrabCut's draws come from it and the scene")
+    ap.add_argument("--photo-seeds", type=int, default=3)
     ap.add_argument("--min-area", type=float, default=0.01, help="layers.min_area (below it: rejected)")
     args = ap.parse_args()
     ious, empty = [], 0
@@ -32,12 +37,26 @@ def main() -> None:
     ious = np.array(ious)
     print(f"composed scenes: {len(ious)}, mean IoU {ious.mean():.4f}, median {np.median(ious):.4f}, "
           f"IoU<0.5: {(ious < 0.5).sum()}, rejected (area < min_area): {empty}")
-    kept = []
+    photo_runs, photo_rejected = 0, []
+    for name in PHOTOS:
+        img = getattr(skimage.data, name)()
+        img = np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img
+        for res in (96, 128, 256, 512):
+            for seed in range(args.photo_seeds):
+                photo_runs += 1
+                if (classical_mask(resize_center_crop(img, res), seed=seed) > 0.1).mean() < args.min_area:
+                    photo_rejected.append(f"{name}@{res}/{seed}")
+    print(f"photos (scikit-image, 4 sizes x {args.photo_seeds} seeds): {photo_runs}, "
+          f"rejected: {len(photo_rejected)} {' '.join(photo_rejected)}")
+    kept, runs = [], 0
     for name, img in no_object_cases().items():
-        area = float((classical_mask(img, seed=0) > 0.1).mean())
-        if area >= args.min_area:
-            kept.append(f"{name}({area:.2f})")
-    print(f"no-object images: {len(no_object_cases())}, still given a mask >= min_area: {len(kept)} {' '.join(kept)}")
+        for res in (None, 96, 128, 256, 512):  # None: as generated (200x160)
+            runs += 1
+            area = float((classical_mask(img if res is None else resize_center_crop(img, res)) > 0.1).mean())
+            if area >= args.min_area:
+                kept.append(f"{name}@{res or 'native'}({area:.2f})")
+    print(f"no-object images (18 kinds x 5 sizes): {runs}, still given a mask >= min_area: {len(kept)} "
+          f"{' '.join(kept)}")
 
 
 if __name__ == "__main__":
