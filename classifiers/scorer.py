@@ -16,6 +16,16 @@ from classifiers.checkpoint import checkpoint_paths, load_meta
 log = logging.getLogger(__name__)
 
 TASKS = ("mask", "inpaint")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 SCORE_FIELDS = {"mask": "mask_score", "inpaint": "inpaint_score"}
 
 
@@ -55,10 +65,16 @@ class Scorer:
             self.models[task], _ = load_checkpoint(path, self.device)
         log.info("classifiers %s loaded on %s", self.tasks, self.device)
 
+    def digests(self) -> dict[str, str]:
+        """sha256 of each classifier's weights: what a score was made with (its provenance)."""
+        if not hasattr(self, "_digests"):
+            self._digests = {t: _sha256(checkpoint_paths(p)[0]) for t, p in self.paths.items()}
+        return self._digests
+
     def describe(self) -> dict[str, Any]:
         return {task: {"checkpoint": checkpoint_paths(p)[0].name, "encoding": self.meta[task]["encoding"],
-                       "threshold": self.meta[task].get("threshold"),
-                       "created": self.meta[task].get("created")} for task, p in self.paths.items()}
+                       "threshold": self.meta[task].get("threshold"), "created": self.meta[task].get("created"),
+                       "sha256": self.digests()[task]} for task, p in self.paths.items()}
 
     def prepare(self, image: np.ndarray | None, mask: np.ndarray | None, bg: np.ndarray | None
                 ) -> dict[str, np.ndarray]:
