@@ -175,6 +175,15 @@ def score(job: ScoreJob) -> dict[str, Any]:
     from tqdm import tqdm
 
     t0 = time.time()
+    from l2i_pipeline.core.config import DEVICE
+
+    for flag, value, ok, allowed in (
+            ("--batch-size", job.batch_size, job.batch_size >= 1, ">= 1"),
+            ("--num-actors", job.num_actors, job.num_actors >= 1, ">= 1"),
+            ("--num-gpus", job.num_gpus, 0 <= job.num_gpus <= 8, "0..8"),
+            ("--device", job.device, bool(DEVICE.fullmatch(job.device)), "auto, cpu, cuda, cuda:N")):
+        if not ok:  # before any work
+            raise ConfigError(f"{flag} {value!r}: allowed {allowed}")
     scorer = Scorer(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)  # fail fast
     out_dir = Path(job.scores_dir or job.input)
     out_dir.mkdir(parents=True, exist_ok=True)

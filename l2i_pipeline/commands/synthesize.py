@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from l2i_pipeline.core.config import load_config
+from l2i_pipeline.core.config import config_help, load_config
 from l2i_pipeline.engine.synthesize import synthesize
 
 
@@ -27,7 +27,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (see l2i_pipeline/config.py for every key)")
+    p.add_argument("--config", help="YAML config file (every key and its allowed values: below, and "
+                                    "l2i_pipeline/core/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set saliency.backend=icon (repeatable)")
 
@@ -35,7 +36,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synthesize", help="raw shards -> L2I(U) layered-image shards",
                        description="Decode, saliency, layers, inpaint and write L2I(U) shards. "
-                                   "Rerun the same command after a crash: complete shards are skipped.")
+                                   "Rerun the same command after a crash: complete shards are skipped.",
+                       epilog=config_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="raw shard directory (output of `l2i download`)")
     p.add_argument("--output", required=True, help="L2I(U) output directory")
     add_config_args(p)
