@@ -19,7 +19,7 @@ def _user_errors(fn):
         try:
             return fn(args)
         except ValueError as e:
-            print(f"l2i {args.command}: {e}", file=sys.stderr)
+            print(f"l2i {args.command}: error: {e}", file=sys.stderr)
             return 2
     return wrapped
 

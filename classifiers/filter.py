@@ -26,6 +26,7 @@ from typing import Any
 from classifiers.score import read_sidecar, sidecar_path
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import NotFound, UserError
+from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.storage import open_store
 
@@ -156,6 +157,9 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
             raise ValueError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
     if Path(job.input).resolve() == Path(job.output).resolve():
         raise ValueError("--output must differ from --input")
+    check_l2i_dir(job.input, "l2i filter")
+    if not job.dry_run:
+        check_output(job.output)
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input}")

@@ -27,6 +27,7 @@ from classifiers.features import decode_members, prepare
 from classifiers.scorer import SCORE_FIELDS, Scorer
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,8 @@ def score(job: ScoreJob) -> dict[str, Any]:
         if not ok:  # before any work
             raise ConfigError(f"{flag} {value!r}: allowed {allowed}")
     scorer = Scorer(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)  # fail fast
+    check_l2i_dir(job.input, "l2i score")
+    check_output(job.scores_dir or job.input, "--scores-dir" if job.scores_dir else "--input")
     out_dir = Path(job.scores_dir or job.input)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = shards.list_output_shards(job.input)

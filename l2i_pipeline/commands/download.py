@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from l2i_pipeline.core.config import DecodeConfig
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.shards import LAION_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ def format_summary(summary: dict[str, Any], width: int = 72) -> str:
 
 def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
+    check_output(args.output)
     try:
         summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
                            processes=args.processes, threads=args.threads, samples_per_shard=args.samples_per_shard,

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from l2i_pipeline.core.config import config_help, load_config
+from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.engine.synthesize import synthesize
 
 
@@ -20,6 +21,7 @@ def print_summary(summary: dict) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
+    check_output(args.output)
     summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
                          num_cpus=args.num_cpus)
     print_summary(summary)
