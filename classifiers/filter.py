@@ -158,8 +158,6 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     if Path(job.input).resolve() == Path(job.output).resolve():
         raise ValueError("--output must differ from --input")
     check_l2i_dir(job.input, "l2i filter")
-    if not job.dry_run:
-        check_output(job.output)
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input}")
@@ -169,6 +167,8 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
         raise NotFound(
             f"{len(unscored)} of {len(names)} shards have no scores (no {unscored[0]}_scores.parquet in "
             f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
+    if not job.dry_run:
+        check_output(job.output)
     with nullcontext() if job.dry_run else output_lock(job.output, job.settings()):
         return _filter_all(job, names, t0, tqdm)
 

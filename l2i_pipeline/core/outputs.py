@@ -6,17 +6,27 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.errors import InputError, NotFound, StorageError
 from l2i_pipeline.core.storage import open_store, split_protocol
 
 
 def check_output(url: str | os.PathLike, flag: str = "--output") -> None:
-    """An output location must be a directory (or not exist yet) and writable."""
+    """An output location must be a directory (or not exist yet) and writable; nothing is created here."""
     url = os.fspath(url)
     protocol, path = split_protocol(url)
-    if protocol == "file" and Path(path).exists() and not Path(path).is_dir():
+    if protocol != "file":
+        open_store(url).check_writable()  # a probe object, deleted again
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
         raise InputError(f"{flag} {url} is an existing file; give a directory (it is created if missing)")
-    open_store(url).check_writable()
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StorageError(f"cannot write to {url}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot write to {url}: {parent} is not writable by this user")
 
 
 def check_l2i_dir(path: str | os.PathLike, command: str) -> None:
