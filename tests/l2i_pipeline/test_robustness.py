@@ -19,11 +19,18 @@ from l2i_pipeline.engine.synthesize import synthesize
 CFG = ["resolution=96", "samples_per_shard=4", "layers.dilate_kernel=5"]
 
 
-def test_duplicate_keys_are_rejected_rows_and_every_shard_is_written(tmp_path):
+@pytest.mark.parametrize("runner", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_duplicate_keys_are_rejected_rows_and_every_shard_is_written(tmp_path, runner):
     rows = make_rows(8)
     rows.insert(5, {**rows[2], "caption": "the same key again"})  # the parquet index repeats a key
     write_raw_shard(tmp_path / "raw", "00000", rows)
-    summary = synthesize(tmp_path / "raw", tmp_path / "l2i", load_config(None, CFG), runner="local")
+    try:
+        summary = synthesize(tmp_path / "raw", tmp_path / "l2i", load_config(None, CFG), runner=runner, num_cpus=2)
+    finally:
+        if runner == "ray":
+            import ray
+
+            ray.shutdown()
     assert list_output_shards(tmp_path / "l2i") == ["00000_0000", "00000_0001", "00000_0002"]
     assert summary["shards_written"] == 3 and summary["samples"] == 9
     assert summary["reasons"].get("input:duplicate_key") == 1
