@@ -47,9 +47,9 @@ class SaliencyStage(ModelStage):
             if m.shape != s.image.shape[:2] or not np.isfinite(m).all():
                 s.reject("saliency:bad_output")
                 continue
+            s.meta["saliency"] = self.describe
             if not (m > self.cfg.layers.threshold).any():  # the backend found no object: say so, not "mask empty"
                 s.reject("saliency:no_salient_object")
                 continue
             s.mask = quantize_mask(m)
-            s.meta["saliency"] = self.describe
         return samples
