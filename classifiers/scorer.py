@@ -41,6 +41,7 @@ class Scorer:
         self.meta = self.check()
         self.sizes = {t: int(m["image_size"]) for t, m in self.meta.items()}
         self.models: dict[str, Any] = {}
+        self._digests: dict[str, str] | None = None
 
     def check(self) -> dict[str, dict[str, Any]]:
         """Fail fast in the driver: files present and each checkpoint of the task it is given for."""
@@ -67,7 +68,7 @@ class Scorer:
 
     def digests(self) -> dict[str, str]:
         """sha256 of each classifier's weights: what a score was made with (its provenance)."""
-        if not hasattr(self, "_digests"):
+        if self._digests is None:
             self._digests = {t: _sha256(checkpoint_paths(p)[0]) for t, p in self.paths.items()}
         return self._digests
 
