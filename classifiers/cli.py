@@ -19,7 +19,7 @@ def _user_errors(fn):
         try:
             return fn(args)
         except ValueError as e:
-            print(f"l2i {args.command}: {e}", file=sys.stderr)
+            print(f"l2i {args.command}: error: {e}", file=sys.stderr)
             return 2
     return wrapped
 
@@ -182,7 +182,8 @@ def register(subparsers) -> None:
     s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
     s.add_argument("--num-actors", type=int, default=1, help="actor pool size (one per GPU is typical)")
     s.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per actor, asked only when the cluster has some")
-    s.add_argument("--overwrite", action="store_true", help="rescore shards that already have a sidecar")
+    s.add_argument("--overwrite", action="store_true",
+                   help="rescore shards whose sidecar was made by other classifiers (else: refused)")
     s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")
     s.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                    help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")

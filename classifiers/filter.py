@@ -4,29 +4,38 @@ Decisions need only each shard's parquet index and its scores (sidecar `NAME_sco
 scores `stages/score.py` wrote inline into the metadata), so `--dry-run` re-picks thresholds in seconds.
 Kept samples are copied member by member as bytes; every input row stays in the output parquet, dropped
 ones as `rejected` with a `filter:*` reason. Output shards are atomic; a rerun skips shards already
-written with the same thresholds and rewrites those written with other ones.
+written with the same thresholds from the same scores (sha256 recorded in each shard's stats) and rewrites
+the others (other thresholds, or rescored since). A lock object keeps two runs out of one output.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from classifiers.score import read_sidecar, sidecar_path
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import NotFound, UserError
+from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
+from l2i_pipeline.core.storage import open_store
 
 log = logging.getLogger(__name__)
 
 INDEX_FIELDS = ("url", "orig_width", "orig_height", "aesthetic", "similarity", "punsafe", "pwatermark",
                 "mask_area", "components")
 REPORT = "filter_report.json"
+LOCK = ".filter.lock"
 
 
 @dataclass
@@ -41,6 +50,14 @@ class FilterJob:
     def settings(self) -> dict[str, Any]:
         return {"min_mask_score": self.min_mask_score, "min_inpaint_score": self.min_inpaint_score,
                 "input": str(Path(self.input).resolve())}
+
+
+def scores_digest(job: FilterJob, name: str) -> str:
+    """sha256 of what the decisions read: the sidecar, else the shard's parquet (inline scores live there)."""
+    path = sidecar_path(job.scores_dir or job.input, name)
+    if not path.exists():
+        path = Path(job.input) / f"{name}.parquet"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def shard_scores(job: FilterJob, name: str, rows: list[dict]) -> tuple[dict[str, dict[str, float]], str]:
@@ -111,7 +128,8 @@ def filter_shard(job: FilterJob, name: str) -> dict[str, Any]:
                 s.members = members.get(s.key)
                 if s.members is None or any(ext not in s.members for ext in shards.MEMBERS):
                     s.status, s.reason, s.members = REJECTED, "filter:missing_members", None
-        extra = {"filter": {**job.settings(), "scores": source}, "source_shard": name}
+        extra = {"filter": {**job.settings(), "scores": source, "scores_sha256": scores_digest(job, name)},
+                 "source_shard": name}
         return shards.write_output_shard(job.output, name, samples, extra)
     return {"name": name, "count": len(samples), "status": dict(Counter(s.status for s in samples)),
             "reasons": dict(Counter(s.reason for s in samples if not s.ok))}
@@ -123,7 +141,9 @@ def _done(job: FilterJob, name: str) -> dict[str, Any] | None:
         return None
     stats = json.loads((Path(job.output) / f"{name}_stats.json").read_text())
     f = stats.get("filter", {})
-    return stats if {k: f.get(k) for k in job.settings()} == job.settings() else None
+    same = ({k: f.get(k) for k in job.settings()} == job.settings()
+            and f.get("scores_sha256") == scores_digest(job, name))
+    return stats if same else None  # other thresholds, or rescored since: redo
 
 
 def run_filter(job: FilterJob) -> dict[str, Any]:
@@ -132,8 +152,12 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     t0 = time.time()
     if job.min_mask_score is None and job.min_inpaint_score is None:
         raise ValueError("give --min-mask-score and/or --min-inpaint-score")
+    for flag, v in (("--min-mask-score", job.min_mask_score), ("--min-inpaint-score", job.min_inpaint_score)):
+        if v is not None and not 0.0 <= v <= 1.0:  # nan fails this too
+            raise ValueError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
     if Path(job.input).resolve() == Path(job.output).resolve():
         raise ValueError("--output must differ from --input")
+    check_l2i_dir(job.input, "l2i filter")
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input}")
@@ -143,6 +167,46 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
         raise NotFound(
             f"{len(unscored)} of {len(names)} shards have no scores (no {unscored[0]}_scores.parquet in "
             f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
+    if not job.dry_run:
+        check_output(job.output)
+    with nullcontext() if job.dry_run else output_lock(job.output, job.settings()):
+        return _filter_all(job, names, t0, tqdm)
+
+
+def _lock_is_stale(data: bytes) -> bool:
+    """A lock left by a killed run on this host (its process is gone); other hosts' locks are never guessed at."""
+    try:
+        owner = json.loads(data)
+        if owner.get("host") != socket.gethostname():
+            return False
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, KeyError, TypeError, PermissionError):
+        return False
+    return False
+
+
+@contextmanager
+def output_lock(output: str, settings: dict[str, Any]) -> Iterator[None]:
+    """One `l2i filter` per output: a lock object created exclusively on the store, removed at the end."""
+    store = open_store(output)
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), **settings})
+    if not store.create_exclusive(LOCK, owner.encode()):
+        if not _lock_is_stale(store.get(LOCK)):
+            raise UserError(f"another `l2i filter` is writing to {output} ({store.url_of(LOCK)}: "
+                            f"{store.get(LOCK).decode(errors='replace')[:200]}); if none is running, delete that file")
+        log.warning("removing the lock of a killed `l2i filter` run: %s", store.url_of(LOCK))
+        store.delete(LOCK)
+        if not store.create_exclusive(LOCK, owner.encode()):
+            raise UserError(f"another `l2i filter` took the lock on {output} just now")
+    try:
+        yield
+    finally:
+        store.delete(LOCK)
+
+
+def _filter_all(job: FilterJob, names: list[str], t0: float, tqdm) -> dict[str, Any]:
     per_shard, skipped = {}, 0
     for name in tqdm(names, desc="filtering", unit="shard"):
         stats = None if job.dry_run else _done(job, name)

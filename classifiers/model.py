@@ -14,7 +14,7 @@ import torch
 from efficientnet_pytorch import EfficientNet
 from torch import nn
 
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import InputError, NotFound
 
 B0_FILE = "efficientnet-b0-355c32eb.pth"
 B0_URL = f"https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/{B0_FILE}"
@@ -37,7 +37,18 @@ def load_backbone_state(path: str | Path | None) -> dict[str, torch.Tensor]:
         raise NotFound(
             f"EfficientNet-b0 ImageNet weights not found: {path or '(no --backbone-weights given)'}; "
             f"download {B0_FILE} from {B0_URL} and pass it with --backbone-weights")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise InputError(f"--backbone-weights {path} is not a PyTorch weights file ({type(e).__name__}); "
+                         f"expected {B0_FILE} from {B0_URL}") from None
+    expected = EfficientNet.from_name("efficientnet-b0").state_dict()
+    wrong = [k for k, v in expected.items()
+             if not isinstance(state, dict) or k not in state or getattr(state[k], "shape", None) != v.shape]
+    if wrong:
+        raise InputError(f"--backbone-weights {path} is not an EfficientNet-b0 state dict ({len(wrong)} of "
+                         f"{len(expected)} tensors missing or of another shape, e.g. {wrong[0]}); expected {B0_FILE}")
+    return state
 
 
 def _stem4(stem: nn.Module) -> None:

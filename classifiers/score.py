@@ -2,7 +2,9 @@
 
 Ray Data: shard names -> `flat_map` read+decode+prepare (CPU tasks) -> `map_batches` with the `ScoreActor`
 class (actor pool, `num_gpus` only when the cluster has GPUs) -> the driver gathers rows per shard and
-writes each sidecar atomically once all of its samples are in. A rerun skips shards whose sidecar exists.
+writes each sidecar atomically once all of its samples are in. A rerun skips shards whose sidecar exists
+and was made by the same classifiers (sha256 of their weights, recorded in the sidecar); one made by other
+classifiers is refused, or rescored with `--overwrite`.
 A sample that cannot be decoded gets NaN scores (`l2i filter` drops it as `unscored`).
 """
 from __future__ import annotations
@@ -24,7 +26,8 @@ import pyarrow.parquet as pq
 from classifiers.features import decode_members, prepare
 from classifiers.scorer import SCORE_FIELDS, Scorer
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.storage import as_store
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,36 @@ def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str,
     pq.write_table(table, buf)
     as_store(str(path.parent)).put(path.name, buf.getvalue())
     return path
+
+
+def sidecar_provenance(path: str | Path) -> dict[str, Any]:
+    """What a sidecar was made from (classifier digests, input), {} when it does not say."""
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        return json.loads(meta.get(b"l2i_scores", b"{}"))
+    except ValueError:
+        return {}
+
+
+def _digests(provenance: dict[str, Any]) -> dict[str, str | None]:
+    return {t: d.get("sha256") for t, d in provenance.get("classifiers", {}).items()}
+
+
+def _stale(out_dir: Path, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
+    """Shards whose sidecar was made by other classifiers -> the first differing item, in words."""
+    want, stale = _digests(provenance), {}
+    for name in names:
+        path = sidecar_path(out_dir, name)
+        if not path.exists():
+            continue
+        have = _digests(sidecar_provenance(path))
+        for task in sorted(set(want) | set(have)):
+            if have.get(task) != want.get(task):
+                stale[name] = (f"{path.name} has {task} scores from classifier sha256 "
+                               f"{str(have.get(task))[:12]}, the given {task} classifier is "
+                               f"{str(want.get(task))[:12]}")
+                break
+    return stale
 
 
 def read_sidecar(path: str | Path) -> dict[str, dict[str, float]]:
@@ -144,15 +177,30 @@ def score(job: ScoreJob) -> dict[str, Any]:
     from tqdm import tqdm
 
     t0 = time.time()
+    from l2i_pipeline.core.config import DEVICE
+
+    for flag, value, ok, allowed in (
+            ("--batch-size", job.batch_size, job.batch_size >= 1, ">= 1"),
+            ("--num-actors", job.num_actors, job.num_actors >= 1, ">= 1"),
+            ("--num-gpus", job.num_gpus, 0 <= job.num_gpus <= 8, "0..8"),
+            ("--device", job.device, bool(DEVICE.fullmatch(job.device)), "auto, cpu, cuda, cuda:N")):
+        if not ok:  # before any work
+            raise ConfigError(f"{flag} {value!r}: allowed {allowed}")
     scorer = Scorer(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)  # fail fast
+    check_l2i_dir(job.input, "l2i score")
+    check_output(job.scores_dir or job.input, "--scores-dir" if job.scores_dir else "--input")
     out_dir = Path(job.scores_dir or job.input)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
-    pending = [n for n in names if job.overwrite or not sidecar_path(out_dir, n).exists()]
-    expected = {n: _expected(job.input, n) for n in pending}
     provenance = {"classifiers": scorer.describe(), "input": str(job.input)}
+    stale = _stale(out_dir, names, provenance)
+    if stale and not job.overwrite:
+        raise ConfigError(f"{len(stale)} shard(s) already scored by other classifiers ({next(iter(stale.values()))}); "
+                          "rerun with --overwrite to rescore them, or give another --scores-dir")
+    pending = [n for n in names if n in stale or not sidecar_path(out_dir, n).exists()]
+    expected = {n: _expected(job.input, n) for n in pending}
     summary = {"shards": len(names), "skipped": len(names) - len(pending), "scored": 0, "failed": [],
                "samples": 0, "unscored": 0}
     log.info("%d shards to score, %d already have sidecars", len(pending), summary["skipped"])

@@ -16,6 +16,16 @@ from classifiers.checkpoint import checkpoint_paths, load_meta
 log = logging.getLogger(__name__)
 
 TASKS = ("mask", "inpaint")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 SCORE_FIELDS = {"mask": "mask_score", "inpaint": "inpaint_score"}
 
 
@@ -31,6 +41,7 @@ class Scorer:
         self.meta = self.check()
         self.sizes = {t: int(m["image_size"]) for t, m in self.meta.items()}
         self.models: dict[str, Any] = {}
+        self._digests: dict[str, str] | None = None
 
     def check(self) -> dict[str, dict[str, Any]]:
         """Fail fast in the driver: files present and each checkpoint of the task it is given for."""
@@ -55,10 +66,16 @@ class Scorer:
             self.models[task], _ = load_checkpoint(path, self.device)
         log.info("classifiers %s loaded on %s", self.tasks, self.device)
 
+    def digests(self) -> dict[str, str]:
+        """sha256 of each classifier's weights: what a score was made with (its provenance)."""
+        if self._digests is None:
+            self._digests = {t: _sha256(checkpoint_paths(p)[0]) for t, p in self.paths.items()}
+        return self._digests
+
     def describe(self) -> dict[str, Any]:
         return {task: {"checkpoint": checkpoint_paths(p)[0].name, "encoding": self.meta[task]["encoding"],
-                       "threshold": self.meta[task].get("threshold"),
-                       "created": self.meta[task].get("created")} for task, p in self.paths.items()}
+                       "threshold": self.meta[task].get("threshold"), "created": self.meta[task].get("created"),
+                       "sha256": self.digests()[task]} for task, p in self.paths.items()}
 
     def prepare(self, image: np.ndarray | None, mask: np.ndarray | None, bg: np.ndarray | None
                 ) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@ Subclasses implement `process(samples)`; it must never raise for one bad sample:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -13,6 +14,13 @@ from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 
 log = logging.getLogger(__name__)
+
+
+def sample_seed(key: str, run_seed: int) -> int:
+    """A 63-bit seed from the run seed and the sample key, stable across processes, batches and machines:
+    every random draw of a stage derives from it, so a resumed run writes the same bytes."""
+    digest = hashlib.sha256(f"{run_seed}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 @dataclass

@@ -9,7 +9,6 @@ to the input size.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -19,14 +18,9 @@ import torch
 
 from l2i_pipeline.core.config import ConfigError, InpaintConfig
 from stages import sd2_pipeline as sd2
+from stages.base import sample_seed  # noqa: F401 - re-exported for callers of this module
 
 log = logging.getLogger(__name__)
-
-
-def sample_seed(key: str, run_seed: int) -> int:
-    """A 63-bit seed from the run seed and the sample key, stable across processes and machines."""
-    digest = hashlib.sha256(f"{run_seed}/{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def _model_size(h: int, w: int) -> tuple[int, int]:

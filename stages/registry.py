@@ -1,8 +1,9 @@
 """Backends by config name. A new backend is one line here plus its module.
 
 Saliency backend: `__init__(cfg: SaliencyConfig)`, `check()` (fail fast in the driver, e.g. a missing
-weight file), `setup()` (load once per actor), `predict(list[RGB uint8 HxWx3]) -> list[float32 HxW in
-[0,1]]`, `describe() -> dict` (recorded in each sample's json), attribute `uses_gpu`.
+weight file), `setup()` (load once per actor), `predict(list[RGB uint8 HxWx3], seeds) -> list[float32 HxW
+in [0,1]]` (seeds: one per image, from the run seed and the key; every random draw must come from it),
+`describe() -> dict` (recorded in each sample's json), attribute `uses_gpu`.
 
 Inpaint backend: `__init__(cfg: InpaintConfig, seed: int)`, `check()`, `setup()`,
 `inpaint(images, masks, keys) -> list[RGB uint8]` (masks: uint8 HxW, 255 = fill), `describe()`,

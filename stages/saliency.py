@@ -7,7 +7,7 @@ import numpy as np
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample
-from stages.base import ModelStage
+from stages.base import ModelStage, sample_seed
 from stages.registry import saliency_backend
 
 log = logging.getLogger(__name__)
@@ -23,18 +23,21 @@ class SaliencyStage(ModelStage):
     def __init__(self, cfg: Config):
         super().__init__(cfg, saliency_backend(cfg))
 
+    def _seed(self, s: Sample) -> int:
+        return sample_seed(s.key, self.cfg.seed)
+
     def process(self, samples: list[Sample]) -> list[Sample]:
         todo = [s for s in samples if s.ok]
         if not todo:
             return samples
         try:
-            masks = self.backend.predict([s.image for s in todo])
+            masks = self.backend.predict([s.image for s in todo], [self._seed(s) for s in todo])
         except Exception as e:  # noqa: BLE001 - a failed batch is retried one sample at a time
             log.warning("saliency batch of %d failed (%s); retrying one by one", len(todo), e)
             masks = []
             for s in todo:
                 try:
-                    masks.append(self.backend.predict([s.image])[0])
+                    masks.append(self.backend.predict([s.image], [self._seed(s)])[0])
                 except Exception as e1:  # noqa: BLE001
                     masks.append(None)
                     s.reject(f"saliency:error:{type(e1).__name__}")
@@ -44,6 +47,9 @@ class SaliencyStage(ModelStage):
             if m.shape != s.image.shape[:2] or not np.isfinite(m).all():
                 s.reject("saliency:bad_output")
                 continue
-            s.mask = quantize_mask(m)
             s.meta["saliency"] = self.describe
+            if not (m > self.cfg.layers.threshold).any():  # the backend found no object: say so, not "mask empty"
+                s.reject("saliency:no_salient_object")
+                continue
+            s.mask = quantize_mask(m)
         return samples

@@ -59,7 +59,8 @@ class IconBackend:
             raise ConfigError(f"saliency.weights {path}: {e}") from e
         log.info("ICON %s loaded from %s on %s (%s)", self.cfg.variant, path, self.model.device, self.model.precision)
 
-    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, images: list[np.ndarray], seeds: list[int] | None = None) -> list[np.ndarray]:
+        """ICON draws nothing at random; `seeds` is accepted for the backend contract."""
         if self.model is None:
             self.setup()
         assert self.model is not None

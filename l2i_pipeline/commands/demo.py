@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,33 @@ def build_input(workdir: Path, base_url: str) -> Path:
     urls = [f"{base_url}/{f.filename}" for f in files] + [f"{base_url}/missing.jpg", "ftp://example.com/a.jpg"]
     captions = [f.description for f in files] + ["a photo that is not on the server", "not an http url"]
     return write_laion_parquet(workdir / "input" / "laion_demo.parquet", urls, captions)
+
+
+@contextmanager
+def demo_server(workdir: Path) -> Iterator:  # LoopbackServer, started
+    """The loopback server on the port the workdir's input parquet already names, when there is one.
+
+    The port is part of every URL, and so of the downloaded rows: a rerun that served on another port
+    would see other inputs. Reusing the port makes the parquet byte-identical and the rerun a resume."""
+    from urllib.parse import urlsplit
+
+    import pyarrow.parquet as pq
+
+    from l2i_pipeline.demo.httpserve import LoopbackServer
+
+    port, parquet = 0, workdir / "input" / "laion_demo.parquet"
+    if parquet.exists():
+        urls = pq.read_table(parquet, columns=["URL"]).column(0).to_pylist()
+        port = urlsplit(urls[0]).port or 0 if urls else 0
+    try:
+        server = LoopbackServer(workdir / "www", port=port).start()
+    except OSError as e:  # taken by something else: a fresh port; download then redoes the rows it changes
+        log.warning("port %d of the previous demo run is taken (%s); serving on another one", port, e)
+        server = LoopbackServer(workdir / "www").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _tile(img: np.ndarray, size: int) -> np.ndarray:
@@ -73,12 +102,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from l2i_pipeline.commands.download import download, format_summary
     from l2i_pipeline.commands.stats import collect, format_report, plot
     from l2i_pipeline.commands.synthesize import print_summary
-    from l2i_pipeline.demo.httpserve import LoopbackServer
     from l2i_pipeline.engine.synthesize import synthesize
 
     workdir = Path(args.workdir).resolve()
     cfg = load_config(args.config, args.set)
-    with LoopbackServer(workdir / "www") as server:
+    (workdir / "www").mkdir(parents=True, exist_ok=True)
+    with demo_server(workdir) as server:
         parquet = build_input(workdir, server.base_url)
         log.info("serving %s at %s", workdir / "www", server.base_url)
         summary = download([str(parquet)], str(workdir / "raw"), allow_private_network=True, processes=1,

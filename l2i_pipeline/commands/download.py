@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from l2i_pipeline.commands import i2d as adapters
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.shards import LAION_COLUMNS
 from l2i_pipeline.core.storage import Store, add_storage_options_arg, as_store, open_store
 
@@ -206,6 +207,7 @@ def format_summary(summary: dict[str, Any], width: int = 72) -> str:
 
 def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
+    check_output(args.output)
     summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
                        processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
                        distributor=args.distributor, timeout=args.timeout, retries=args.retries,

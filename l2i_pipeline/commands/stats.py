@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
 from l2i_pipeline.core.storage import add_storage_options_arg, open_store
 from stages.layers import count_components
@@ -39,6 +40,7 @@ def caption_tokens(text: str | None) -> int:
 
 def collect(out_dir: str | Path, max_masks: int = 2000, storage_options: dict | str | None = None) -> dict:
     out = open_store(out_dir, storage_options)
+    check_l2i_dir(out, "l2i stats")
     names = list_output_shards(out)
     if not names:
         raise NotFound(f"no complete shards in {out.url}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from l2i_pipeline.core.config import load_config
+from l2i_pipeline.core.config import config_help, load_config
+from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.storage import add_storage_options_arg
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
 
@@ -24,6 +25,7 @@ def print_summary(summary: dict) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
+    check_output(args.output)
     try:
         summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
                              num_cpus=args.num_cpus, storage_options=args.storage_options)
@@ -35,7 +37,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (see l2i_pipeline/core/config.py for every key)")
+    p.add_argument("--config", help="YAML config file (every key and its allowed values: below, and "
+                                    "l2i_pipeline/core/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set saliency.backend=icon (repeatable)")
 
@@ -43,7 +46,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synthesize", help="raw shards -> L2I(U) layered-image shards",
                        description="Decode, saliency, layers, inpaint and write L2I(U) shards. "
-                                   "Rerun the same command after a crash: complete shards are skipped.")
+                                   "Rerun the same command after a crash: complete shards are skipped.",
+                       epilog=config_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="raw shards (output of `l2i download`): a path or a URL "
                                                  "(file://, s3://, gs://, any fsspec protocol)")
     p.add_argument("--output", required=True, help="L2I(U) output: a path or a URL")

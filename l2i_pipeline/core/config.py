@@ -5,6 +5,8 @@ Every key is a dataclass field, so a typo or a wrong type is a clear error befor
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.typedconfig import apply_dict, load_typed
 
-__all__ = ["Config", "ConfigError", "load_config", "config_from_dict"]
+__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_help", "RANGES"]
 
 
 @dataclass
@@ -84,26 +86,78 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def validate(self) -> Config:
-        checks = [
-            (self.resolution >= 64, "resolution must be >= 64"),
-            (self.output_shard_size >= 1, "output_shard_size must be >= 1"),
-            (0.0 <= self.layers.threshold < 1.0, "layers.threshold must be in [0, 1)"),
-            (0.0 <= self.layers.min_area < self.layers.max_area <= 1.0,
-             "need 0 <= layers.min_area < layers.max_area <= 1"),
-            (self.layers.dilate_kernel >= 1, "layers.dilate_kernel must be >= 1"),
-            (self.decode.max_aspect_ratio >= 1.0, "decode.max_aspect_ratio must be >= 1"),
-            (self.saliency.batch_size >= 1 and self.inpaint.batch_size >= 1, "batch sizes must be >= 1"),
-            (self.saliency.num_actors >= 1 and self.inpaint.num_actors >= 1, "num_actors must be >= 1"),
-            (self.inpaint.feather >= 0, "inpaint.feather must be >= 0"),
-            (self.read_tasks >= 1, "read_tasks must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        """Every numeric key within RANGES, every device/dtype a known name; else ConfigError naming the key."""
+        for key, (lo, hi) in RANGES.items():
+            v = self.get(key)
+            if not (lo <= v <= hi):  # false for nan too
+                raise ConfigError(f"config key {key!r} = {v!r}: allowed {_span(lo, hi)}")
+        if self.layers.min_area >= self.layers.max_area:
+            raise ConfigError("need layers.min_area < layers.max_area")
+        for key in ("saliency.device", "inpaint.device", "score.device"):
+            if not DEVICE.fullmatch(self.get(key)):
+                raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
+        if self.inpaint.dtype not in DTYPES:
+            raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
         return self
+
+    def get(self, dotted: str) -> Any:
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _span(lo: float, hi: float) -> str:
+    return f">= {lo}" if hi == math.inf else f"{lo}..{hi}"
+
+
+# Allowed values, checked before any work and listed by `l2i synthesize --help` (config_help()).
+RANGES: dict[str, tuple[float, float]] = {
+    "resolution": (64, 4096),
+    "output_shard_size": (1, 1_000_000),
+    "seed": (0, 2**63 - 1),
+    "jpeg_quality": (1, 100),
+    "read_tasks": (1, 1024),
+    "decode.min_size": (1, 4096),
+    "decode.max_aspect_ratio": (1.0, 1000.0),
+    "decode.max_pixels": (1, 2**40),
+    "saliency.batch_size": (1, 4096),
+    "saliency.num_actors": (1, 4096),
+    "saliency.num_gpus": (0.0, 8.0),
+    "layers.threshold": (0.0, 0.999),
+    "layers.dilate_kernel": (1, 101),
+    "layers.dilate_iterations": (0, 10),
+    "layers.min_area": (0.0, 1.0),
+    "layers.max_area": (0.0, 1.0),
+    "inpaint.radius": (1, 64),
+    "inpaint.steps": (1, 1000),
+    "inpaint.guidance_scale": (0.0, 100.0),
+    "inpaint.feather": (0, 256),
+    "inpaint.batch_size": (1, 4096),
+    "inpaint.num_actors": (1, 4096),
+    "inpaint.num_gpus": (0.0, 8.0),
+    "score.batch_size": (1, 65536),
+    "score.num_actors": (1, 4096),
+    "score.num_gpus": (0.0, 8.0),
+}
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+DTYPES = ("auto", "fp16", "bf16", "fp32")
+
+
+def config_help() -> str:
+    """Every config key with its default and allowed values, for --help."""
+    defaults = Config()
+    lines = ["config keys (--set KEY=VALUE; default, allowed):"]
+    for key, (lo, hi) in RANGES.items():
+        lines.append(f"  {key} = {defaults.get(key)!r}  ({_span(lo, hi)})")
+    for key in ("saliency.device", "inpaint.device", "score.device"):
+        lines.append(f"  {key} = {defaults.get(key)!r}  (auto, cpu, cuda, cuda:N)")
+    lines.append(f"  inpaint.dtype = {defaults.inpaint.dtype!r}  ({', '.join(DTYPES)})")
+    lines.append("  saliency.backend: classical | icon; inpaint.backend: telea | sd2; layers.min_area < max_area")
+    return "\n".join(lines)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -54,7 +54,11 @@ def read_units(raw: Store | str, input_name: str, units: list[Unit]) -> Iterator
         if key in emitted:
             continue
         s = Sample(key, unit.name, caption=row.get("caption") or "", meta=_meta(row, {}))
-        if row.get("status", "success") != "success":
+        if row.get("duplicate_of"):  # a repeated key (see shards.read_input_index)
+            yield s.reject("input:duplicate_key")
+        elif row.get("status", "success") != "success":
             yield s.reject(_download_failure(row))
         else:
+            if errors:
+                s.meta["input_damage"] = errors[0]
             yield s.reject("input:truncated_tar" if errors else "input:missing_from_tar")

@@ -86,11 +86,31 @@ def list_input_shards(raw: Store | str) -> list[str]:
     return [n[: -len(".tar")] for n in listing]
 
 
+def _tar_keys(raw: Store, name: str) -> list[str]:
+    """Every key of a tar in member order, repeats included, plus the key cut by damage (if any)."""
+    errors: list[str] = []
+    cut: list[str] = []
+    keys = [k for k, _ in iter_tar(raw, name, errors, cut)]
+    return keys + cut
+
+
+def _rename_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A key's second and later rows become `KEY#n` with `duplicate_of`, so they are recorded as rejected
+    rows instead of colliding with the first one (a unit would otherwise never complete)."""
+    seen: Counter[str] = Counter()
+    for r in rows:
+        seen[r["key"]] += 1
+        if seen[r["key"]] > 1:
+            r["duplicate_of"], r["key"] = r["key"], f"{r['key']}#{seen[r['key']]}"
+    return sorted(rows, key=lambda r: r["key"])
+
+
 def read_input_index(raw: Store | str, name: str) -> list[dict[str, Any]]:
     """Every input row of a raw shard (downloaded or not), sorted by key.
 
-    img2dataset's per-shard parquet lists failed downloads too; without it, the tar's keys are the rows.
-    A row without a key gets one made from its position, so it is still accounted for.
+    img2dataset's per-shard parquet lists failed downloads too; without it, the tar's keys are the rows
+    (a sample cut by damage included, so it is recorded as rejected rather than lost). A row without a
+    key gets one made from its position, and a repeated key a `#n` suffix, so each is still accounted for.
     """
     raw = as_store(raw)
     if raw.exists(f"{name}.parquet"):
@@ -99,8 +119,8 @@ def read_input_index(raw: Store | str, name: str) -> list[dict[str, Any]]:
             if r.get("key") is None:
                 r.update(key=f"{name}_row{i:06d}", status="failed_to_download", error_message="input:missing_key")
     else:
-        rows = [{"key": k, "status": "success"} for k in sorted(read_tar(raw, f"{name}.tar").members)]
-    return sorted(rows, key=lambda r: r["key"])
+        rows = [{"key": k, "status": "success"} for k in _tar_keys(raw, f"{name}.tar")]
+    return _rename_duplicates(sorted(rows, key=lambda r: r["key"]))
 
 
 def count_input_rows(raw: Store, name: str) -> int:
@@ -146,7 +166,8 @@ class _TailReader:
             pass
 
 
-def iter_tar(source: Store | str, name: str | None, errors: list[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_tar(source: Store | str, name: str | None, errors: list[str],
+             cut: list[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a WebDataset tar as (key, {ext: bytes}); members of a key are consecutive.
 
     `source` is a Store with `name` the tar's object name, or a path/URL of the tar with `name=None`.
@@ -157,14 +178,15 @@ def iter_tar(source: Store | str, name: str | None, errors: list[str]) -> Iterat
         source = parent or "."
     store = as_store(source)
     with store.open(name) as raw:
-        yield from iter_tar_stream(raw, store.url_of(name), errors, check_end=name.endswith(".tar"))
+        yield from iter_tar_stream(raw, store.url_of(name), errors, check_end=name.endswith(".tar"), cut=cut)
 
 
-def iter_tar_stream(raw: BinaryIO, label: str, errors: list[str],
-                    check_end: bool = True) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The tar reader behind every tar read: a damaged stream ends at the damage, drops the sample being
-    read there (its members may be incomplete) and appends the error to `errors`. An intact uncompressed
-    tar ends in zero blocks; one cut off exactly at a header boundary does not, and tarfile alone accepts it.
+def iter_tar_stream(raw: BinaryIO, label: str, errors: list[str], check_end: bool = True,
+                    cut: list[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The tar reader behind every tar read. A damaged stream ends at the damage: every sample before it
+    is yielded, the sample being read there (its members may be incomplete) is dropped, its key appended
+    to `cut` and the error to `errors`. An intact uncompressed tar ends in zero blocks; one cut off exactly
+    at a header boundary does not, and tarfile alone accepts it.
     """
     key, group = None, {}
     try:
@@ -174,20 +196,22 @@ def iter_tar_stream(raw: BinaryIO, label: str, errors: list[str],
                 if not info.isfile():
                     continue
                 k, _, ext = os.path.basename(info.name).partition(".")
+                if k != key:  # the previous sample is complete: hand it out before reading on
+                    if group:
+                        yield key, group
+                    key, group = k, {}
                 data = tf.extractfile(info).read()
                 if len(data) != info.size:
                     raise tarfile.ReadError(f"member {info.name} cut short")
-                if k != key and group:
-                    yield key, group
-                    group = {}
-                key = k
                 group[ext] = data
         f.drain()
         if check_end and f.tail != bytes(1024):
             raise tarfile.ReadError("unexpected end of archive (no end-of-archive marker)")
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         errors.append(f"{type(e).__name__}: {e}")
-        log.warning("tar %s is damaged (%s); using the samples before the damage", label, errors[-1])
+        if key is not None and cut is not None:
+            cut.append(key)
+        log.warning("tar %s is damaged (%s); sample %s lost, the samples before it kept", label, errors[-1], key)
         return
     if group:
         yield key, group

@@ -69,19 +69,51 @@ def _parse_set(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML: the string itself (the key's type check still applies)
+    return key.strip().split("."), value
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, or a one-line ConfigError (missing, not text, not YAML, repeated key)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not text (binary data); expected YAML") from None
+    except ConfigError as e:
+        raise ConfigError(f"config file {p}, {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping (key: value lines), not {type(data).__name__}")
+    return data
 
 
 def load_typed(cfg: T, path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Fill a config dataclass instance: the YAML file over its defaults, then `--set` overrides."""
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping")
-        apply_dict(cfg, data)
+        apply_dict(cfg, read_yaml(path))
     for item in overrides or []:
         parts, value = _parse_set(item)
         nested: dict[str, Any] = {parts[-1]: value}

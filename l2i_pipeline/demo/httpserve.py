@@ -1,6 +1,6 @@
 """A loopback HTTP server for the demo and tests: real downloads without the internet.
 
-Serves a directory on 127.0.0.1 at an ephemeral port, plus canned responses (redirects, lying
+Serves a directory on 127.0.0.1 at an ephemeral (or a given) port, plus canned responses (redirects, lying
 content types, empty bodies, error codes) for the failure paths of `l2i download`.
 
     with LoopbackServer(photo_dir) as server:
@@ -61,8 +61,10 @@ class LoopbackServer:
     files. `requests` lists every requested path, so tests can check what was (not) fetched.
     """
 
-    def __init__(self, directory: str | Path | None = None, routes: dict[str, Response] | None = None):
+    def __init__(self, directory: str | Path | None = None, routes: dict[str, Response] | None = None,
+                 port: int = 0):
         self.directory = Path(directory) if directory is not None else None
+        self.wanted_port = port  # 0: an ephemeral one
         self.routes: dict[str, Response] = dict(routes or {})
         self.requests: list[str] = []
         self._server: _Server | None = None
@@ -70,7 +72,7 @@ class LoopbackServer:
 
     def start(self) -> LoopbackServer:
         handler = functools.partial(_Handler, directory=str(self.directory) if self.directory else "/nonexistent")
-        server = _Server(("127.0.0.1", 0), handler)
+        server = _Server(("127.0.0.1", self.wanted_port), handler)
         server.routes, server.requests = self.routes, self.requests
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="loopback-http", daemon=True)

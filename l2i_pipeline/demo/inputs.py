@@ -77,6 +77,23 @@ def _png16() -> bytes:
     return _encode(Image.fromarray(gray), "PNG")  # mode I;16
 
 
+NO_OBJECT = {  # a no-evidence kind each (l2i_pipeline/demo/saliency_cases.py): saliency must find nothing
+    "flat_grey": "flat grey, no object",
+    "gradient_vertical_sky": "a smooth sky-like gradient, no object",
+    "noise_grey_sigma20": "grey sensor noise, no object",
+    "texture_gravel": "a uniform gravel texture, no object",
+}
+
+
+def _no_object_files() -> list[InputFile]:
+    from l2i_pipeline.demo.saliency_cases import no_object_cases
+
+    cases = no_object_cases()
+    return [InputFile(f"no_object_{name}.png", _encode(Image.fromarray(cases[name]), "PNG"), REJECTED,
+                      f"{text} (200x160): rejected as saliency:no_salient_object")
+            for name, text in NO_OBJECT.items()]
+
+
 def bad_inputs() -> list[InputFile]:
     """Every bad input as (filename, bytes, expected, description); same bytes on every call."""
     astronaut_jpeg = _encode(_photo("astronaut"), "JPEG", quality=90)
@@ -105,6 +122,7 @@ def bad_inputs() -> list[InputFile]:
                   "48x32 image, under 64 px"),
         InputFile("extreme_aspect.jpg", _encode(_photo("coffee").resize((2000, 100)), "JPEG", quality=90),
                   REJECTED, "2000x100 image, aspect ratio 20:1"),
+        *_no_object_files(),
     ]
 
 

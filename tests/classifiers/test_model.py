@@ -77,3 +77,17 @@ def test_wrong_channels_and_encodings_are_clear_errors():
         QualityClassifier("inpaint", "pair", 64)
     with pytest.raises(ValueError, match="channels"):
         QualityClassifier("inpaint", None, 64).features(torch.zeros(1, 4, 64, 64))
+
+
+@pytest.mark.parametrize("content", [b"not weights at all\n", "state_dict_of_another_model"])
+def test_backbone_file_that_is_not_b0_weights_is_one_clear_error(tmp_path, content):
+    """Issue 17: a text file or another model's weights is a user mistake, named, not a traceback."""
+    from l2i_pipeline.core.errors import InputError
+
+    path = tmp_path / "efficientnet-b0-355c32eb.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+    with pytest.raises(InputError, match="--backbone-weights .* (not a PyTorch weights file|not an EfficientNet-b0)"):
+        load_backbone_state(path)

@@ -31,7 +31,8 @@ def test_set_is_deterministic_and_complete(bad_files):
     assert all(f.description for f in bad_files)
     assert {"zero_byte.jpg", "html_as_image.jpg", "truncated.jpg", "decompression_bomb.png", "cmyk.jpg",
             "gray16.png", "grayscale.jpg", "palette.png", "rgba.png", "animated.gif", "exif_rotated.jpg",
-            "tiny.png", "extreme_aspect.jpg"} == set(names)
+            "tiny.png", "extreme_aspect.jpg", "no_object_flat_grey.png", "no_object_gradient_vertical_sky.png",
+            "no_object_noise_grey_sigma20.png", "no_object_texture_gravel.png"} == set(names)
 
 
 def test_undecodable_ones_fail_as_described(bad_files):

@@ -61,3 +61,15 @@ def test_stop_closes_the_port(tmp_path):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
     with pytest.raises(RuntimeError):
         _ = server.port
+
+
+def test_demo_rerun_serves_on_the_same_port_so_inputs_are_byte_identical(tmp_path):
+    """Issue 17: `make demo` twice; the loopback port is part of each URL, so a rerun reuses it."""
+    from l2i_pipeline.commands.demo import build_input, demo_server
+
+    (tmp_path / "www").mkdir()
+    with demo_server(tmp_path) as first:
+        before, port = build_input(tmp_path, first.base_url).read_bytes(), first.port
+    with demo_server(tmp_path) as second:
+        assert second.port == port
+        assert build_input(tmp_path, second.base_url).read_bytes() == before
