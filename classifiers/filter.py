@@ -13,19 +13,17 @@ import hashlib
 import json
 import logging
 import math
-import os
-import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from classifiers.score import read_sidecar, sidecar_path
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.errors import NotFound, UserError
+from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.storage import open_store
@@ -35,7 +33,6 @@ log = logging.getLogger(__name__)
 INDEX_FIELDS = ("url", "orig_width", "orig_height", "aesthetic", "similarity", "punsafe", "pwatermark",
                 "mask_area", "components")
 REPORT = "filter_report.json"
-LOCK = ".filter.lock"
 
 
 @dataclass
@@ -169,41 +166,8 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
             f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
     if not job.dry_run:
         check_output(job.output)
-    with nullcontext() if job.dry_run else output_lock(job.output, job.settings()):
+    with nullcontext() if job.dry_run else output_lock(open_store(job.output), "filter", settings=job.settings()):
         return _filter_all(job, names, t0, tqdm)
-
-
-def _lock_is_stale(data: bytes) -> bool:
-    """A lock left by a killed run on this host (its process is gone); other hosts' locks are never guessed at."""
-    try:
-        owner = json.loads(data)
-        if owner.get("host") != socket.gethostname():
-            return False
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, KeyError, TypeError, PermissionError):
-        return False
-    return False
-
-
-@contextmanager
-def output_lock(output: str, settings: dict[str, Any]) -> Iterator[None]:
-    """One `l2i filter` per output: a lock object created exclusively on the store, removed at the end."""
-    store = open_store(output)
-    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), **settings})
-    if not store.create_exclusive(LOCK, owner.encode()):
-        if not _lock_is_stale(store.get(LOCK)):
-            raise UserError(f"another `l2i filter` is writing to {output} ({store.url_of(LOCK)}: "
-                            f"{store.get(LOCK).decode(errors='replace')[:200]}); if none is running, delete that file")
-        log.warning("removing the lock of a killed `l2i filter` run: %s", store.url_of(LOCK))
-        store.delete(LOCK)
-        if not store.create_exclusive(LOCK, owner.encode()):
-            raise UserError(f"another `l2i filter` took the lock on {output} just now")
-    try:
-        yield
-    finally:
-        store.delete(LOCK)
 
 
 def _filter_all(job: FilterJob, names: list[str], t0: float, tqdm) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
 from l2i_pipeline.core.shards import plan_units
 from l2i_pipeline.core.storage import Store, open_store
-from l2i_pipeline.engine.lock import output_lock
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
 

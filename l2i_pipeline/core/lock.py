@@ -39,16 +39,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _stale(holder: dict, stale_after: float) -> bool:
-    if holder.get("host") == platform.node() and not _pid_alive(int(holder.get("pid", 0))):
-        return True
-    return time.time() - float(holder.get("refreshed", 0)) > stale_after
+    """Gone: a dead pid on this host, or no refresh for `stale_after` s. A lock that says neither is kept."""
+    try:
+        if holder.get("host") == platform.node() and not _pid_alive(int(holder.get("pid", 0))):
+            return True
+        last = holder.get("refreshed", holder.get("started"))
+        return last is not None and time.time() - float(last) > stale_after
+    except (TypeError, ValueError):
+        return False
 
 
 @contextmanager
-def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_every: float = 20.0) -> Iterator[str]:
-    """Hold the lock of `out` for the block; yields this job's lock id."""
+def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_every: float = 20.0,
+                settings: dict | None = None) -> Iterator[str]:
+    """Hold the lock of `out` for the block; yields this job's lock id. `settings` are shown to a refused job."""
     me = {"id": uuid.uuid4().hex, "command": command, "host": platform.node(), "pid": os.getpid(),
-          "started": time.time()}
+          "started": time.time(), **(settings or {})}
 
     def body() -> bytes:
         return json.dumps({**me, "refreshed": time.time()}).encode()
@@ -62,8 +68,9 @@ def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_ev
         except Exception:  # noqa: BLE001 - vanished or garbled: try again
             holder = {}
         if holder and not _stale(holder, stale_after):
-            raise LockedError(f"another `l2i {holder.get('command')}` (host {holder.get('host')}, pid "
-                              f"{holder.get('pid')}) is writing to {out.url}; if it is gone, delete "
+            raise LockedError(f"another `l2i {holder.get('command', command)}` is writing to {out.url} (host "
+                              f"{holder.get('host')}, pid "
+                              f"{holder.get('pid')}); if it is gone, delete "
                               f"{out.url_of(LOCK)} or wait {int(stale_after)} s")
         log.warning("breaking the stale lock of %s (held by %s pid %s)", out.url, holder.get("host"), holder.get("pid"))
         out.delete(LOCK)
