@@ -17,16 +17,15 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from classifiers.score import read_sidecar, sidecar_path
+from classifiers.score import read_sidecar, sidecar_exists, sidecar_path
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
-from l2i_pipeline.core.storage import open_store
+from l2i_pipeline.core.storage import as_store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +45,23 @@ class FilterJob:
 
     def settings(self) -> dict[str, Any]:
         return {"min_mask_score": self.min_mask_score, "min_inpaint_score": self.min_inpaint_score,
-                "input": str(Path(self.input).resolve())}
+                "input": as_store(self.input).url}
 
 
 def scores_digest(job: FilterJob, name: str) -> str:
     """sha256 of what the decisions read: the sidecar, else the shard's parquet (inline scores live there)."""
     path = sidecar_path(job.scores_dir or job.input, name)
-    if not path.exists():
-        path = Path(job.input) / f"{name}.parquet"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    if sidecar_exists(path):
+        store, obj = as_store(str(path).rpartition("/")[0]), str(path).rpartition("/")[2]
+    else:
+        store, obj = as_store(job.input), f"{name}.parquet"
+    return hashlib.sha256(store.get(obj)).hexdigest()
 
 
 def shard_scores(job: FilterJob, name: str, rows: list[dict]) -> tuple[dict[str, dict[str, float]], str]:
     """(key -> scores, source) from the sidecar, else from inline metadata; source "none" when neither."""
     path = sidecar_path(job.scores_dir or job.input, name)
-    if path.exists():
+    if sidecar_exists(path):
         return read_sidecar(path), "sidecar"
     inline = {}
     for r in rows:
@@ -136,7 +137,7 @@ def _done(job: FilterJob, name: str) -> dict[str, Any] | None:
     """The stats of an output shard already written with the same settings, else None."""
     if not shards.is_complete(job.output, name):
         return None
-    stats = json.loads((Path(job.output) / f"{name}_stats.json").read_text())
+    stats = shards.read_marker(job.output, name)
     f = stats.get("filter", {})
     same = ({k: f.get(k) for k in job.settings()} == job.settings()
             and f.get("scores_sha256") == scores_digest(job, name))
@@ -152,7 +153,7 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     for flag, v in (("--min-mask-score", job.min_mask_score), ("--min-inpaint-score", job.min_inpaint_score)):
         if v is not None and not 0.0 <= v <= 1.0:  # nan fails this too
             raise ValueError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
-    if Path(job.input).resolve() == Path(job.output).resolve():
+    if as_store(job.input).url == as_store(job.output).url:
         raise ValueError("--output must differ from --input")
     check_l2i_dir(job.input, "l2i filter")
     names = shards.list_output_shards(job.input)
@@ -188,8 +189,5 @@ def _filter_all(job: FilterJob, names: list[str], t0: float, tqdm) -> dict[str, 
               "dropped_by_reason": dict(sorted(reasons.items())), "per_shard": per_shard,
               "seconds": round(time.time() - t0, 1)}
     if not job.dry_run:
-        path = Path(job.output) / REPORT
-        tmp = path.with_name(f".{REPORT}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-        tmp.replace(path)
+        as_store(job.output).put(REPORT, json.dumps(report, indent=2, sort_keys=True).encode())
     return report

@@ -28,7 +28,7 @@ from classifiers.scorer import SCORE_FIELDS, Scorer
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.outputs import check_l2i_dir, check_output
-from l2i_pipeline.core.storage import as_store
+from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,24 @@ class ScoreJob:
     num_cpus: int | None = None
 
 
-def sidecar_path(scores_dir: str | Path, name: str) -> Path:
-    return Path(scores_dir) / f"{name}_scores.parquet"
+def sidecar_path(scores_dir: str | Path, name: str) -> Path | str:
+    """Where a shard's scores go: a Path in a local dir, a URL string on a store."""
+    store = as_store(scores_dir)
+    return Path(store.path(f"{name}_scores.parquet")) if store.local else store.url_of(f"{name}_scores.parquet")
+
+
+def _located(path: str | Path) -> tuple[Store, str]:
+    parent, _, name = str(path).rpartition("/")
+    return as_store(parent or "."), name
+
+
+def sidecar_exists(path: str | Path) -> bool:
+    store, name = _located(path)
+    return store.exists(name)
 
 
 def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str, float]],
-                  provenance: dict[str, Any]) -> Path:
+                  provenance: dict[str, Any]) -> Path | str:
     path = sidecar_path(scores_dir, name)
     keys = sorted(scores)
     table = pa.table({"key": keys, **{f: pa.array([scores[k].get(f, np.nan) for k in keys], pa.float32())
@@ -64,13 +76,16 @@ def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str,
     table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    as_store(str(path.parent)).put(path.name, buf.getvalue())
+    store, obj = _located(path)
+    store.put(obj, buf.getvalue())
     return path
 
 
 def sidecar_provenance(path: str | Path) -> dict[str, Any]:
     """What a sidecar was made from (classifier digests, input), {} when it does not say."""
-    meta = pq.read_schema(path).metadata or {}
+    store, name = _located(path)
+    with store.open(name) as f:
+        meta = pq.read_schema(f).metadata or {}
     try:
         return json.loads(meta.get(b"l2i_scores", b"{}"))
     except ValueError:
@@ -81,17 +96,17 @@ def _digests(provenance: dict[str, Any]) -> dict[str, str | None]:
     return {t: d.get("sha256") for t, d in provenance.get("classifiers", {}).items()}
 
 
-def _stale(out_dir: Path, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
+def _stale(out_dir: str, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
     """Shards whose sidecar was made by other classifiers -> the first differing item, in words."""
     want, stale = _digests(provenance), {}
     for name in names:
         path = sidecar_path(out_dir, name)
-        if not path.exists():
+        if not sidecar_exists(path):
             continue
         have = _digests(sidecar_provenance(path))
         for task in sorted(set(want) | set(have)):
             if have.get(task) != want.get(task):
-                stale[name] = (f"{path.name} has {task} scores from classifier sha256 "
+                stale[name] = (f"{_located(path)[1]} has {task} scores from classifier sha256 "
                                f"{str(have.get(task))[:12]}, the given {task} classifier is "
                                f"{str(want.get(task))[:12]}")
                 break
@@ -99,7 +114,8 @@ def _stale(out_dir: Path, names: list[str], provenance: dict[str, Any]) -> dict[
 
 
 def read_sidecar(path: str | Path) -> dict[str, dict[str, float]]:
-    rows = pq.read_table(path).to_pylist()
+    store, name = _located(path)
+    rows = pq.read_table(io.BytesIO(store.get(name))).to_pylist()
     return {r["key"]: {f: r[f] for f in ("mask_score", "inpaint_score")} for r in rows}
 
 
@@ -189,8 +205,9 @@ def score(job: ScoreJob) -> dict[str, Any]:
     scorer = Scorer(job.mask_classifier, job.inpaint_classifier, job.device, job.batch_size)  # fail fast
     check_l2i_dir(job.input, "l2i score")
     check_output(job.scores_dir or job.input, "--scores-dir" if job.scores_dir else "--input")
-    out_dir = Path(job.scores_dir or job.input)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_store = as_store(job.scores_dir or job.input)
+    out_store.makedirs()
+    out_dir = out_store.url
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
@@ -199,7 +216,8 @@ def score(job: ScoreJob) -> dict[str, Any]:
     if stale and not job.overwrite:
         raise ConfigError(f"{len(stale)} shard(s) already scored by other classifiers ({next(iter(stale.values()))}); "
                           "rerun with --overwrite to rescore them, or give another --scores-dir")
-    pending = [n for n in names if n in stale or not sidecar_path(out_dir, n).exists()]
+    have = out_store.list("_scores.parquet")  # one listing, not one request per shard
+    pending = [n for n in names if n in stale or f"{n}_scores.parquet" not in have]
     expected = {n: _expected(job.input, n) for n in pending}
     summary = {"shards": len(names), "skipped": len(names) - len(pending), "scored": 0, "failed": [],
                "samples": 0, "unscored": 0}

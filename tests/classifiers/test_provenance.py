@@ -105,3 +105,23 @@ def test_two_filters_into_one_output_cannot_mix(tmp_path, make_l2iu, capsys):
     owner["pid"] = 2**22 + 12345  # a run killed on this host: its lock is taken over
     (out / LOCK).write_text(json.dumps(owner))
     assert _filter(d, out) == 0 and shards.list_output_shards(out) and not (out / LOCK).exists()
+
+
+def test_score_and_filter_through_a_bucket(mask_ckpt, make_l2iu, tmp_path, s3_bucket):
+    """`l2i score` and `l2i filter` on s3:// URLs: sidecars beside the shards, filtered shards committed with
+    their markers, the report in the bucket; a rerun skips everything."""
+    from l2i_pipeline.core.storage import open_store
+
+    local = tmp_path / "l2iu"
+    make_l2iu(local, n_shards=2, per_shard=3, seed=5)
+    src = open_store(f"{s3_bucket}/l2iu")
+    for p in sorted(local.iterdir()):
+        src.put(p.name, p.read_bytes())
+    assert _score(src.url, mask_ckpt) == 0
+    names = shards.list_output_shards(src)
+    assert all(f"{n}_scores.parquet" in src.list() for n in names) and _mask_scores(src.url, names)
+    assert _filter(src.url, f"{s3_bucket}/l2i") == 0
+    out = open_store(f"{s3_bucket}/l2i")
+    assert shards.list_output_shards(out) == names and out.exists("filter_report.json")
+    assert _score(src.url, mask_ckpt) == 0 and _filter(src.url, out.url) == 0
+    assert json.loads(out.get("filter_report.json"))["shards_skipped"] == len(names)
