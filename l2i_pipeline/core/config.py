@@ -78,7 +78,7 @@ class Config:
     output_shard_size: int = 1000  # chunk of an input shard = one output shard = unit of restart
     seed: int = 0  # run seed; per-sample seeds derive from it and the sample key
     jpeg_quality: int = 95
-    read_tasks: int = 4  # input shards read at once; bounds the partly written shards the driver buffers
+    read_tasks: int = 4  # input shards read at once; bounds the shards in flight (and the driver's bookkeeping)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
