@@ -164,9 +164,14 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
 
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-            for unit, part, keys in zip(batch["unit"], batch["part"], batch["keys"]):
+            for unit, part, keys, error in zip(batch["unit"], batch["part"], batch["keys"], batch["error"]):
                 keys = json.loads(keys)
                 progress(len(keys))
+                if error:
+                    if tracker.fail(unit):
+                        log.error("could not write a part of %s: %s", unit, error)
+                        on_shard({"name": unit, "failed": error})
+                    continue
                 done = tracker.add(unit, part, keys)
                 if done is not None:
                     inflight[finalize.remote(out, done.name, done.input_name, tracker.take_parts(done.name),

@@ -31,6 +31,14 @@ class UnitTracker:
             return self.units[unit]
         return None
 
+    def fail(self, unit: str) -> bool:
+        """A part of `unit` could not be written: the shard is given up for this run (True the first time)."""
+        if unit in self.finalized or unit not in self.units:
+            return False
+        self.finalized.add(unit)
+        self.keys.pop(unit, None)
+        return True
+
     def take_parts(self, unit: str) -> list[str]:
         return sorted(self.parts.pop(unit, ()))
 

@@ -65,8 +65,12 @@ def write_parts(out: Store, samples: list[Sample]) -> list[dict[str, Any]]:
     for unit, group in sorted(by_unit.items()):
         keys = sorted({s.key for s in group})
         name = part_name(unit, keys)
-        out.put(name, part_bytes(sample_entries(group)))
-        records.append({"unit": unit, "part": name, "keys": keys})
+        try:
+            out.put(name, part_bytes(sample_entries(group)))  # retried with backoff inside
+        except Exception as e:  # noqa: BLE001 - the shard is named as not written; the job goes on
+            records.append({"unit": unit, "part": "", "keys": keys, "error": f"{type(e).__name__}: {e}"})
+            continue
+        records.append({"unit": unit, "part": name, "keys": keys, "error": ""})
     return records
 
 
@@ -80,7 +84,8 @@ class PartWriter:
         records = write_parts(self.out, from_batch(batch))
         return {"unit": np.array([r["unit"] for r in records], dtype=object),
                 "part": np.array([r["part"] for r in records], dtype=object),
-                "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object)}
+                "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object),
+                "error": np.array([r["error"] for r in records], dtype=object)}
 
 
 def finalize_unit(out: Store, unit: str, input_name: str, parts: list[str], extra: dict[str, Any]) -> dict[str, Any]:

@@ -74,3 +74,17 @@ def test_a_shard_the_store_keeps_refusing_is_named_and_redone_by_the_rerun(raw_d
     flaky.fail = {}
     assert main(args) == 0
     assert _keys(tmp_path / "out") == _keys(reference)
+
+
+def test_a_part_the_store_refuses_becomes_an_error_record_not_a_crash(tmp_path, flaky):
+    """The Ray path's part writer: a refused upload is reported (the driver names the shard), never raised."""
+    from l2i_pipeline.core.sample import Sample
+    from l2i_pipeline.core.storage import open_store
+    from l2i_pipeline.engine.writer import write_parts
+
+    samples = [Sample(f"k{i}", "u1" if i < 2 else "u2", meta={}).reject("decode:broken") for i in range(4)]
+    flaky.fail = {"_parts/u1/": -1}
+    records = {r["unit"]: r for r in write_parts(open_store(f"flaky://{tmp_path}/out"), samples)}
+    assert records["u1"]["error"].startswith("ConnectionError") and records["u1"]["part"] == ""
+    assert records["u2"]["error"] == "" and records["u2"]["keys"] == ["k2", "k3"]
+    assert (tmp_path / "out" / records["u2"]["part"]).exists()

@@ -30,3 +30,11 @@ def test_a_late_duplicate_after_the_shard_was_finalized_is_ignored():
     assert t.add("b", "p1", ["b1", "b2"]).name == "b"
     assert t.add("b", "p9", ["b2"]) is None  # arrived after the shard was handed out: not "never completed"
     assert t.unfinished() == ["a"]
+
+
+def test_a_shard_with_an_unwritable_part_is_given_up_once_and_later_records_ignored():
+    t = _tracker()
+    assert t.add("a", "p1", ["a1"]) is None
+    assert t.fail("a") is True and t.fail("a") is False
+    assert t.add("a", "p2", ["a2", "a3"]) is None  # never finalized from a partial set of parts
+    assert t.unfinished() == ["b"]
