@@ -116,7 +116,10 @@ def test_half_written_shards_are_invisible(store):
 
 
 def test_absent_credentials_are_one_clear_error(s3_server, monkeypatch):
+    import s3fs
+
     bucket = s3_server.new_bucket()
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec reuses filesystems made while credentials were set
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,16 +106,9 @@ def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
 # ---------------------------------------------------------------- shards (L2I and raw)
 
 def _tar_members(store: Store, name: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Stream a tar's samples; a damaged tar yields what precedes the damage (iter_tar logs it)."""
+    """Stream a tar's samples from any store; a damaged tar yields what precedes the damage (iter_tar logs it)."""
     errors: list[str] = []
-    if store.local:
-        yield from iter_tar(store.path(f"{name}.tar"), errors)
-        return
-    with tempfile.NamedTemporaryFile(suffix=".tar") as tmp, store.open(f"{name}.tar") as src:
-        while chunk := src.read(1 << 22):
-            tmp.write(chunk)
-        tmp.flush()
-        yield from iter_tar(tmp.name, errors)
+    yield from iter_tar(store, f"{name}.tar", errors)
 
 
 def _shard_reader(store: Store, by_shard: dict[str, list[str]], member: Callable[[dict], bytes | None],
