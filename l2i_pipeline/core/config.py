@@ -28,8 +28,8 @@ class SaliencyConfig:
     variant: str = "ICON-R"  # icon: ICON-R | ICON-S | ICON-P
     weights: str | None = None  # icon: path to the official .weight file
     batch_size: int = 16
-    num_actors: int = 1  # actor pool size
-    num_gpus: float = 1.0  # per actor, only requested when the cluster has GPUs
+    num_actors: int | None = None  # actor pool size; None: one per GPU in the cluster (1 without GPUs)
+    num_gpus: float | None = None  # per actor, only when the cluster has GPUs; None: GPUs shared by the model stages
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -55,8 +55,8 @@ class InpaintConfig:
     compile: bool = False
     feather: int = 0  # pixels of feathered seam when pasting the original back
     batch_size: int = 8
-    num_actors: int = 1
-    num_gpus: float = 1.0
+    num_actors: int | None = None  # as for saliency
+    num_gpus: float | None = None
     device: str = "auto"
 
 
@@ -93,7 +93,9 @@ class Config:
             (self.layers.dilate_kernel >= 1, "layers.dilate_kernel must be >= 1"),
             (self.decode.max_aspect_ratio >= 1.0, "decode.max_aspect_ratio must be >= 1"),
             (self.saliency.batch_size >= 1 and self.inpaint.batch_size >= 1, "batch sizes must be >= 1"),
-            (self.saliency.num_actors >= 1 and self.inpaint.num_actors >= 1, "num_actors must be >= 1"),
+            (all(n is None or n >= 1 for n in (self.saliency.num_actors, self.inpaint.num_actors)),
+             "num_actors must be >= 1"),
+            (all(g is None or g > 0 for g in (self.saliency.num_gpus, self.inpaint.num_gpus)), "num_gpus must be > 0"),
             (self.inpaint.feather >= 0, "inpaint.feather must be >= 0"),
             (self.read_tasks >= 1, "read_tasks must be >= 1"),
         ]

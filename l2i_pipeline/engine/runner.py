@@ -3,7 +3,8 @@
 Ray: one read task per input shard -> CPU stages as tasks, model stages as actor pools -> the last task
 of each batch writes parts to the output store (engine/writer.py) and returns small records; the driver
 counts keys per shard and starts a finalize task when a shard is whole. Local: the same stage objects in
-a plain loop that writes each shard itself (debugging, and the benchmark's baseline).
+one process (a thread per stage, engine/threaded.py) that writes each shard itself (debugging, and
+the benchmark's baseline).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
-from l2i_pipeline.core.rayutil import actor_pool_args
+from l2i_pipeline.core.rayutil import actor_pool_args, gpu_shares
 from l2i_pipeline.core.reader import read_units
 from l2i_pipeline.core.sample import Sample, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
 from l2i_pipeline.engine.writer import PartWriter, finalize_unit
 from stages.base import Stage
@@ -55,21 +57,22 @@ def _by_input(units: list[Unit]) -> dict[str, list[Unit]]:
 
 def run_local(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[str, Any],
               on_shard: OnShard) -> None:
-    """Each input tar is streamed once; a unit runs through the stages as soon as its last row is read."""
+    """One process: each input tar is streamed once, every stage runs in its own thread (engine/threaded.py),
+    and a unit is committed here as soon as its last sample has been through the stages."""
     stages = build_stages(cfg)
-    for input_name, group in _by_input(units).items():
-        sizes = {u.name: u.count for u in group}
-        pending: dict[str, dict[str, Sample]] = defaultdict(dict)
-        for sample in read_units(raw, input_name, group):  # tar order: units interleave
-            batch = pending[sample.unit]
-            batch[sample.key] = sample
-            if len(batch) < sizes[sample.unit]:
-                continue
-            samples = list(pending.pop(sample.unit).values())
-            for stage in stages:
-                bs = stage.resources.batch_size
-                samples = [t for i in range(0, len(samples), bs) for t in stage.run(samples[i:i + bs])]
-            on_shard(_commit(out, sample.unit, input_name, samples, extra))
+    sizes = {u.name: u.count for u in units}
+    input_of = {u.name: u.input_name for u in units}
+
+    def source() -> Iterator[Sample]:
+        for input_name, group in _by_input(units).items():
+            yield from read_units(raw, input_name, group)  # tar order: units interleave
+
+    pending: dict[str, list[Sample]] = defaultdict(list)
+    for sample in run_threaded(source(), [(st.resources.batch_size, st.run) for st in stages]):
+        done = pending[sample.unit]
+        done.append(sample)
+        if len(done) == sizes[sample.unit]:
+            on_shard(_commit(out, sample.unit, input_of[sample.unit], pending.pop(sample.unit), extra))
 
 
 def _commit(out: Store, unit: str, input_name: str, samples: list[Sample], extra: dict[str, Any]) -> dict:
@@ -126,17 +129,20 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
 
     resources = ray.cluster_resources()
     stages = build_stages(cfg)
-    actors = sum(st.resources.num_actors for st in stages)
+    models = [st for st in stages if st.resources.num_actors != 0]
+    plan = dict(zip(models, gpu_shares(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])))
+    actors = sum(n for _, n in plan.values())
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
     # each read task emits its input shard unit by unit, so ~2 units per task are in flight
     ds = ds.flat_map(_read_fn(raw, dict(groups)), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
     for stage in stages:
         r = stage.resources
-        if r.num_actors > 0:
+        if stage in plan:
+            gpus, size = plan[stage]
             ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg), batch_size=r.batch_size,
                                 batch_format="numpy", zero_copy_batch=True,
-                                **actor_pool_args(resources, r.gpus, r.num_actors, actors))
+                                **actor_pool_args(resources, gpus, size, actors))
         else:
             ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
                                 zero_copy_batch=True)
