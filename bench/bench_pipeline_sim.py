@@ -91,7 +91,8 @@ def run(runner: str, raw: Path, out: Path, cfg) -> dict:
     spans = sim_backends.busy_intervals(log_dir)
     first, last = min(a for _, a, _, _ in spans), max(b for _, _, b, _ in spans)
     return {"samples": summary["samples"], "seconds": t1 - t0, "ips": summary["samples"] / (t1 - t0),
-            "busy": sim_backends.busy_fraction(spans, t0, t1), "busy_steady": sim_backends.busy_fraction(spans, first, last)}
+            "busy": sim_backends.busy_fraction(spans, t0, t1),
+            "busy_steady": sim_backends.busy_fraction(spans, first, last)}
 
 
 def main() -> None:
@@ -135,7 +136,7 @@ def main() -> None:
 
     import ray
 
-    print(f"\n{'runner':<7}{'img/s':>8}{'/alone':>8}{'busy':>7}{'steady':>8}{'bound':>7}{"steady/bound":>13}")
+    print(f"\n{'runner':<7}{'img/s':>8}{'/alone':>8}{'busy':>7}{'steady':>8}{'bound':>7}{'steady/bound':>13}")
     for runner in args.runners.split(","):
         if runner == "ray":
             ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False,
@@ -145,7 +146,7 @@ def main() -> None:
         finally:
             ray.shutdown()
         print(f"{runner:<7}{r['ips']:>8.2f}{r['ips'] / cal['stage_alone_ips']:>8.2f}{r['busy']:>7.2f}"
-              f"{r['busy_steady']:>8.2f}{bound:>7.2f}{r["busy_steady"] / bound:>11.2f}", flush=True)
+              f"{r['busy_steady']:>8.2f}{bound:>7.2f}{r['busy_steady'] / bound:>13.2f}", flush=True)
     print(f"(load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
     shutil.rmtree(work, ignore_errors=True)
 
