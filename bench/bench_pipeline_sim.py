@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 127.0.0.1
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent), str(BENCH.parent / "tests")]
+os.environ["PYTHONPATH"] = os.pathsep.join([*sys.path[:3], os.environ.get("PYTHONPATH", "")])  # Ray workers too
 import sim_backends  # noqa: E402
 from bench_synthesize import photo_variants  # noqa: E402
 from rawshards import make_rows, write_raw_shard  # noqa: E402

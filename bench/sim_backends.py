@@ -10,7 +10,7 @@ Settings come from the environment (Ray workers inherit it from the driver that 
     L2I_SIM_GPU='{"saliency_s": 0.004, "inpaint_s": 0.06, "batch_s": 0.0, "dir": "/tmp/l2i_sim"}'
 seconds per image for each model, plus a fixed cost per batch; `dir` holds the lock and the busy log.
 Use as `--set saliency.backend=sim_backends:SimSaliency --set inpaint.backend=sim_backends:SimInpainter`
-with bench/ on the Python path.
+with bench/ on PYTHONPATH (Ray workers inherit it from the driver that starts the cluster).
 """
 from __future__ import annotations
 
