@@ -91,6 +91,9 @@ def run(runner: str, raw: Path, out: Path, cfg) -> dict:
     t1 = time.time()
     spans = sim_backends.busy_intervals(log_dir)
     first, last = min(a for _, a, _, _ in spans), max(b for _, _, b, _ in spans)
+    if os.environ.get("L2I_SIM_TIMELINE"):
+        for kind, a, b, n in sorted(spans, key=lambda x: x[1]):
+            print(f"  {kind:<9}{a - t0:8.2f}{b - t0:8.2f}{n:4d}")
     return {"samples": summary["samples"], "seconds": t1 - t0, "ips": summary["samples"] / (t1 - t0),
             "busy": sim_backends.busy_fraction(spans, t0, t1),
             "busy_steady": sim_backends.busy_fraction(spans, first, last)}

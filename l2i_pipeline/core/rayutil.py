@@ -40,17 +40,20 @@ def gpu_shares(resources: dict, requests: list[tuple[float | None, int | None]])
     return plan
 
 
-def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int) -> dict:
+def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int, threads: int = 1) -> dict:
     """map_batches arguments for an actor pool of `size`: GPUs only where the cluster has them.
 
     The actors (`all_actors` of them across the pipeline) must leave CPUs for the tasks that feed them:
     two 1-CPU pools on a 2-CPU machine starve the reader and the pipeline stalls. A GPU actor mostly waits
     on its device, so it asks for a quarter of its fair share of CPUs (at most one). Four batches are
     queued ahead of each actor, so the next batch has arrived when the device finishes the last one.
+    `threads` > 1 runs that many calls at once in each actor: the UDF must then be thread-safe (the
+    synthesize runner's is: it unpickles and pickles beside the device, and runs the model under a lock).
     """
     import ray
 
-    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=4)}
+    pool = {"max_concurrent_calls_per_actor": threads, "enable_true_multi_threading": True} if threads > 1 else {}
+    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=4, **pool)}
     cpus = resources.get("CPU", 1)
     if gpus and resources.get("GPU", 0) > 0:
         return {**args, "num_cpus": round(min(1.0, max(0.1, cpus / (4 * max(all_actors, 1)))), 2), "num_gpus": gpus}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.rayutil import actor_pool_args, gpu_shares
 from l2i_pipeline.core.reader import read_units
-from l2i_pipeline.core.sample import Sample, to_batch
+from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
 from l2i_pipeline.core.storage import Store
 from l2i_pipeline.engine.threaded import run_threaded
@@ -100,9 +101,15 @@ class _ActorStage:
         except Exception as e:
             raise UserError(f"{stage_cls.__name__} cannot start on node {platform.node()}: {e}") from e
         self.stage._ready = True
+        self.device = threading.Lock()
 
     def __call__(self, batch: dict) -> dict:
-        return self.stage(batch)
+        """Called from two threads (actor_pool_args' `threads`): while one batch holds the device, the
+        next is unpickled and the last pickled, so the GPU does not wait for the actor's CPU work."""
+        samples = from_batch(batch)
+        with self.device:
+            samples = self.stage.run(samples)
+        return to_batch(samples)
 
 
 def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]]) -> Callable[[dict], Iterator[dict]]:
@@ -134,19 +141,23 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
     actors = sum(n for _, n in plan.values())
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    # each read task emits its input shard unit by unit, so ~2 units per task are in flight
-    ds = ds.flat_map(_read_fn(raw, dict(groups)), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
-    for stage in stages:
+    # each read task emits its input shard unit by unit, so ~2 units per task are in flight; the CPU stage
+    # right after it shares its compute and CPUs, so Ray Data fuses them: raw bytes never leave the task
+    read = {"compute": ray.data.TaskPoolStrategy(size=cfg.read_tasks), "num_cpus": stages[0].resources.cpus}
+    ds = ds.flat_map(_read_fn(raw, dict(groups)), **read)
+    for i, stage in enumerate(stages[:-1]):
         r = stage.resources
         if stage in plan:
             gpus, size = plan[stage]
             ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg), batch_size=r.batch_size,
                                 batch_format="numpy", zero_copy_batch=True,
-                                **actor_pool_args(resources, gpus, size, actors))
+                                **actor_pool_args(resources, gpus, size, actors, threads=2))
         else:
-            ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
-                                zero_copy_batch=True)
-    ds = ds.map_batches(PartWriter(out), batch_size=None, batch_format="numpy", num_cpus=0.25)
+            ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", zero_copy_batch=True,
+                                **(read if i == 0 else {"num_cpus": r.cpus}))
+    encode = stages[-1]  # a CPU stage (build_stages ends with it): it encodes and writes in one task
+    ds = ds.map_batches(PartWriter(out, encode), batch_size=encode.resources.batch_size, batch_format="numpy",
+                        num_cpus=encode.resources.cpus)
     ctx = ds.context  # this dataset's own copy: Ray's global DataContext is left alone
     ctx.execution_options.preserve_order = False
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
