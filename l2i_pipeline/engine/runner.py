@@ -25,7 +25,7 @@ from l2i_pipeline.core.storage import Store
 from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
 from l2i_pipeline.engine.writer import PartWriter, finalize_unit
-from stages.base import Stage
+from stages.base import ModelStage, Stage
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,11 @@ class _ActorStage:
     """Ray actor around a model stage: the model is loaded once, in __init__ (i.e. setup()).
 
     The backend's own check runs here too, so a node without the weights names the missing file
-    instead of dying with a bare actor-creation error.
+    instead of dying with a bare actor-creation error. `then`: the CPU stages that follow the model (e.g.
+    layers), run here beside the device instead of as tasks of their own (one pickling round less).
     """
 
-    def __init__(self, stage_cls: type, cfg: Config):
+    def __init__(self, stage_cls: type, cfg: Config, then: tuple[type, ...] = ()):
         import platform
 
         try:
@@ -101,21 +102,40 @@ class _ActorStage:
         except Exception as e:
             raise UserError(f"{stage_cls.__name__} cannot start on node {platform.node()}: {e}") from e
         self.stage._ready = True
+        self.then = [cls(cfg) for cls in then]
         self.device = threading.Lock()
 
     def __call__(self, batch: dict) -> dict:
         """Called from two threads (actor_pool_args' `threads`): while one batch holds the device, the
-        next is unpickled and the last pickled, so the GPU does not wait for the actor's CPU work."""
+        next is unpickled and the last goes through the CPU stages and is pickled, so the GPU does not
+        wait for the actor's CPU work."""
         samples = from_batch(batch)
         with self.device:
             samples = self.stage.run(samples)
+        for stage in self.then:
+            samples = stage.run(samples)
         return to_batch(samples)
 
 
-def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]]) -> Callable[[dict], Iterator[dict]]:
+def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]], head: list[Stage]) -> Callable[[dict], Iterator[dict]]:
+    """Read tasks: samples in tar order, through the `head` CPU stages (decode) in batches, in the same task."""
+    size = max([st.resources.batch_size for st in head], default=1)
+
+    def rows(samples: list[Sample]) -> Iterator[dict]:
+        for st in head:
+            samples = st.run(samples)
+        for b in to_batch(samples)["sample"]:
+            yield {"sample": b}
+
     def read(row: dict) -> Iterator[dict]:
+        buf: list[Sample] = []
         for s in read_units(raw, row["input"], units_by_input[row["input"]]):
-            yield {"sample": to_batch([s])["sample"][0]}
+            buf.append(s)
+            if len(buf) >= size:
+                yield from rows(buf)
+                buf = []
+        if buf:
+            yield from rows(buf)
     return read
 
 
@@ -141,20 +161,32 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
     actors = sum(n for _, n in plan.values())
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    # each read task emits its input shard unit by unit, so ~2 units per task are in flight; the CPU stage
-    # right after it shares its compute and CPUs, so Ray Data fuses them: raw bytes never leave the task
-    read = {"compute": ray.data.TaskPoolStrategy(size=cfg.read_tasks), "num_cpus": stages[0].resources.cpus}
-    ds = ds.flat_map(_read_fn(raw, dict(groups)), **read)
-    for i, stage in enumerate(stages[:-1]):
-        r = stage.resources
+    # each read task emits its input shard unit by unit, so ~2 units per task are in flight. With actor pools
+    # (GPU stages), the CPU stages ride along with the tasks next to them: decode in the read task, layers in
+    # the saliency actor, and encode in the writer; each hop saved is a pickling round of every sample's pixels.
+    def ride_along(i: int) -> list[Stage]:
+        out = []
+        while plan and i < len(stages) - 1 and stages[i] not in plan and not isinstance(stages[i], ModelStage):
+            out.append(stages[i])
+            i += 1
+        return out
+
+    head = ride_along(0)
+    ds = ds.flat_map(_read_fn(raw, dict(groups), head), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
+    i = len(head)
+    while i < len(stages) - 1:
+        stage, r = stages[i], stages[i].resources
         if stage in plan:
+            tail = ride_along(i + 1)
             gpus, size = plan[stage]
-            ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg), batch_size=r.batch_size,
-                                batch_format="numpy", zero_copy_batch=True,
+            ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg, tuple(type(t) for t in tail)),
+                                batch_size=r.batch_size, batch_format="numpy", zero_copy_batch=True,
                                 **actor_pool_args(resources, gpus, size, actors, threads=2))
+            i += 1 + len(tail)
         else:
-            ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", zero_copy_batch=True,
-                                **(read if i == 0 else {"num_cpus": r.cpus}))
+            ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
+                                zero_copy_batch=True)
+            i += 1
     encode = stages[-1]  # a CPU stage (build_stages ends with it): it encodes and writes in one task
     ds = ds.map_batches(PartWriter(out, encode), batch_size=encode.resources.batch_size, batch_format="numpy",
                         num_cpus=encode.resources.cpus)
