@@ -2,7 +2,8 @@
 
 Saliency and inpainting take a fixed time per image on one simulated GPU (a machine-wide lock); the CPU
 stages are the real ones. A Ray cluster is started with `num_gpus=1` on this CPU machine, and each runner
-runs with the default settings. Printed per runner: the simulated GPU's busy fraction, end-to-end img/s,
+runs with the default settings. Printed per runner: the simulated GPU's busy fraction (whole run, and in
+steady state: from the first batch of the last model stage to start to the last batch), end-to-end img/s,
 its ratio to the simulated stages alone, and beside the busy fraction the bound the CPUs allow:
 
     bound = min(1, GPU s/sample x effective cores / CPU s/sample)
@@ -90,7 +91,10 @@ def run(runner: str, raw: Path, out: Path, cfg) -> dict:
     summary = synthesize(raw, out, cfg, runner=runner)
     t1 = time.time()
     spans = sim_backends.busy_intervals(log_dir)
-    first, last = min(a for _, a, _, _ in spans), max(b for _, _, b, _ in spans)
+    # steady state: from the first batch of the last model stage to start (all actors are up, the pipeline
+    # is full) to the last batch; the whole run's fraction (start-up included) is printed beside it
+    first = max(min(a for k, a, _, _ in spans if k == kind) for kind in {k for k, *_ in spans})
+    last = max(b for _, _, b, _ in spans)
     if os.environ.get("L2I_SIM_TIMELINE"):
         for kind, a, b, n in sorted(spans, key=lambda x: x[1]):
             print(f"  {kind:<9}{a - t0:8.2f}{b - t0:8.2f}{n:4d}")
