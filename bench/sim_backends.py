@@ -7,7 +7,7 @@ actor processes, as the real models share one device. Each batch appends its bus
 file, so the benchmark can compute the GPU's busy fraction after the run.
 
 Settings come from the environment (Ray workers inherit it from the driver that starts the cluster):
-    L2I_SIM_GPU='{"saliency_s": 0.004, "inpaint_s": 0.06, "batch_s": 0.0, "dir": "/tmp/l2i_sim"}'
+    L2I_SIM_GPU='{"saliency_s": 0.01, "inpaint_s": 0.2, "batch_s": 0.0, "dir": "/tmp/l2i_sim"}'
 seconds per image for each model, plus a fixed cost per batch; `dir` holds the lock and the busy log.
 Use as `--set saliency.backend=sim_backends:SimSaliency --set inpaint.backend=sim_backends:SimInpainter`
 with bench/ on PYTHONPATH (Ray workers inherit it from the driver that starts the cluster).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 ENV = "L2I_SIM_GPU"
-DEFAULTS = {"saliency_s": 0.004, "inpaint_s": 0.06, "batch_s": 0.0, "dir": "/tmp/l2i_sim_gpu"}
+DEFAULTS = {"saliency_s": 0.01, "inpaint_s": 0.2, "batch_s": 0.0, "dir": "/tmp/l2i_sim_gpu"}  # ~one H100
 
 
 def settings() -> dict:
