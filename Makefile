@@ -27,14 +27,13 @@ test-all: lint  ## lint, then every test including the slow ones (cluster, kill 
 demo: install  ## the whole job offline on CPU: download, synthesize, stats, contact sheet in demo_out/
 	$(BIN)/l2i demo --workdir demo_out
 
-bench: install  ## CPU throughput of each stage and of `l2i synthesize` vs a single-process loop; active labeling
+bench: install  ## CPU throughput of each stage, `l2i synthesize` on a simulated GPU (both runners); active labeling
 	$(BIN)/python bench/bench_synthesize.py
+	$(BIN)/python bench/bench_pipeline_sim.py
 	$(BIN)/python bench/bench_active.py
 
-bench-gpu: install  ## GPU benchmarks (ICON, SD2 inpainting, classifiers); needs CUDA
-	$(BIN)/python bench/bench_icon_gpu.py
-	$(BIN)/python bench/bench_sd2_gpu.py
-	$(BIN)/python bench/bench_classifiers.py --device cuda
+bench-gpu: install  ## every GPU benchmark in one run (SD2 + MFU, end to end both runners, ICON, classifiers); needs CUDA
+	PYTHON=$(BIN)/python bash bench/bench_gpu_all.sh
 
 lint: install  ## ruff, import-linter (dependencies point one way, see pyproject.toml), hadolint over infra/Dockerfile
 	$(BIN)/python -m ruff check l2i_pipeline stages classifiers annotations training tests bench infra

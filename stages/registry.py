@@ -8,6 +8,9 @@ in [0,1]]` (seeds: one per image, from the run seed and the key; every random dr
 Inpaint backend: `__init__(cfg: InpaintConfig, seed: int)`, `check()`, `setup()`,
 `inpaint(images, masks, keys) -> list[RGB uint8]` (masks: uint8 HxW, 255 = fill), `describe()`,
 `uses_gpu`. The stage pastes the original back outside the mask, so backends need not.
+
+Besides these names, either backend may be given by import path, `package.module:Class`, so users bring
+their own models; the class is checked against the protocol above before any work starts.
 """
 from __future__ import annotations
 
@@ -25,14 +28,25 @@ INPAINT = {
 }
 
 
+PROTOCOL = {"saliency": ("check", "setup", "predict", "describe"),
+            "inpaint": ("check", "setup", "inpaint", "describe")}
+
+
 def _load(table: dict[str, str], kind: str, name: str):
-    if name not in table:
-        raise ConfigError(f"unknown {kind}.backend {name!r}; choose one of {sorted(table)}")
-    module, cls = table[name].split(":")
+    if name not in table and ":" not in name:
+        raise ConfigError(f"unknown {kind}.backend {name!r}; choose one of {sorted(table)} "
+                          "or give an import path package.module:Class")
+    module, _, cls = table.get(name, name).partition(":")
     try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"{kind}.backend {name!r} is not available: {e}") from e
+        backend = getattr(importlib.import_module(module), cls)
+    except Exception as e:  # noqa: BLE001 - a missing module, a typo, or an error while importing it
+        raise ConfigError(f"{kind}.backend {name!r} is not available: {type(e).__name__}: {e}") from e
+    missing = [m for m in PROTOCOL[kind] if not callable(getattr(backend, m, None))]
+    missing += [] if isinstance(getattr(backend, "uses_gpu", None), bool) else ["uses_gpu (a bool)"]
+    if not isinstance(backend, type) or missing:
+        raise ConfigError(f"{kind}.backend {name!r} does not implement the {kind} backend protocol "
+                          f"(see stages/registry.py): missing {', '.join(missing) or 'a class'}")
+    return backend
 
 
 def saliency_backend(cfg):

@@ -30,8 +30,8 @@ class SaliencyConfig:
     variant: str = "ICON-R"  # icon: ICON-R | ICON-S | ICON-P
     weights: str | None = None  # icon: path to the official .weight file
     batch_size: int = 16
-    num_actors: int = 1  # actor pool size
-    num_gpus: float = 1.0  # per actor, only requested when the cluster has GPUs
+    num_actors: int | None = None  # actor pool size; None: one per GPU in the cluster (1 without GPUs)
+    num_gpus: float | None = None  # per actor, only when the cluster has GPUs; None: GPUs shared by the model stages
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -57,8 +57,8 @@ class InpaintConfig:
     compile: bool = False
     feather: int = 0  # pixels of feathered seam when pasting the original back
     batch_size: int = 8
-    num_actors: int = 1
-    num_gpus: float = 1.0
+    num_actors: int | None = None  # as for saliency
+    num_gpus: float | None = None
     device: str = "auto"
 
 
@@ -89,6 +89,8 @@ class Config:
         """Every numeric key within RANGES, every device/dtype a known name; else ConfigError naming the key."""
         for key, (lo, hi) in RANGES.items():
             v = self.get(key)
+            if v is None and key.endswith(("num_actors", "num_gpus")):
+                continue  # unset: derived from the cluster's resources
             if not (lo <= v <= hi):  # false for nan too
                 raise ConfigError(f"config key {key!r} = {v!r}: allowed {_span(lo, hi)}")
         if self.layers.min_area >= self.layers.max_area:

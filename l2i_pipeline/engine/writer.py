@@ -75,13 +75,19 @@ def write_parts(out: Store, samples: list[Sample]) -> list[dict[str, Any]]:
 
 
 class PartWriter:
-    """The pipeline's last Ray Data stage: encoded samples in, part records out (no pixels go back)."""
+    """The pipeline's last Ray Data stage: encoded samples in, part records out (no pixels go back).
 
-    def __init__(self, out: Store):
+    With `stage` (the encode stage), the same task encodes and writes: the pixels are not pickled once
+    more and handed to another task just to be written.
+    """
+
+    def __init__(self, out: Store, stage: Any = None):
         self.out = out
+        self.stage = stage
 
     def __call__(self, batch: dict) -> dict:
-        records = write_parts(self.out, from_batch(batch))
+        samples = from_batch(batch)
+        records = write_parts(self.out, self.stage.run(samples) if self.stage is not None else samples)
         return {"unit": np.array([r["unit"] for r in records], dtype=object),
                 "part": np.array([r["part"] for r in records], dtype=object),
                 "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object),
