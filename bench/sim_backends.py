@@ -69,7 +69,7 @@ class SimSaliency:
     def setup(self) -> None:
         self.gpu = SimGpu("saliency")
 
-    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, images: list[np.ndarray], seeds: list[int] | None = None) -> list[np.ndarray]:
         # like ICON: to float, normalise, "run", then a full-size float mask comes back
         inputs = [(im.astype(np.float32) / 255.0 - 0.45) / 0.225 for im in images]
         self.gpu.run(len(images))

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.ray("job", "submit", "--address", cluster.dashboard, "--submission-id", job_id, "--no-wait",
                     "--working-dir", str(ROOT), "--runtime-env", str(ROOT / "infra" / "runtime_env.yaml"),
                     "--", "python", "-m", "l2i_pipeline.cli", "demo", "--workdir", str(workdir / "job"),
-                    "--runner", "ray", "--raw-shard-size", "10")
+                    "--runner", "ray", "--raw-shard-size", "10", "--no-training")
         status = follow(cluster, job_id, args.timeout)
         logs = cluster.ray("job", "logs", job_id, "--address", cluster.dashboard, check=False)
         logs = ANSI.sub("", logs)
