@@ -60,7 +60,9 @@ class LocalCluster:
         token.chmod(0o600)
         self.env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-        for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set by the test suite for in-process clusters) makes `ray start
+        # --address` refuse to join; these nodes are pinned to 127.0.0.1 by --node-ip-address instead
+        for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
             self.env.pop(var, None)
 
     def _node_args(self, i: int) -> list[str]:
