@@ -28,7 +28,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
     check_output(args.output)
     try:
         summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
-                             num_cpus=args.num_cpus, storage_options=args.storage_options)
+                             num_cpus=args.num_cpus, storage_options=args.storage_options,
+                             overwrite=args.overwrite)
     except ShardsFailed as e:
         print_summary(e.summary)
         return 1
@@ -52,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "(file://, s3://, gs://, any fsspec protocol)")
     p.add_argument("--output", required=True, help="L2I(U) output: a path or a URL")
     add_storage_options_arg(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo what another input, changed input shards or other settings made in --output "
+                        "(default: such a rerun is refused, naming what differs)")
     add_config_args(p)
     p.add_argument("--runner", choices=["ray", "local"], default="ray",
                    help="ray (default): Ray Data pipeline; local: one process, for debugging")

@@ -17,7 +17,7 @@ from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
-from l2i_pipeline.core.shards import plan_units
+from l2i_pipeline.core.shards import MARKER, complete_shards, plan_units
 from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
@@ -34,23 +34,50 @@ class ShardsFailed(RuntimeError):
                          "rerun the same command to redo them")
 
 
-def write_run_json(out: Store, cfg: Config, raw: Store, runner: str) -> None:
-    """Record what the output is made from; a rerun with other output-affecting settings is refused."""
-    new = {"config": cfg.to_dict(), "versions": versions(), "input": raw.url, "runner": runner,
+def input_fingerprint(raw: Store) -> dict[str, list[int]]:
+    """{input shard: [tar size, parquet size]} from one listing: what each output shard was made from."""
+    listing = raw.list()
+    return {n[:-4]: [size, listing.get(n[:-4] + ".parquet", -1)] for n, size in listing.items() if n.endswith(".tar")}
+
+
+def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: bool = False) -> None:
+    """Record what the output is made from (config, input URL, input shard fingerprints). A rerun that
+    would mix provenances is refused with the differing item named; with `overwrite` the affected shards
+    lose their markers and are redone. New input shards (a download that went on) are simply added."""
+    new = {"config": cfg.to_dict(), "versions": versions(), "input": raw.url,
+           "input_shards": input_fingerprint(raw), "runner": runner,
            "command": [a for a in sys.argv if "storage-options" not in a and not a.startswith("{")],
            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node()}
     if out.exists("run.json"):
         old = json.loads(out.get("run.json"))
         diff = differing_keys(output_affecting(old.get("config", {})), output_affecting(new["config"]))
-        if diff:
-            raise ConfigError(f"{out.url} was started with different settings ({', '.join(diff)} differ; see "
-                              f"{out.url_of('run.json')}); resume with the same settings or write elsewhere")
+        changed = [n for n, fp in old.get("input_shards", {}).items() if new["input_shards"].get(n, fp) != fp]
+        stale: list[str] | None = None  # input shards whose outputs must be redone (None: all of them)
+        if diff or old.get("input") != raw.url:
+            what = (f"settings ({', '.join(diff)} differ)" if diff else
+                    f"another input ({old.get('input')}, this run names {raw.url})")
+            if not overwrite:
+                raise ConfigError(f"{out.url} was made with {what}; see {out.url_of('run.json')}. Resume with the "
+                                  "same settings and input, write elsewhere, or redo it all with --overwrite")
+        elif changed:
+            if not overwrite:
+                raise ConfigError(f"input shard(s) {', '.join(changed[:5])} of {raw.url} changed since {out.url} was "
+                                  "made from them; redo their output shards with --overwrite, or write elsewhere")
+            stale = changed
+        else:
+            stale = []
+        if stale is None or stale:
+            for name in complete_shards(out):
+                if stale is None or name.rsplit("_", 1)[0] in stale:
+                    out.delete(f"{name}{MARKER}")  # unmarked: redone, its files overwritten
+            log.warning("--overwrite: redoing %s", "every output shard" if stale is None else f"the shards of {stale}")
         new["previous_runs"] = old.get("previous_runs", []) + [{k: old.get(k) for k in ("started", "runner")}]
     out.put("run.json", json.dumps(new, indent=2, default=str).encode())
 
 
 def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray_address: str | None = None,
-               num_cpus: int | None = None, storage_options: dict | str | None = None) -> dict:
+               num_cpus: int | None = None, storage_options: dict | str | None = None,
+               overwrite: bool = False) -> dict:
     """Process every pending unit; returns a summary with counts by status and reason.
 
     Raises ShardsFailed (after writing everything it could) when some planned shard was not written.
@@ -58,11 +85,13 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
     if not raw.exists():
         raise NotFound(f"input not found: {raw.url}")
+    if out.url == raw.url or out.url.startswith(raw.url + "/"):
+        raise ConfigError(f"--output {out.url} is (inside) --input {raw.url}; write the L2I shards elsewhere")
     check_backends(cfg)
     out.check_writable()
     t0 = time.time()
     with output_lock(out, "synthesize"):
-        write_run_json(out, cfg, raw, runner)
+        write_run_json(out, cfg, raw, runner, overwrite)
         out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
         out.delete_tree(PARTS)
         units, done = plan_units(raw, out, cfg.output_shard_size)

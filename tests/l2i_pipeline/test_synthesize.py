@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from PIL import Image
+from rawshards import make_rows, write_raw_shard
 
 from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.shards import MEMBERS, list_output_shards, read_output_index
@@ -72,7 +73,7 @@ def test_rerun_skips_complete_and_redoes_partial_shards(raw_dir, tmp_path):
 def test_changed_config_on_existing_output_is_refused(raw_dir, tmp_path):
     out = tmp_path / "l2i"
     synthesize(raw_dir, out, load_config(None, CFG), runner="local")
-    with pytest.raises(ConfigError, match="different settings .layers.threshold differ"):
+    with pytest.raises(ConfigError, match=r"made with settings \(layers.threshold differ\)"):
         synthesize(raw_dir, out, load_config(None, CFG + ["layers.threshold=0.3"]), runner="local")
     # speed-only settings may change on resume
     synthesize(raw_dir, out, load_config(None, CFG + ["saliency.batch_size=2"]), runner="local")
@@ -119,3 +120,27 @@ def test_unknown_backend_and_missing_input_fail_fast(tmp_path, raw_dir):
     with pytest.raises(FileNotFoundError):
         synthesize(tmp_path / "missing", tmp_path / "o2", load_config(None, CFG), runner="local")
     shutil.rmtree(tmp_path / "o2", ignore_errors=True)
+
+
+def test_reruns_that_would_mix_provenances_are_refused_or_redone_with_overwrite(raw_dir, tmp_path):
+    """Another --input, a changed input shard, or an output inside the input: refused, naming what differs;
+    --overwrite redoes the affected shards; a new input shard (a download that went on) is simply added."""
+    from l2i_pipeline.core.shards import complete_shards
+
+    out, cfg = tmp_path / "l2i", load_config(None, CFG)
+    synthesize(raw_dir, out, cfg, runner="local")
+    other = tmp_path / "raw2"
+    shutil.copytree(raw_dir, other)
+    with pytest.raises(ConfigError, match=f"another input \\({raw_dir}, this run names {other}\\)"):
+        synthesize(other, out, cfg, runner="local")
+    assert synthesize(other, out, cfg, runner="local", overwrite=True)["shards_written"] == len(complete_shards(out))
+    with pytest.raises(ConfigError, match="is \\(inside\\) --input"):
+        synthesize(other, other / "l2i", cfg, runner="local")
+    write_raw_shard(other, "00001", make_rows(6, shard=1))  # rewritten in place: one more row
+    with pytest.raises(ConfigError, match="input shard\\(s\\) 00001 of .* changed"):
+        synthesize(other, out, cfg, runner="local")
+    summary = synthesize(other, out, cfg, runner="local", overwrite=True)
+    assert summary["shards_skipped"] == 2 and summary["shards_written"] == 2  # only 00001's shards redone
+    write_raw_shard(other, "00002", make_rows(3, shard=2))  # a new input shard: added, nothing redone
+    summary = synthesize(other, out, cfg, runner="local")
+    assert summary["shards_written"] == 1 and summary["shards_skipped"] == 4
