@@ -124,5 +124,8 @@ def test_absent_credentials_are_one_clear_error(s3_server, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    with pytest.raises(StorageError, match="cannot write to s3://.*Unable to locate credentials"):
-        open_store(f"s3://{bucket}/out").check_writable()
+    try:
+        with pytest.raises(StorageError, match="cannot write to s3://.*Unable to locate credentials"):
+            open_store(f"s3://{bucket}/out").check_writable()
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()  # the credential-less one must not serve later tests
