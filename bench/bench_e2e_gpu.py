@@ -27,8 +27,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent), str(BENCH.parent / "tests")]
 
 import torch  # noqa: E402
 from bench_sd2_gpu import build_pipeline, inputs  # noqa: E402
-from bench_synthesize import photo_variants  # noqa: E402
-from rawshards import make_rows, write_raw_shard  # noqa: E402
+from bench_synthesize import write_photo_shards  # noqa: E402
 
 from l2i_pipeline.core.config import InpaintConfig, load_config  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
@@ -101,14 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="l2i_e2e_gpu_"))
     icon, sd2 = make_models(tmp)
-    shards = 4
-    per = args.images // shards
-    images = photo_variants(per * shards)
-    for s in range(shards):
-        rows = make_rows(per, shard=s)
-        for r, data in zip(rows, images[s * per:(s + 1) * per]):
-            r["image"] = data
-        write_raw_shard(tmp / "raw", f"{s:05d}", rows)
+    write_photo_shards(tmp / "raw", args.images, shards=4)
     overrides = ["saliency.backend=icon", f"saliency.weights={icon}", "inpaint.backend=sd2", f"inpaint.model={sd2}",
                  f"inpaint.steps={args.steps}", "output_shard_size=32", *args.set]
     cfg = load_config(None, overrides)

@@ -31,8 +31,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent), str(BENCH.parent / "tests")]
 os.environ["PYTHONPATH"] = os.pathsep.join([*sys.path[:3], os.environ.get("PYTHONPATH", "")])  # Ray workers too
 import sim_backends  # noqa: E402
-from bench_synthesize import photo_variants  # noqa: E402
-from rawshards import make_rows, write_raw_shard  # noqa: E402
+from bench_synthesize import write_photo_shards  # noqa: E402
 
 from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
@@ -120,13 +119,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     os.environ[sim_backends.ENV] = json.dumps({"saliency_s": args.saliency_s, "inpaint_s": args.inpaint_s,
                                                "batch_s": args.batch_s, "dir": str(work / "gpu")})
-    per = args.images // args.shards
-    images = photo_variants(per * args.shards)
-    for s in range(args.shards):
-        rows = make_rows(per, shard=s)
-        for r, data in zip(rows, images[s * per:(s + 1) * per]):
-            r["image"] = data
-        write_raw_shard(work / "raw", f"{s:05d}", rows)
+    write_photo_shards(work / "raw", args.images, args.shards)
     cfg = load_config(None, [f"resolution={args.resolution}", f"output_shard_size={args.shard_size}", *SIM])
 
     load = os.getloadavg()

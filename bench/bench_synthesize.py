@@ -50,6 +50,18 @@ def photo_variants(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
+
+def write_photo_shards(raw: Path, images: int, shards: int) -> int:
+    """`shards` raw shards of photo variants (the benchmarks' shared input); returns the images written."""
+    per = images // shards
+    data = photo_variants(per * shards)
+    for s in range(shards):
+        rows = make_rows(per, shard=s)
+        for r, img in zip(rows, data[s * per:(s + 1) * per]):
+            r["image"] = img
+        write_raw_shard(raw, f"{s:05d}", rows)
+    return per * shards
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=200)
@@ -60,14 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="l2i_bench_"))
     shutil.rmtree(work, ignore_errors=True)
-    per = args.images // args.shards
-    images = photo_variants(per * args.shards)
-    for s in range(args.shards):
-        rows = make_rows(per, shard=s)
-        for r, data in zip(rows, images[s * per:(s + 1) * per]):
-            r["image"] = data
-        write_raw_shard(work / "raw", f"{s:05d}", rows)
-    n = per * args.shards
+    n = write_photo_shards(work / "raw", args.images, args.shards)
     overrides = [f"resolution={args.resolution}", "output_shard_size=25"]
     cfg = load_config(None, overrides)
     print(f"{n} images in {args.shards} raw shards; resolution {args.resolution}; {os.cpu_count()} CPUs")
