@@ -69,8 +69,7 @@ def calibrate(raw: Path, work: Path, cfg) -> dict:
         stage.setup()
         stage._ready = True
         t, w = time.process_time(), time.perf_counter()
-        bs = stage.resources.batch_size
-        samples = [x for i in range(0, len(samples), bs) for x in stage.run(samples[i:i + bs])]
+        samples = stage.run_all(samples)
         cpu[stage.name] = (time.process_time() - t) / n
         if getattr(getattr(stage, "backend", None), "uses_gpu", False):
             gpu_wall += time.perf_counter() - w

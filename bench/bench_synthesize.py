@@ -86,8 +86,7 @@ def main() -> None:
         stage.setup()
         stage._ready = True
         t, c = time.perf_counter(), time.process_time()
-        bs = stage.resources.batch_size
-        samples = [x for i in range(0, len(samples), bs) for x in stage.run(samples[i:i + bs])]
+        samples = stage.run_all(samples)
         dt, cpu[stage.name] = time.perf_counter() - t, time.process_time() - c
         print(f"{stage.name:<10}{len(samples) / dt:>10.1f}{1000 * dt / len(samples):>10.1f}"
               f"{1000 * cpu[stage.name] / len(samples):>10.1f}")

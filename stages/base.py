@@ -52,6 +52,11 @@ class Stage(ABC):
             self._ready = True
         return self.process(samples)
 
+    def run_all(self, samples: list[Sample]) -> list[Sample]:
+        """Every sample through this stage in batches of its declared batch size (single-process use)."""
+        bs = self.resources.batch_size
+        return [x for i in range(0, len(samples), bs) for x in self.run(samples[i:i + bs])]
+
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         return to_batch(self.run(from_batch(batch)))
 
