@@ -16,9 +16,13 @@ run() { local name=$1; shift; echo "== $name: $*"; "$PY" "$@" 2>&1 | tee "$OUT/$
 if [[ -n "${QUICK:-}" ]]; then
   run sd2 bench/bench_sd2_gpu.py --no-naive --dtypes fp16,bf16 --compile off --batches 8,32
   run sd2_compile bench/bench_sd2_gpu.py --no-naive --dtypes bf16 --compile on --batches 32
+  run sd2_graphs bench/bench_sd2_gpu.py --no-naive --dtypes bf16 --compile on --compile-mode reduce-overhead --batches 32
+  run sd2_vae bench/bench_sd2_gpu.py --no-naive --dtypes bf16 --compile off --vae-batch 8 --batches 48
   run e2e bench/bench_e2e_gpu.py --images 64
 else
   run sd2 bench/bench_sd2_gpu.py --batches 1,8,16,32,48,64 --iters 2
+  run sd2_graphs bench/bench_sd2_gpu.py --no-naive --dtypes fp16,bf16 --compile on --compile-mode reduce-overhead --batches 32,48
+  run sd2_vae bench/bench_sd2_gpu.py --no-naive --dtypes bf16 --compile both --vae-batch 8 --batches 48,64,96
   run e2e bench/bench_e2e_gpu.py --images 256
   run icon bench/bench_icon_gpu.py
   run classifiers bench/bench_classifiers.py --device cuda

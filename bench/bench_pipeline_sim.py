@@ -2,9 +2,11 @@
 
 Saliency and inpainting take a fixed time per image on one simulated GPU (a machine-wide lock); the CPU
 stages are the real ones. A Ray cluster is started with `num_gpus=1` on this CPU machine, and each runner
-runs with the default settings. Printed per runner: the simulated GPU's busy fraction (whole run, and in
-steady state: from the first batch of the last model stage to start to the last batch), end-to-end img/s,
-its ratio to the simulated stages alone, and beside the busy fraction the bound the CPUs allow:
+runs with the default settings (Ray: on the started cluster, see warm()). Printed per runner: for the
+whole run, end-to-end img/s, its ratio to the simulated stages alone, the simulated GPU's busy fraction,
+and the seconds before the first and after the last GPU batch (start-up, finalizing); in steady state (from
+the first batch of the last model stage to start to the last batch), img/s and the busy fraction, beside
+the bound the CPUs allow:
 
     bound = min(1, GPU s/sample x effective cores / CPU s/sample)
 
@@ -82,6 +84,20 @@ def calibrate(raw: Path, work: Path, cfg) -> dict:
             "n": n}
 
 
+def warm(ray) -> None:
+    """Wait until the new cluster's worker processes and Ray Data's own actors (stats, autoscaling) are up,
+    as a job submitted to a running cluster finds them: their boot (~3 s each on this machine) is the
+    cluster's start, not the job's. The job's own start-up (its actors, its first batch) stays timed."""
+    nap = ray.remote(num_cpus=1)(_nap)
+    ray.get([nap.remote(0.5) for _ in range(os.cpu_count() or 1)])
+    ray.data.range(4, override_num_blocks=2).map_batches(lambda b: b).take_all()
+    time.sleep(1.0)
+
+
+def _nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def run(runner: str, raw: Path, out: Path, cfg) -> dict:
     log_dir = Path(sim_backends.settings()["dir"])
     (log_dir / "busy.log").unlink(missing_ok=True)
@@ -96,9 +112,12 @@ def run(runner: str, raw: Path, out: Path, cfg) -> dict:
     if os.environ.get("L2I_SIM_TIMELINE"):
         for kind, a, b, n in sorted(spans, key=lambda x: x[1]):
             print(f"  {kind:<9}{a - t0:8.2f}{b - t0:8.2f}{n:4d}")
+    last_kind = max({k for k, *_ in spans}, key=lambda kind: min(a for k, a, _, _ in spans if k == kind))
+    steady_n = sum(n for k, a, _, n in spans if k == last_kind and a >= first)
     return {"samples": summary["samples"], "seconds": t1 - t0, "ips": summary["samples"] / (t1 - t0),
             "busy": sim_backends.busy_fraction(spans, t0, t1),
-            "busy_steady": sim_backends.busy_fraction(spans, first, last)}
+            "busy_steady": sim_backends.busy_fraction(spans, first, last), "ips_steady": steady_n / (last - first),
+            "start": min(a for _, a, _, _ in spans) - t0, "tail": t1 - last}
 
 
 def main() -> None:
@@ -137,17 +156,21 @@ def main() -> None:
 
     import ray
 
-    print(f"\n{'runner':<7}{'img/s':>8}{'/alone':>8}{'busy':>7}{'steady':>8}{'bound':>7}{'steady/bound':>13}")
+    print(f"\n{'':<7}{'---- whole run ----':>26}{'------- steady state -------':>36}")
+    print(f"{'runner':<7}{'img/s':>8}{'/alone':>8}{'busy':>7}{'start s':>9}{'tail s':>8}{'img/s':>8}{'busy':>7}"
+          f"{'bound':>7}{'busy/bound':>11}")
     for runner in args.runners.split(","):
         if runner == "ray":
             ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False,
                      logging_level="WARNING", log_to_driver=False)
+            warm(ray)
         try:
             r = run(runner, work / "raw", work / f"out_{runner}", cfg)
         finally:
             ray.shutdown()
-        print(f"{runner:<7}{r['ips']:>8.2f}{r['ips'] / cal['stage_alone_ips']:>8.2f}{r['busy']:>7.2f}"
-              f"{r['busy_steady']:>8.2f}{bound:>7.2f}{r['busy_steady'] / bound:>13.2f}", flush=True)
+        print(f"{runner:<7}{r['ips']:>8.2f}{r['ips'] / cal['stage_alone_ips']:>8.2f}{r['busy']:>7.2f}{r['start']:>9.1f}"
+              f"{r['tail']:>8.1f}{r['ips_steady']:>8.2f}{r['busy_steady']:>7.2f}{bound:>7.2f}"
+              f"{r['busy_steady'] / bound:>11.2f}", flush=True)
     print(f"(load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
     shutil.rmtree(work, ignore_errors=True)
 

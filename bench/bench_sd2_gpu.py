@@ -142,9 +142,10 @@ def time_naive(pipe, device: str, size: int, steps: int, iters: int) -> float:
 
 
 def time_ours(pipe, device: str, size: int, steps: int, iters: int, batch: int, dtype: str,
-              compile_: bool) -> tuple[float, int, float]:
+              compile_: bool, mode: str = "default", vae_batch: int | None = None) -> tuple[float, int, float]:
     """(b): our backend on `batch` images per call. Returns images/s, batch actually used, peak GiB."""
-    cfg = InpaintConfig(backend="sd2", steps=steps, dtype=dtype, compile=compile_, batch_size=batch, device=device)
+    cfg = InpaintConfig(backend="sd2", steps=steps, dtype=dtype, compile=compile_, compile_mode=mode,
+                        vae_batch_size=vae_batch, batch_size=batch, device=device)
     inp = Sd2Inpainter(cfg, seed=0)
     if compile_:
         torch._dynamo.reset()  # a fresh graph per configuration, compiled for this batch size only
@@ -173,6 +174,9 @@ def main() -> None:
     ap.add_argument("--batches", default=None, help="comma list (default 1,8,16,32)")
     ap.add_argument("--dtypes", default=None, help="comma list of fp16,bf16,fp32 (default fp16,bf16)")
     ap.add_argument("--compile", choices=["off", "on", "both"], default=None, help="default both")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode for the compiled rows (reduce-overhead: CUDA graphs)")
+    ap.add_argument("--vae-batch", type=int, default=None, help="inpaint.vae_batch_size (default: whole batch)")
     ap.add_argument("--iters", type=int, default=1, help="timed calls per configuration")
     ap.add_argument("--size", type=int, default=512, help="image side in pixels")
     ap.add_argument("--device", default="cuda")
@@ -212,13 +216,14 @@ def main() -> None:
             for compile_ in compiles:
                 for batch in batches:
                     rate, used, peak = time_ours(pipe, args.device, args.size, steps, args.iters, batch, dtype,
-                                                 compile_)
+                                                 compile_, args.compile_mode, args.vae_batch)
                     ratio = f"{rate / naive:6.2f}x" if naive else "   n/a"
                     rows.append((dtype, compile_, batch, used, rate, ratio, peak))
                     log.info("(b) ours %s compile=%s batch %d: %.3f images/s (%s of naive), peak %.1f GiB",
                              dtype, compile_, batch, rate, ratio.strip(), peak)
 
-    print(f"\nSD2 inpainting, {args.size}x{args.size}, {steps} steps, random weights")
+    print(f"\nSD2 inpainting, {args.size}x{args.size}, {steps} steps, random weights; compile mode "
+          f"{args.compile_mode}, VAE batch {args.vae_batch or 'whole'}")
     if naive:
         print(f"(a) naive pipeline call ({naive_dtype}, batch 1, guidance 7.5): {naive:.3f} images/s")
     print(f"{flops / 1e12:.1f} TFLOP per image (FlopCounterMode); MFU against {device_peak / 1e12:.0f} TFLOP/s"

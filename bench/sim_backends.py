@@ -59,6 +59,7 @@ class SimGpu:
 
 class SimSaliency:
     uses_gpu = True
+    thread_safe = True  # only the "device" time holds the lock; the pixel work before and after does not
 
     def __init__(self, cfg, seed: int = 0):
         self.cfg = cfg
@@ -87,6 +88,7 @@ class SimSaliency:
 
 class SimInpainter:
     uses_gpu = True
+    thread_safe = True
 
     def __init__(self, cfg, seed: int = 0):
         self.cfg = cfg

@@ -28,7 +28,7 @@ class Resources:
     cpus: float = 1.0
     gpus: float | None = 0.0  # per actor; the runner asks for it only when the cluster has GPUs; None: its share
     batch_size: int = 16
-    num_actors: int | None = 0  # 0: a stateless CPU task; >= 1: an actor pool of that size; None: one per GPU
+    num_actors: int | None = 0  # 0: a stateless CPU task; else in the device actors (>= 1: pool size; None: per GPU)
 
 
 class Stage(ABC):
@@ -90,7 +90,7 @@ class PerSampleStage(Stage):
 
 
 class ModelStage(Stage):
-    """A stage around a config-selected backend: an actor pool when the backend uses a GPU, else tasks."""
+    """A stage around a config-selected backend: in the device actors when it uses a GPU, else in tasks."""
 
     section = ""  # the config section naming the backend: "saliency" | "inpaint"
 
@@ -103,6 +103,11 @@ class ModelStage(Stage):
         actors = c.num_actors if backend.uses_gpu else 0
         self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
         self.describe: dict = {}
+
+    @property
+    def thread_safe(self) -> bool:
+        """The backend guards its own device section (registry.py), so batches may share the stage."""
+        return getattr(self.backend, "thread_safe", False) is True
 
     def setup(self) -> None:
         self.backend.setup()

@@ -10,6 +10,7 @@ to the input size.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import cv2
@@ -30,6 +31,7 @@ def _model_size(h: int, w: int) -> tuple[int, int]:
 
 class Sd2Inpainter:
     uses_gpu = True
+    thread_safe = True  # the sampling loop runs under self._device; resizing and conversions beside it
 
     def __init__(self, cfg: InpaintConfig, seed: int):
         self.cfg = cfg
@@ -37,6 +39,7 @@ class Sd2Inpainter:
         self.batch_size = cfg.batch_size  # halved on CUDA out-of-memory, then kept for the actor's life
         self.pipe: Any = None
         self.unet: Any = None
+        self.decode: Any = None
         self.embeds: torch.Tensor | None = None
         self.device: torch.device | None = None
 
@@ -82,8 +85,12 @@ class Sd2Inpainter:
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
         self.pipe = pipe
-        self.unet = torch.compile(pipe.unet) if self.cfg.compile else pipe.unet
+        self.unet, self.decode = pipe.unet, pipe.vae.decode
+        if self.cfg.compile:  # the UNet runs `steps` times per batch, the VAE decoder once: both compiled
+            self.unet = torch.compile(pipe.unet, mode=self.cfg.compile_mode)
+            self.decode = torch.compile(pipe.vae.decode, mode=self.cfg.compile_mode)
         self.embeds = sd2.empty_prompt_embedding(pipe, self.device)
+        self._device = threading.Lock()
 
     def inpaint(self, images: list[np.ndarray], masks: list[np.ndarray], keys: list[str]) -> list[np.ndarray]:
         """Fill masks (uint8 HxW, 255 = fill) of RGB uint8 images; one output per input, same size."""
@@ -131,8 +138,9 @@ class Sd2Inpainter:
         mask01 = torch.from_numpy(np.stack([self._resize(m, h, w, cv2.INTER_NEAREST) >= 128 for m in masks]))
         mask01 = mask01[:, None].float()
         generators = [torch.Generator("cpu").manual_seed(sample_seed(k, self.seed)) for k in keys]
-        out01 = sd2.inpaint_single_pass(self.pipe, self.unet, image01, mask01, self.embeds, generators,
-                                        self.cfg.steps)
+        with self._device:
+            out01 = sd2.inpaint_single_pass(self.pipe, self.unet, image01, mask01, self.embeds, generators,
+                                            self.cfg.steps, self.cfg.vae_batch_size, self.decode)
         out = (out01.numpy() * 255.0).round().astype(np.uint8)
         return [self._resize(o, im.shape[0], im.shape[1], cv2.INTER_CUBIC) for o, im in zip(out, images)]
 

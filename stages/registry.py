@@ -9,6 +9,10 @@ Inpaint backend: `__init__(cfg: InpaintConfig, seed: int)`, `check()`, `setup()`
 `inpaint(images, masks, keys) -> list[RGB uint8]` (masks: uint8 HxW, 255 = fill), `describe()`,
 `uses_gpu`. The stage pastes the original back outside the mask, so backends need not.
 
+Optional on both: `thread_safe = True` when the backend may be called from several threads at once
+because it holds its own lock around the device section only; the runners then overlap one batch's CPU
+pre/post work with another batch's device time. Without it, calls into the backend are serialised.
+
 Besides these names, either backend may be given by import path, `package.module:Class`, so users bring
 their own models; the class is checked against the protocol above before any work starts.
 """

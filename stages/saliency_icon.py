@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 class IconBackend:
     uses_gpu = True
+    thread_safe = True  # IconSaliency runs only the forward pass under its lock
 
     def __init__(self, cfg: SaliencyConfig):
         self.cfg = cfg

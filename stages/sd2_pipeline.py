@@ -147,11 +147,16 @@ def inpaint_single_pass(
     embeds: torch.Tensor,
     generators: list[torch.Generator],
     steps: int,
+    vae_batch: int | None = None,
+    decode: Any = None,
 ) -> torch.Tensor:
     """Inpaint a batch with the empty prompt, one UNet call per step.
 
     image01: (B, 3, H, W) float in [0, 1]; mask01: (B, 1, H, W), 1 = fill; H, W multiples of 8.
     `unet` is pipe.unet or a compiled wrapper of it. Returns (B, H, W, 3) float32 numpy-ready, in [0, 1].
+    `vae_batch` decodes the latents that many at a time: the decoder's activations at 512 px are several
+    times the UNet's, so a chunked decode lets a larger UNet batch fit. `decode`: pipe.vae.decode or a
+    compiled wrapper of it.
     The calls below mirror StableDiffusionInpaintPipeline.__call__ at strength 1 in order, so each
     sample's generator is consumed exactly as the pipeline would consume it.
     """
@@ -174,5 +179,7 @@ def inpaint_single_pass(
         model_in = torch.cat([scheduler.scale_model_input(latents, t), mask, masked_latents], dim=1)
         noise_pred = unet(model_in, t, encoder_hidden_states=cond, return_dict=False)[0]
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
-    decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    latents = latents / pipe.vae.config.scaling_factor
+    decode = decode or pipe.vae.decode
+    decoded = torch.cat([decode(z, return_dict=False)[0] for z in latents.split(vae_batch or b)])
     return pipe.image_processor.postprocess(decoded, output_type="pt").float().permute(0, 2, 3, 1).cpu()

@@ -30,8 +30,9 @@ class SaliencyConfig:
     variant: str = "ICON-R"  # icon: ICON-R | ICON-S | ICON-P
     weights: str | None = None  # icon: path to the official .weight file
     batch_size: int = 16
-    num_actors: int | None = None  # actor pool size; None: one per GPU in the cluster (1 without GPUs)
-    num_gpus: float | None = None  # per actor, only when the cluster has GPUs; None: GPUs shared by the model stages
+    # Ray: every model stage lives in the same device actors (engine/runner.py), so these size that pool:
+    num_actors: int | None = None  # device actors; the largest set wins; None: one per GPU (1 without GPUs)
+    num_gpus: float | None = None  # this model's GPU share per actor (summed); None: what is left of one GPU
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -54,7 +55,9 @@ class InpaintConfig:
     scheduler: str | None = None  # sd2: diffusers scheduler class name; None keeps the model's own
     guidance_scale: float = 7.5  # sd2: irrelevant with the empty prompt (see stages/inpaint_sd2.py)
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp16 | bf16 | fp32
-    compile: bool = False
+    compile: bool = False  # sd2: torch.compile the UNet and the VAE decoder (same output; the first batch compiles)
+    compile_mode: str = "default"  # sd2: torch.compile mode; "reduce-overhead" replays CUDA graphs
+    vae_batch_size: int | None = None  # sd2: decode latents this many at a time (None: the whole batch)
     feather: int = 0  # pixels of feathered seam when pasting the original back
     batch_size: int = 8
     num_actors: int | None = None  # as for saliency
@@ -67,8 +70,8 @@ class ScoreConfig:
     mask_classifier: str | None = None  # checkpoint of `l2i classifiers train --task mask`
     inpaint_classifier: str | None = None
     batch_size: int = 64
-    num_actors: int = 1
-    num_gpus: float = 0.25
+    num_actors: int | None = None  # as for saliency: the classifiers ride in the same device actors
+    num_gpus: float | None = None
     device: str = "auto"
 
 
@@ -89,8 +92,8 @@ class Config:
         """Every numeric key within RANGES, every device/dtype a known name; else ConfigError naming the key."""
         for key, (lo, hi) in RANGES.items():
             v = self.get(key)
-            if v is None and key.endswith(("num_actors", "num_gpus")):
-                continue  # unset: derived from the cluster's resources
+            if v is None and key.endswith(("num_actors", "num_gpus", "vae_batch_size")):
+                continue  # unset: derived from the cluster's resources (the batch, for the VAE)
             if not (lo <= v <= hi):  # false for nan too
                 raise ConfigError(f"config key {key!r} = {v!r}: allowed {_span(lo, hi)}")
         if self.layers.min_area >= self.layers.max_area:
@@ -100,6 +103,9 @@ class Config:
                 raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
         if self.inpaint.dtype not in DTYPES:
             raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
+        if self.inpaint.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"config key 'inpaint.compile_mode' = {self.inpaint.compile_mode!r}: "
+                              f"allowed {', '.join(COMPILE_MODES)}")
         return self
 
     def get(self, dotted: str) -> Any:
@@ -139,6 +145,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "inpaint.guidance_scale": (0.0, 100.0),
     "inpaint.feather": (0, 256),
     "inpaint.batch_size": (1, 4096),
+    "inpaint.vae_batch_size": (1, 4096),
     "inpaint.num_actors": (1, 4096),
     "inpaint.num_gpus": (0.0, 8.0),
     "score.batch_size": (1, 65536),
@@ -147,6 +154,7 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def config_help() -> str:
@@ -158,6 +166,7 @@ def config_help() -> str:
     for key in ("saliency.device", "inpaint.device", "score.device"):
         lines.append(f"  {key} = {defaults.get(key)!r}  (auto, cpu, cuda, cuda:N)")
     lines.append(f"  inpaint.dtype = {defaults.inpaint.dtype!r}  ({', '.join(DTYPES)})")
+    lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
     lines.append("  saliency.backend: classical | icon; inpaint.backend: telea | sd2; layers.min_area < max_area")
     return "\n".join(lines)
 

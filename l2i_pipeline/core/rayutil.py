@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 log = logging.getLogger(__name__)
@@ -24,20 +25,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address="local", num_cpus=num_cpus, **kwargs)  # never a stale cluster by accident
 
 
-def gpu_shares(resources: dict, requests: list[tuple[float | None, int | None]]) -> list[tuple[float, int]]:
-    """(num_gpus per actor, pool size) for each model stage, from what was set or else the cluster.
+def device_plan(resources: dict, requests: list[tuple[float | None, int | None]]) -> tuple[float, int]:
+    """(num_gpus per actor, pool size) for the actors that hold every model stage of a pipeline.
 
-    Defaults: one actor of every model stage per GPU, the stages sharing each GPU in equal fractions, so
-    saliency and inpainting run side by side on one device instead of one pool waiting for the other's GPU.
+    `requests` are the model stages' own (num_gpus, num_actors), None where unset. Unset GPU shares split
+    what is left of one GPU among those stages, so by default each actor holds one whole GPU with every
+    model on it; the pool is the largest num_actors set, else as many actors as the GPUs hold.
     """
     gpus = resources.get("GPU", 0)
-    share = round(1.0 / max(len(requests), 1), 4)
-    plan = [(g if g is not None else share, n if n is not None else max(1, int(gpus))) for g, n in requests]
-    demand = sum(g * n for g, n in plan)
-    if gpus and demand > gpus + 1e-6:
-        log.warning("the model stages ask for %.2f GPUs and the cluster has %.2f: some pools will wait for "
-                    "others to finish (leave num_gpus unset to share the GPUs)", demand, gpus)
-    return plan
+    fixed = sum(g for g, _ in requests if g is not None)
+    unset = sum(1 for g, _ in requests if g is None)
+    per_actor = fixed + (max(0.0, 1.0 - fixed) if unset else 0.0)
+    per_actor = float(math.ceil(per_actor)) if per_actor > 1 else round(per_actor, 4)  # Ray: > 1 must be whole
+    sizes = [n for _, n in requests if n is not None]
+    size = max(sizes) if sizes else max(1, int(gpus / per_actor + 1e-6) if per_actor else 1)
+    if gpus and per_actor * size > gpus + 1e-6:
+        log.warning("the model actors ask for %d x %.2f GPUs and the cluster has %.2f: some will wait for a "
+                    "GPU (leave num_gpus / num_actors unset to size them from the cluster)", size, per_actor, gpus)
+    return per_actor, size
 
 
 def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int, threads: int = 1) -> dict:
@@ -45,15 +50,17 @@ def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int, th
 
     The actors (`all_actors` of them across the pipeline) must leave CPUs for the tasks that feed them:
     two 1-CPU pools on a 2-CPU machine starve the reader and the pipeline stalls. A GPU actor mostly waits
-    on its device, so it asks for a quarter of its fair share of CPUs (at most one). Four batches are
-    queued ahead of each actor, so the next batch has arrived when the device finishes the last one.
+    on its device, so it asks for a quarter of its fair share of CPUs (at most one). Two batches per call
+    slot (at least four) are queued ahead of each actor, so the next batch has arrived when the device
+    finishes the last one.
     `threads` > 1 runs that many calls at once in each actor: the UDF must then be thread-safe (the
-    synthesize runner's is: it unpickles and pickles beside the device, and runs the model under a lock).
+    synthesize runner's device actor is: model stages whose backends are not run under a lock).
     """
     import ray
 
     pool = {"max_concurrent_calls_per_actor": threads, "enable_true_multi_threading": True} if threads > 1 else {}
-    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=4, **pool)}
+    queued = max(4, 2 * threads)
+    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=queued, **pool)}
     cpus = resources.get("CPU", 1)
     if gpus and resources.get("GPU", 0) > 0:
         return {**args, "num_cpus": round(min(1.0, max(0.1, cpus / (4 * max(all_actors, 1)))), 2), "num_gpus": gpus}

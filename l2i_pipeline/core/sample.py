@@ -42,12 +42,15 @@ class Sample:
 
 
 def to_batch(samples: list[Sample]) -> dict[str, np.ndarray]:
-    """Ray Data batch: one pickled Sample per row (protocol 5 copies arrays as flat buffers)."""
-    col = np.empty(len(samples), dtype=object)
-    for i, s in enumerate(samples):
-        col[i] = pickle.dumps(s, protocol=5)
-    return {"sample": col}
+    """Ray Data batch of one row holding every sample, pickled (protocol 5 copies arrays as flat buffers).
+
+    One row per batch, not per sample: a Ray block then holds whole batches, so a model actor gets its
+    batch in one piece, and the scheduler handles one object per batch instead of one per image.
+    """
+    col = np.empty(1, dtype=object)
+    col[0] = pickle.dumps(samples, protocol=5)
+    return {"samples": col}
 
 
 def from_batch(batch: dict[str, Any]) -> list[Sample]:
-    return [pickle.loads(b) for b in batch["sample"]]
+    return [s for b in batch["samples"] for s in pickle.loads(b)]

@@ -1,8 +1,9 @@
 """Run the stages over pending units, on Ray Data or in one process; workers write every shard.
 
-Ray: one read task per input shard -> CPU stages as tasks, model stages as actor pools -> the last task
-of each batch writes parts to the output store (engine/writer.py) and returns small records; the driver
-counts keys per shard and starts a finalize task when a shard is whole. Local: the same stage objects in
+Ray: one read task per input shard (read + decode) -> device actors, each holding every model stage and
+the CPU stages after the first one, which write parts to the output store (engine/writer.py) and return
+small records; the driver counts keys per shard and starts a finalize task when a shard is whole. With
+CPU backends only, the stages are plain tasks and the last one writes. Local: the same stage objects in
 one process (a thread per stage, engine/threaded.py) that writes each shard itself (debugging, and
 the benchmark's baseline).
 """
@@ -17,14 +18,14 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
-from l2i_pipeline.core.rayutil import actor_pool_args, gpu_shares
+from l2i_pipeline.core.rayutil import actor_pool_args, device_plan
 from l2i_pipeline.core.reader import read_units
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
 from l2i_pipeline.core.storage import Store
 from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
-from l2i_pipeline.engine.writer import PartWriter, finalize_unit
+from l2i_pipeline.engine.writer import finalize_unit, records_batch, write_parts
 from stages.base import ModelStage, Stage
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,9 @@ def run_local(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dic
         for input_name, group in _by_input(units).items():
             yield from read_units(raw, input_name, group)  # tar order: units interleave
 
+    steps = [(st.resources.batch_size, st.run, _threads(st)) for st in stages]
     pending: dict[str, list[Sample]] = defaultdict(list)
-    for sample in run_threaded(source(), [(st.resources.batch_size, st.run) for st in stages]):
+    for sample in run_threaded(source(), steps):
         done = pending[sample.unit]
         done.append(sample)
         if len(done) == sizes[sample.unit]:
@@ -84,58 +86,85 @@ def _commit(out: Store, unit: str, input_name: str, samples: list[Sample], extra
         return {"name": unit, "failed": f"{type(e).__name__}: {e}"}
 
 
-class _ActorStage:
-    """Ray actor around a model stage: the model is loaded once, in __init__ (i.e. setup()).
+def _threads(stage: Stage) -> int:
+    """Two batches at once in a model stage whose backend guards its own device (one holds the device while
+    the other's CPU pre/post work runs); one elsewhere."""
+    return 2 if isinstance(stage, ModelStage) and stage.thread_safe else 1
 
-    The backend's own check runs here too, so a node without the weights names the missing file
-    instead of dying with a bare actor-creation error. `then`: the CPU stages that follow the model (e.g.
-    layers), run here beside the device instead of as tasks of their own (one pickling round less).
+
+class Chain:
+    """Stages in order over a batch, then the part writer; returns only the part records.
+
+    What a Ray task (CPU backends) or a device actor runs. `locks`: stage id -> the lock that serialises
+    that stage when several calls run at once in one actor.
     """
 
-    def __init__(self, stage_cls: type, cfg: Config, then: tuple[type, ...] = ()):
-        import platform
-
-        try:
-            check_backends(cfg)
-            self.stage = stage_cls(cfg)
-            self.stage.setup()
-        except Exception as e:
-            raise UserError(f"{stage_cls.__name__} cannot start on node {platform.node()}: {e}") from e
-        self.stage._ready = True
-        self.then = [cls(cfg) for cls in then]
-        self.device = threading.Lock()
+    def __init__(self, stages: list[Stage], out: Store, locks: dict[int, threading.Lock] | None = None):
+        self.stages, self.out, self.locks = stages, out, locks or {}
 
     def __call__(self, batch: dict) -> dict:
-        """Called from two threads (actor_pool_args' `threads`): while one batch holds the device, the
-        next is unpickled and the last goes through the CPU stages and is pickled, so the GPU does not
-        wait for the actor's CPU work."""
         samples = from_batch(batch)
-        with self.device:
-            samples = self.stage.run(samples)
-        for stage in self.then:
-            samples = stage.run(samples)
-        return to_batch(samples)
+        for stage in self.stages:
+            lock = self.locks.get(id(stage))
+            if lock is None:
+                samples = stage.run_all(samples)
+            else:
+                with lock:
+                    samples = stage.run_all(samples)
+        return records_batch(write_parts(self.out, samples))
 
 
-def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]], head: list[Stage]) -> Callable[[dict], Iterator[dict]]:
-    """Read tasks: samples in tar order, through the `head` CPU stages (decode) in batches, in the same task."""
-    size = max([st.resources.batch_size for st in head], default=1)
+class DeviceActor(Chain):
+    """Ray actor holding the pipeline from its first model stage on: models (loaded once, in __init__,
+    i.e. setup()), the CPU stages between and after them, and the part writer.
 
-    def rows(samples: list[Sample]) -> Iterator[dict]:
+    Why one actor: after inpainting a 512 px sample carries ~5 MB of arrays, and each hop between Ray
+    processes copies them about five times (pickle, Arrow block, object store, back), which costs more CPU
+    than the stages themselves. Here only decoded images come in and only part records leave. Calls run
+    THREADS at a time: while one batch holds the device, another is in the other model or in
+    encode/write; a backend that does not guard its own device section (`thread_safe`) gets a lock.
+    The backends' checks run here too, so a node without the weights names the missing file instead of
+    dying with a bare actor-creation error.
+    """
+
+    THREADS = 3
+
+    def __init__(self, cfg: Config, stage_classes: tuple[type, ...], out: Store):
+        import platform
+
+        stages: list[Stage] = []
+        for cls in stage_classes:
+            try:
+                stage = cls(cfg)
+                if isinstance(stage, ModelStage):
+                    stage.backend.check()
+                stage.setup()
+            except Exception as e:
+                raise UserError(f"{cls.__name__} cannot start on node {platform.node()}: {e}") from e
+            stage._ready = True
+            stages.append(stage)
+        super().__init__(stages, out, {id(st): threading.Lock() for st in stages
+                                       if isinstance(st, ModelStage) and not st.thread_safe})
+
+
+def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]], head: list[Stage],
+             size: int) -> Callable[[dict], Iterator[dict]]:
+    """Read tasks: samples in tar order, through the `head` CPU stages (decode), one row per batch of `size`."""
+
+    def row(samples: list[Sample]) -> dict:
         for st in head:
-            samples = st.run(samples)
-        for b in to_batch(samples)["sample"]:
-            yield {"sample": b}
+            samples = st.run_all(samples)
+        return {"samples": to_batch(samples)["samples"][0]}
 
-    def read(row: dict) -> Iterator[dict]:
+    def read(row_in: dict) -> Iterator[dict]:
         buf: list[Sample] = []
-        for s in read_units(raw, row["input"], units_by_input[row["input"]]):
+        for s in read_units(raw, row_in["input"], units_by_input[row_in["input"]]):
             buf.append(s)
             if len(buf) >= size:
-                yield from rows(buf)
+                yield row(buf)
                 buf = []
         if buf:
-            yield from rows(buf)
+            yield row(buf)
     return read
 
 
@@ -156,43 +185,28 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
 
     resources = ray.cluster_resources()
     stages = build_stages(cfg)
-    models = [st for st in stages if st.resources.num_actors != 0]
-    plan = dict(zip(models, gpu_shares(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])))
-    actors = sum(n for _, n in plan.values())
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    # each read task emits its input shard unit by unit, so ~2 units per task are in flight. With actor pools
-    # (GPU stages), the CPU stages ride along with the tasks next to them: decode in the read task, layers in
-    # the saliency actor, and encode in the writer; each hop saved is a pickling round of every sample's pixels.
-    def ride_along(i: int) -> list[Stage]:
-        out = []
-        while plan and i < len(stages) - 1 and stages[i] not in plan and not isinstance(stages[i], ModelStage):
-            out.append(stages[i])
-            i += 1
-        return out
-
-    head = ride_along(0)
-    ds = ds.flat_map(_read_fn(raw, dict(groups), head), compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks))
-    i = len(head)
-    while i < len(stages) - 1:
-        stage, r = stages[i], stages[i].resources
-        if stage in plan:
-            tail = ride_along(i + 1)
-            gpus, size = plan[stage]
-            ds = ds.map_batches(_ActorStage, fn_constructor_args=(type(stage), cfg, tuple(type(t) for t in tail)),
-                                batch_size=r.batch_size, batch_format="numpy", zero_copy_batch=True,
-                                **actor_pool_args(resources, gpus, size, actors, threads=2))
-            i += 1 + len(tail)
-        else:
-            ds = ds.map_batches(stage, batch_size=r.batch_size, batch_format="numpy", num_cpus=r.cpus,
-                                zero_copy_batch=True)
-            i += 1
-    encode = stages[-1]  # a CPU stage (build_stages ends with it): it encodes and writes in one task
-    ds = ds.map_batches(PartWriter(out, encode), batch_size=encode.resources.batch_size, batch_format="numpy",
-                        num_cpus=encode.resources.cpus)
+    read = ray.data.TaskPoolStrategy(size=cfg.read_tasks)  # ~2 units per read task in flight
+    first = next((i for i, st in enumerate(stages) if st.resources.num_actors != 0), None)
+    if first is not None:  # read + decode tasks -> device actors, which write
+        models = [st for st in stages[first:] if st.resources.num_actors != 0]
+        gpus, size = device_plan(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])
+        batch = max(st.resources.batch_size for st in models)
+        ds = ds.flat_map(_read_fn(raw, dict(groups), stages[:first], batch), compute=read)
+        ds = ds.map_batches(DeviceActor, fn_constructor_args=(cfg, tuple(type(st) for st in stages[first:]), out),
+                            batch_size=1, batch_format="numpy", zero_copy_batch=True,
+                            **actor_pool_args(resources, gpus, size, size, threads=DeviceActor.THREADS))
+    else:  # CPU backends only: read tasks -> tasks running every stage and the writer
+        batch = max(st.resources.batch_size for st in stages)
+        ds = ds.flat_map(_read_fn(raw, dict(groups), [], batch), compute=read)
+        ds = ds.map_batches(Chain(stages, out), batch_size=1, batch_format="numpy", num_cpus=1)
     ctx = ds.context  # this dataset's own copy: Ray's global DataContext is left alone
     ctx.execution_options.preserve_order = False
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
+    # a block per row, i.e. per batch (Ray's default, 128 MiB, holds a read task's rows back until several
+    # batches are decoded, and hands them to one actor call after another): batches and records flow at once
+    ctx.target_max_block_size = 1 << 20
     if resources.get("CPU", 0) < 8:
         # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
         ctx.op_resource_reservation_enabled = False

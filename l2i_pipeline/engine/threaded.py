@@ -3,8 +3,10 @@
 Why threads: a GPU stage waits on the device (the GIL is released in CUDA calls, as in the simulated
 backends' sleep), and the CPU stages spend their time in OpenCV/Pillow/zlib, which release the GIL too.
 So while the GPU stage works on batch k, decode fills batch k+1 and encode/write drain batch k-1, and a
-single process keeps the GPU busy instead of alternating with the CPU. Order is kept: one thread per
-stage, first in first out. An exception anywhere stops every thread and is raised in the caller.
+single process keeps the GPU busy instead of alternating with the CPU. A step may have more than one
+thread (a model stage whose backend guards its own device section: one batch's CPU pre/post work runs
+while another holds the device); order is kept only where every step has one thread. An exception
+anywhere stops every thread and is raised in the caller.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 _END = object()
-Step = tuple[int, Callable[[list], list]]  # (batch size, function over a batch)
+Step = tuple  # (batch size, function over a batch[, threads])
 
 
 class _Pipe:
@@ -22,6 +24,14 @@ class _Pipe:
         self.stop = threading.Event()
         self.queues: list[queue.Queue] = [queue.Queue(maxsize=depth) for _ in range(n)]
         self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.running: dict[int, int] = {}  # step -> its threads still working
+
+    def finish(self, i: int) -> bool:
+        """One thread of step i is done; True for the last one (it passes the end downstream)."""
+        with self.lock:
+            self.running[i] -= 1
+            return self.running[i] == 0
 
     def put(self, i: int, item: Any) -> None:
         while not self.stop.is_set():
@@ -71,16 +81,20 @@ def run_threaded(source: Iterable, steps: list[Step], depth: int = 2, chunk: int
                 while len(buf) >= batch_size:
                     pipe.put(i + 1, fn(buf[:batch_size]))
                     buf = buf[batch_size:]
+            pipe.put(i, _END)  # the step's other threads see the end too
             if buf and not pipe.stop.is_set():
                 pipe.put(i + 1, fn(buf))
         except BaseException as e:  # noqa: BLE001 - handed to the caller
             pipe.fail(e)
         finally:
-            pipe.put(i + 1, _END)
+            if pipe.finish(i):
+                pipe.put(i + 1, _END)
 
     threads = [threading.Thread(target=feed, name="l2i-read", daemon=True)]
-    threads += [threading.Thread(target=work, args=(i, bs, fn), name=f"l2i-step{i}", daemon=True)
-                for i, (bs, fn) in enumerate(steps)]
+    for i, (bs, fn, *n) in enumerate(steps):
+        pipe.running[i] = n[0] if n else 1
+        threads += [threading.Thread(target=work, args=(i, bs, fn), name=f"l2i-step{i}.{k}", daemon=True)
+                    for k in range(pipe.running[i])]
     for t in threads:
         t.start()
     try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from l2i_pipeline.core.sample import Sample, from_batch
+from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.core.shards import Entry, commit_entries, iter_tar_stream, sample_entries
 from l2i_pipeline.core.storage import Store
 
@@ -74,24 +74,12 @@ def write_parts(out: Store, samples: list[Sample]) -> list[dict[str, Any]]:
     return records
 
 
-class PartWriter:
-    """The pipeline's last Ray Data stage: encoded samples in, part records out (no pixels go back).
-
-    With `stage` (the encode stage), the same task encodes and writes: the pixels are not pickled once
-    more and handed to another task just to be written.
-    """
-
-    def __init__(self, out: Store, stage: Any = None):
-        self.out = out
-        self.stage = stage
-
-    def __call__(self, batch: dict) -> dict:
-        samples = from_batch(batch)
-        records = write_parts(self.out, self.stage.run(samples) if self.stage is not None else samples)
-        return {"unit": np.array([r["unit"] for r in records], dtype=object),
-                "part": np.array([r["part"] for r in records], dtype=object),
-                "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object),
-                "error": np.array([r["error"] for r in records], dtype=object)}
+def records_batch(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """write_parts' records as the Ray Data batch the driver reads (no pixels go back)."""
+    return {"unit": np.array([r["unit"] for r in records], dtype=object),
+            "part": np.array([r["part"] for r in records], dtype=object),
+            "keys": np.array([json.dumps(r["keys"]) for r in records], dtype=object),
+            "error": np.array([r["error"] for r in records], dtype=object)}
 
 
 def finalize_unit(out: Store, unit: str, input_name: str, parts: list[str], extra: dict[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def test_score_stage_writes_the_same_scores_into_meta(scored, trained):
     cfg.score.mask_classifier, cfg.score.inpaint_classifier = str(trained["mask"]), str(trained["inpaint"])
     cfg.score.device = "cpu"
     stage = ScoreStage(cfg)
-    assert stage.resources.num_actors == 1 and stage.resources.batch_size == cfg.score.batch_size
+    assert stage.resources.num_actors is None and stage.resources.batch_size == cfg.score.batch_size
     out = stage.run(samples)
     side = read_sidecar(sidecar_path(d, name))
     for s in out[:-1]:

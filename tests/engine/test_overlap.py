@@ -2,13 +2,14 @@
 a loose floor on the simulated GPU's busy fraction (bench/bench_pipeline_sim.py measures the real figure)."""
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from l2i_pipeline.core.config import load_config
-from l2i_pipeline.core.rayutil import gpu_shares
+from l2i_pipeline.core.rayutil import device_plan
 from l2i_pipeline.engine.threaded import run_threaded
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -38,6 +39,24 @@ def test_threaded_steps_overlap():
     assert time.perf_counter() - t < 3 * 10 * 0.05 * 0.7  # sequential would take 1.5 s
 
 
+def test_a_step_with_two_threads_passes_everything_once_and_overlaps():
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow(batch):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return batch
+
+    out = list(run_threaded(iter(range(101)), [(4, lambda b: b), (4, slow, 2), (3, lambda b: b)]))
+    assert sorted(out) == list(range(101))
+    assert peak[0] == 2
+
+
 def test_a_failing_step_stops_every_thread_and_raises():
     def boom(batch):
         if batch[0] >= 8:
@@ -46,12 +65,18 @@ def test_a_failing_step_stops_every_thread_and_raises():
 
     with pytest.raises(ValueError, match="bad batch"):
         list(run_threaded(iter(range(1000)), [(4, boom), (4, lambda b: b)]))
+    with pytest.raises(ValueError, match="bad batch"):
+        list(run_threaded(iter(range(1000)), [(4, lambda b: b), (4, boom, 2), (4, lambda b: b)]))
 
 
-def test_gpu_shares_default_to_sharing_each_gpu():
-    assert gpu_shares({"GPU": 1}, [(None, None), (None, None)]) == [(0.5, 1), (0.5, 1)]
-    assert gpu_shares({"GPU": 4}, [(None, None), (None, None), (0.25, 2)]) == [(0.3333, 4), (0.3333, 4), (0.25, 2)]
-    assert gpu_shares({"CPU": 2}, [(None, None), (None, 3)]) == [(0.5, 1), (0.5, 3)]
+def test_device_actors_default_to_one_per_gpu_holding_every_model():
+    assert device_plan({"GPU": 1}, [(None, None), (None, None)]) == (1.0, 1)
+    assert device_plan({"GPU": 4}, [(None, None), (None, None)]) == (1.0, 4)
+    assert device_plan({"GPU": 4}, [(None, None), (None, None), (0.25, 1)]) == (1.0, 1)  # the set size wins
+    assert device_plan({"GPU": 4}, [(0.25, None), (0.25, None)]) == (0.5, 8)  # two actors per GPU
+    assert device_plan({"GPU": 8}, [(1.0, None), (1.0, 2)]) == (2.0, 2)
+    assert device_plan({"CPU": 2}, [(None, None), (None, 3)]) == (1.0, 3)
+    assert device_plan({"CPU": 2}, [(None, None)]) == (1.0, 1)  # no GPUs: one actor on the CPU
 
 
 def _sim_env(tmp_path, monkeypatch):

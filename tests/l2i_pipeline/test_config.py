@@ -51,6 +51,8 @@ def test_missing_config_file(tmp_path):
     ("layers.max_area=2", "layers.max_area"),
     ("layers.min_area=1.5", "layers.min_area"),
     ("saliency.num_gpus=-1", "saliency.num_gpus"),
+    ("inpaint.compile_mode=fastest", "inpaint.compile_mode"),
+    ("inpaint.vae_batch_size=0", "inpaint.vae_batch_size"),
 ])
 def test_values_outside_their_range_are_refused_before_work(override, msg):
     """Issue 17: every numeric key has a range (listed by `l2i synthesize --help`), devices and dtypes are names."""

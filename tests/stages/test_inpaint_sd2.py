@@ -186,6 +186,31 @@ def test_same_key_and_seed_same_output_whatever_the_batch(model_dir):
         assert np.abs(other.astype(int) - together[0].astype(int)).max() > 10
 
 
+def test_two_threads_at_once_give_the_sequential_outputs(model_dir):
+    """thread_safe: the runners call one backend from two threads (one batch's resizing beside the other's
+    sampling); only the sampling loop holds the device lock, and each sample still gets its own noise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, masks = _inputs(4)
+    keys = ["a", "b", "c", "d"]
+    inp = _ready(model_dir, batch_size=2)
+    assert Sd2Inpainter.thread_safe
+    alone = inp.inpaint(images, masks, keys)
+    with ThreadPoolExecutor(2) as pool:
+        halves = list(pool.map(lambda i: inp.inpaint(images[i:i + 2], masks[i:i + 2], keys[i:i + 2]), [0, 2]))
+    for a, b in zip(alone, halves[0] + halves[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_vae_decode_in_chunks_gives_the_same_images(model_dir):
+    images, masks = _inputs(4)
+    keys = ["a", "b", "c", "d"]
+    whole = _ready(model_dir, batch_size=4).inpaint(images, masks, keys)
+    chunked = _ready(model_dir, batch_size=4, vae_batch_size=3).inpaint(images, masks, keys)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, atol=1)  # float kernels may vary with batch size
+
+
 def test_output_has_input_size_for_any_size(model_dir):
     inp = _ready(model_dir)
     a, ma = _inputs(1, 30, 45)

@@ -7,6 +7,7 @@ size and passed through a sigmoid.
 """
 from __future__ import annotations
 
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class IconSaliency:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.size = self.model.input_size
+        self.lock = threading.Lock()
 
     def _autocast(self):
         dtype = AMP_DTYPES[self.precision]
@@ -63,15 +65,17 @@ class IconSaliency:
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            x = torch.from_numpy(np.stack([preprocess(im, self.size) for im in chunk])).to(self.device)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                low = self.model.head_logits(x)
-            low = low.float()
-            for i, im in enumerate(chunk):
-                y = F.interpolate(low[i:i + 1], size=im.shape[:2], mode="bilinear")[0, 0]
-                out.append((torch.sigmoid(y) if sigmoid else y).cpu().numpy().astype(np.float32))
+            x = torch.from_numpy(np.stack([preprocess(im, self.size) for im in chunk]))
+            with self.lock:  # the device section: callers' preprocessing overlaps it (thread_safe backends)
+                x = x.to(self.device)
+                if self.device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self._autocast():
+                    low = self.model.head_logits(x)
+                low = low.float()
+                for i, im in enumerate(chunk):
+                    y = F.interpolate(low[i:i + 1], size=im.shape[:2], mode="bilinear")[0, 0]
+                    out.append((torch.sigmoid(y) if sigmoid else y).cpu().numpy().astype(np.float32))
         return out
 
     def predict_logits(self, images: list[np.ndarray]) -> list[np.ndarray]:
