@@ -81,7 +81,8 @@ class Config:
     output_shard_size: int = 1000  # chunk of an input shard = one output shard = unit of restart
     seed: int = 0  # run seed; per-sample seeds derive from it and the sample key
     jpeg_quality: int = 95
-    read_tasks: int = 4  # input shards read at once; bounds the shards in flight (and the driver's bookkeeping)
+    read_tasks: int | None = None  # input shards read at once (bounds the shards in flight); None: 2 per
+    # device actor (one read + decode task outpaces one GPU's inpainting), at least 4
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
@@ -92,7 +93,7 @@ class Config:
         """Every numeric key within RANGES, every device/dtype a known name; else ConfigError naming the key."""
         for key, (lo, hi) in RANGES.items():
             v = self.get(key)
-            if v is None and key.endswith(("num_actors", "num_gpus", "vae_batch_size")):
+            if v is None and key.endswith(("num_actors", "num_gpus", "vae_batch_size", "read_tasks")):
                 continue  # unset: derived from the cluster's resources (the batch, for the VAE)
             if not (lo <= v <= hi):  # false for nan too
                 raise ConfigError(f"config key {key!r} = {v!r}: allowed {_span(lo, hi)}")

@@ -187,17 +187,23 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
     stages = build_stages(cfg)
     groups = _by_input(units)
     ds = ray.data.from_items([{"input": name} for name in groups], override_num_blocks=max(1, len(groups)))
-    read = ray.data.TaskPoolStrategy(size=cfg.read_tasks)  # ~2 units per read task in flight
     first = next((i for i, st in enumerate(stages) if st.resources.num_actors != 0), None)
-    if first is not None:  # read + decode tasks -> device actors, which write
+    if first is not None:  # read + decode tasks -> [CPU model stages as tasks] -> device actors, which write
         models = [st for st in stages[first:] if st.resources.num_actors != 0]
         gpus, size = device_plan(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])
+        read = ray.data.TaskPoolStrategy(size=cfg.read_tasks or max(4, 2 * size))  # ~2 units per task in flight
         batch = max(st.resources.batch_size for st in models)
-        ds = ds.flat_map(_read_fn(raw, dict(groups), stages[:first], batch), compute=read)
+        head = 0
+        while head < first and not isinstance(stages[head], ModelStage):
+            head += 1  # decode rides in the read task; a CPU model (classical saliency) scales as its own tasks
+        ds = ds.flat_map(_read_fn(raw, dict(groups), stages[:head], batch), compute=read)
+        for stage in stages[head:first]:
+            ds = ds.map_batches(stage, batch_size=1, batch_format="numpy", num_cpus=stage.resources.cpus)
         ds = ds.map_batches(DeviceActor, fn_constructor_args=(cfg, tuple(type(st) for st in stages[first:]), out),
                             batch_size=1, batch_format="numpy", zero_copy_batch=True,
                             **actor_pool_args(resources, gpus, size, size, threads=DeviceActor.THREADS))
     else:  # CPU backends only: read tasks -> tasks running every stage and the writer
+        read = ray.data.TaskPoolStrategy(size=cfg.read_tasks or 4)
         batch = max(st.resources.batch_size for st in stages)
         ds = ds.flat_map(_read_fn(raw, dict(groups), [], batch), compute=read)
         ds = ds.map_batches(Chain(stages, out), batch_size=1, batch_format="numpy", num_cpus=1)

@@ -111,10 +111,20 @@ def test_ray_runner_with_defaults_shares_one_gpu(tmp_path, raw_dir, monkeypatch)
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")]))  # for workers
     _sim_env(tmp_path, monkeypatch)
+    from l2i_pipeline.core.shards import read_output_index
+    from l2i_pipeline.engine.synthesize import synthesize
+
+    # a CPU model before the GPU one: classical saliency runs as tasks, the rest in the device actor
+    mixed = load_config(None, ["resolution=96", "output_shard_size=4", "inpaint.backend=sim_backends:SimInpainter"])
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
     try:
         summary, busy = _sim_run(tmp_path, raw_dir, "ray")
+        synthesize(raw_dir, tmp_path / "mixed_ray", mixed, runner="ray")
     finally:
         ray.shutdown()
     assert summary["samples"] == 12 and summary["status"]["ok"] == 11
     assert busy > 0.3
+    synthesize(raw_dir, tmp_path / "mixed_local", mixed, runner="local")
+    ray_rows, local_rows = (sorted(map(str, read_output_index(tmp_path / d).to_pylist()))
+                            for d in ("mixed_ray", "mixed_local"))
+    assert ray_rows == local_rows and len(ray_rows) == 12
