@@ -55,10 +55,12 @@ class InpaintConfig:
     scheduler: str | None = None  # sd2: diffusers scheduler class name; None keeps the model's own
     guidance_scale: float = 7.5  # sd2: irrelevant with the empty prompt (see stages/inpaint_sd2.py)
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp16 | bf16 | fp32
-    compile: bool = False  # sd2: torch.compile the UNet and the VAE decoder (same output; the first batch compiles)
+    compile: bool = False  # sd2: torch.compile the UNet and the VAE decoder (the first batch compiles)
     compile_mode: str = "default"  # sd2: torch.compile mode; "reduce-overhead" replays CUDA graphs
     vae_batch_size: int | None = None  # sd2: decode latents this many at a time (None: the whole batch)
     feather: int = 0  # pixels of feathered seam when pasting the original back
+    # sd2: the stage alone peaks at 32-48 on an H100 (issue 16), but on Ray coarser batches cost pipeline
+    # fill and drain (bench_pipeline_sim.py: steady busy 0.92 vs 0.96 at 60 ms/img); measure with make bench-gpu
     batch_size: int = 8
     num_actors: int | None = None  # as for saliency
     num_gpus: float | None = None
