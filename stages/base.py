@@ -58,7 +58,8 @@ class Stage(ABC):
         return [x for i in range(0, len(samples), bs) for x in self.run(samples[i:i + bs])]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return to_batch(self.run(from_batch(batch)))
+        """Ray Data: a row is a whole batch of the pipeline, which may exceed this stage's batch size."""
+        return to_batch(self.run_all(from_batch(batch)))
 
 
 def guarded(stage_name: str, sample: Sample, fn, *args) -> bool:

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from l2i_pipeline.core.config import Config
@@ -105,12 +106,8 @@ class Chain:
     def __call__(self, batch: dict) -> dict:
         samples = from_batch(batch)
         for stage in self.stages:
-            lock = self.locks.get(id(stage))
-            if lock is None:
+            with self.locks.get(id(stage), nullcontext()):
                 samples = stage.run_all(samples)
-            else:
-                with lock:
-                    samples = stage.run_all(samples)
         return records_batch(write_parts(self.out, samples))
 
 
