@@ -25,6 +25,7 @@ from l2i_pipeline.core.config import ConfigError
 SALIENCY = {
     "classical": "stages.saliency_classical:ClassicalSaliency",
     "icon": "stages.saliency_icon:IconBackend",
+    "u2netp": "stages.saliency_u2netp:U2NetpSaliency",
 }
 INPAINT = {
     "telea": "stages.inpaint_telea:TeleaInpainter",

@@ -9,6 +9,7 @@ from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample
 from stages.base import ModelStage, sample_seed
 from stages.registry import saliency_backend
+from stages.saliency_gate import shows_object
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class SaliencyStage(ModelStage):
                 s.reject("saliency:bad_output")
                 continue
             s.meta["saliency"] = self.describe
-            if not (m > self.cfg.layers.threshold).any():  # the backend found no object: say so, not "mask empty"
+            m = quantize_mask(m)
+            # one gate for every backend: no foreground without evidence in the image (saliency_gate.py)
+            if not shows_object(s.image, m, self.cfg.layers.threshold):
                 s.reject("saliency:no_salient_object")
                 continue
-            s.mask = quantize_mask(m)
+            s.mask = m
         return samples

@@ -3,7 +3,8 @@
 Geodesic saliency (Wei et al., ECCV 2012) scores each SLIC superpixel by its colour-path distance to the
 image border: background regions connect to the border cheaply, objects do not. Frequency-tuned saliency
 (Achanta et al., CVPR 2009) adds colour contrast with a centre prior. GrabCut then turns the confident
-seeds into an object-shaped segmentation. This is the laptop default; `icon` is the paper's model.
+seeds into an object-shaped segmentation. Weight-free and fast; `u2netp` is the offline default and `icon`
+the paper's model. Whether a mask shows an object at all is the stage's no-object gate (saliency_gate.py).
 """
 from __future__ import annotations
 
@@ -16,15 +17,6 @@ from skimage.segmentation import slic
 from l2i_pipeline.core.config import SaliencyConfig
 
 WORK = 160  # GrabCut runs at this short side; the mask is upsampled and softened afterwards
-# Evidence a mask must have to be kept, at WORK size. bench/bench_saliency_evidence.py measures them on
-# generated no-object images, composed scenes and scikit-image's photos (at 96-512 px, several seeds):
-# - edge contrast (Lab units): flat colours, gradients and noise < 5; objects >= 19
-# - distinctness (sigma 8): uniform textures 0.02-0.8 unless ragged; photos >= 0.81, composed scenes >= 1.1
-# - ragged (solidity < 0.25), not clearly distinct (< 3) and without a strong edge (< 50): textures cut into
-#   bits (solidity 0.08-0.23, edge 25-31); the raggedest photo mask (rgba astronaut at 96 px) has edge 70
-MIN_EDGE_CONTRAST = 10.0
-MIN_DISTINCTNESS = 0.7
-RAGGED_SOLIDITY, MIN_RAGGED_DISTINCTNESS, MIN_RAGGED_EDGE = 0.25, 3.0, 50.0
 
 
 def frequency_tuned(rgb: np.ndarray) -> np.ndarray:
@@ -99,62 +91,6 @@ def _keep_main_components(binary: np.ndarray, min_frac: float = 0.1) -> np.ndarr
     return np.isin(labels, keep).astype(np.uint8)
 
 
-def edge_contrast(lab: np.ndarray, binary: np.ndarray, band: int = 7, window: int = 15) -> float:
-    """Median Lab distance between the mask's inner and outer bands, measured locally along its contour.
-
-    An object has an edge where the mask ends; a mask drawn on a flat colour, a smooth gradient or noise
-    does not (noise averages out over the band windows)."""
-    lab = cv2.GaussianBlur(lab, (0, 0), 1.5)
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (band, band))
-    means, counts = [], []
-    for part in (binary - cv2.erode(binary, k), cv2.dilate(binary, k) - binary):
-        part = part.astype(np.float32)
-        n = cv2.boxFilter(part, -1, (window, window), normalize=False)
-        means.append(cv2.boxFilter(lab * part[..., None], -1, (window, window), normalize=False)
-                     / np.maximum(n, 1e-6)[..., None])
-        counts.append(n)
-    contour = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-    valid = contour & (counts[0] > 2) & (counts[1] > 2)
-    return float(np.median(np.linalg.norm(means[0] - means[1], axis=2)[valid])) if valid.any() else 0.0
-
-
-def region_distinctness(lab: np.ndarray, binary: np.ndarray, sigma: int = 8) -> tuple[float, float]:
-    """(distinctness, solidity) of the masked region: does it differ from its surroundings at texture scale,
-    and is it shaped like one object?
-
-    Distinctness: local colour mean and spread (a Gaussian window of `sigma`) inside the mask against
-    outside it, in units of the outside's own variation (max over the 6 channels). Solidity: area over
-    convex-hull area. A patch of a uniform texture resembles the rest, and GrabCut cuts it into ragged bits."""
-    mean = cv2.GaussianBlur(lab, (0, 0), sigma)
-    spread = np.sqrt(np.maximum(cv2.GaussianBlur(lab * lab, (0, 0), sigma) - mean * mean, 0))
-    desc = np.concatenate([mean, spread], 2)
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * sigma + 1, 2 * sigma + 1))
-    inside = cv2.erode(binary, k) > 0
-    if inside.sum() < 10:
-        inside = binary > 0
-    outside = cv2.dilate(binary, k) == 0
-    if not outside.any():
-        return 0.0, 1.0
-    d_in, d_out = desc[inside], desc[outside]
-    z = float((np.abs(d_in.mean(0) - d_out.mean(0)) / (d_out.std(0) + 1.0)).max())
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
-    return z, min(1.0, float(binary.sum()) / max(hull, 1.0))
-
-
-def has_evidence(rgb: np.ndarray, binary: np.ndarray) -> bool:
-    """False for a mask that no image evidence supports (thresholds: see MIN_EDGE_CONTRAST)."""
-    if not binary.any():
-        return False
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    edge = edge_contrast(lab, binary)
-    if edge < MIN_EDGE_CONTRAST:  # flat colour, smooth gradient, noise
-        return False
-    z, solidity = region_distinctness(lab, binary)
-    ragged = solidity < RAGGED_SOLIDITY and z < MIN_RAGGED_DISTINCTNESS and edge < MIN_RAGGED_EDGE
-    return z >= MIN_DISTINCTNESS and not ragged  # else: a patch of uniform texture
-
-
 def classical_mask(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
     """Soft mask m in [0, 1] at the image's size; `seed` (from the run seed and the key) drives GrabCut."""
     h, w = rgb.shape[:2]
@@ -163,8 +99,6 @@ def classical_mask(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
     sal = np.clip(0.65 * geodesic(small) + 0.35 * frequency_tuned(small), 0, 1)
     binary = _keep_main_components(grabcut_mask(small, sal, seed))
     binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    if not has_evidence(small, binary):  # no object: an empty mask, rejected as saliency:no_salient_object
-        return np.zeros((h, w), np.float32)
     soft = cv2.resize(binary.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     k = max(3, (min(h, w) // 100) | 1)
     return np.clip(cv2.GaussianBlur(soft, (k, k), 0), 0, 1).astype(np.float32)

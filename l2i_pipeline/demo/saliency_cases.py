@@ -1,7 +1,7 @@
 """Generated saliency cases: images with no salient object, and composed scenes with a known one.
 
 Used by the tests (a classical backend must reject the first kind and find the second) and by
-`bench/bench_saliency_evidence.py`, which prints the mask IoU on the composed scenes.
+`bench/bench_saliency.py`, which prints each backend's mask IoU on the scenes and its no-object rejections.
 """
 from __future__ import annotations
 
@@ -81,4 +81,35 @@ def composed_scenes(n: int = 24, size: int = 160, seed: int = 0) -> list[tuple[n
         mask = _shape_mask(rng, h, w)
         img = np.where(mask[..., None], obj, bg.astype(np.float32))
         out.append((np.clip(img, 0, 255).astype(np.uint8), mask))
+    return out
+
+
+def object_scenes(cutouts: list[tuple[np.ndarray, np.ndarray]], n: int = 24, size: int = 256,
+                  seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(RGB image, true object mask) pairs: whole objects cut from real photos (RGB, bool mask pairs, e.g. a
+    network's confident masks) pasted at random scale and place on real backgrounds (photo crops and
+    textures, calm or busy). The pasted mask is the truth."""
+    from skimage import data
+
+    backgrounds = [data.astronaut()[:256, 300:], data.coffee()[:200], data.rocket()[:250],
+                   *[np.repeat(getattr(data, t)()[..., None], 3, 2) for t in ("brick", "grass", "gravel")]]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        bg = cv2.resize(backgrounds[i % len(backgrounds)], (size, size), interpolation=cv2.INTER_AREA)
+        if (i // len(backgrounds)) % 2:
+            bg = cv2.GaussianBlur(bg, (0, 0), 3)
+        rgb, mask = cutouts[(i * 7 + i // 5) % len(cutouts)]
+        ys, xs = np.nonzero(mask)
+        box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+        rgb, mask = rgb[box], mask[box]
+        scale = size * rng.uniform(0.45, 0.8) / max(mask.shape)
+        oh, ow = max(2, round(mask.shape[0] * scale)), max(2, round(mask.shape[1] * scale))
+        obj = cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+        m = cv2.resize(mask.astype(np.uint8), (ow, oh), interpolation=cv2.INTER_NEAREST).astype(bool)
+        y, x = int(rng.integers(0, size - oh + 1)), int(rng.integers(0, size - ow + 1))
+        img, truth = bg.copy(), np.zeros((size, size), bool)
+        img[y:y + oh, x:x + ow][m] = obj[m]
+        truth[y:y + oh, x:x + ow] = m
+        out.append((img, truth))
     return out
