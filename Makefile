@@ -27,7 +27,8 @@ test-all: lint  ## lint, then every test including the slow ones (cluster, kill 
 demo: install  ## the whole job offline on CPU: download, synthesize, stats, contact sheet in demo_out/
 	$(BIN)/l2i demo --workdir demo_out
 
-bench: install  ## CPU throughput of each stage, `l2i synthesize` on a simulated GPU (both runners); active labeling
+bench: install  ## saliency backends (IoU, no-object gate, cost), CPU throughput of each stage, `l2i synthesize` on a simulated GPU (both runners); active labeling
+	$(BIN)/python bench/bench_saliency.py
 	$(BIN)/python bench/bench_synthesize.py
 	$(BIN)/python bench/bench_pipeline_sim.py
 	$(BIN)/python bench/bench_active.py
