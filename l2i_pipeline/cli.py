@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "l2i_pipeline.commands.synthesize",
     "l2i_pipeline.commands.demo",
     "l2i_pipeline.commands.stats",
+    "l2i_pipeline.commands.ls",
     "l2i_pipeline.commands.models",
     "l2i_pipeline.commands.plan",
     "annotations.cli",

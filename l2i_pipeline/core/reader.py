@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 
 from l2i_pipeline.core.sample import Sample
@@ -12,10 +13,26 @@ from l2i_pipeline.core.storage import Store, as_store
 _DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}
 
 
+def _laion_float(v) -> float:
+    try:
+        return float(v) if v is not None and not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _meta(row: dict, side: dict) -> dict:
+    """Every LAION column has one json type in every sample of every shard, never null (a null in one
+    shard and a number in another breaks loaders that infer one schema, e.g. HF `datasets`): hash is an
+    int or absent when unknown; the others are floats, NaN when unknown (as LAION's own parquet has it)."""
     meta = {k: v for k, v in {**row, **side}.items() if k not in _DROP and v is not None}
-    for c in LAION_COLUMNS:  # keep the LAION columns even when null, so the schema is predictable
-        meta.setdefault(c, row.get(c, side.get(c)))
+    for c in LAION_COLUMNS:
+        v = meta.pop(c, None)
+        if c != "hash":
+            meta[c] = _laion_float(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            meta[c] = v
+        elif isinstance(v, float) and v.is_integer():  # a float column (pandas writes ints with NaN so)
+            meta[c] = int(v)
     return meta
 
 

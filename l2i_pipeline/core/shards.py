@@ -251,13 +251,14 @@ def index_row(s: Sample) -> dict[str, Any]:
     m = s.meta
 
     def num(*names: str) -> float | None:
+        """The first of `names` that holds a number (NaN, LAION's unknown, is skipped), else None."""
         for n in names:
-            v = m.get(n)
-            if v is not None:
-                try:
-                    return float(v)
-                except (TypeError, ValueError):
-                    return None
+            try:
+                v = float(m.get(n))
+            except (TypeError, ValueError):
+                continue
+            if v == v:
+                return v
         return None
 
     def integer(name: str) -> int | None:
@@ -343,6 +344,34 @@ def list_output_shards(out: Store | str) -> list[str]:
 
 def read_marker(out: Store | str, name: str) -> dict[str, Any]:
     return json.loads(as_store(out).get(f"{name}{MARKER}"))
+
+
+def listing_mismatch(name: str, marker: dict[str, Any], sizes: dict[str, int]) -> str | None:
+    """Why a shard's files, as listed ({file: size}, see `complete_shards`), disagree with the sizes its
+    marker vouches for (a file missing or of another size), or None when they agree."""
+    for file, want in sorted((marker.get("files") or {}).items()):
+        if file not in sizes:
+            return f"{file} is missing"
+        if sizes[file] != want["size"]:
+            return f"{file} is {sizes[file]} bytes, its marker {name}{MARKER} says {want['size']}"
+    return None
+
+
+def verified_shards(out: Store | str) -> tuple[list[str], dict[str, str]]:
+    """(shards whose marker exists and whose listed files match it, {torn shard: why}), from one listing
+    and each marker; nothing else is read. A marker without file records (img2dataset's) is taken as is."""
+    out = as_store(out)
+    good, torn = [], {}
+    for name, sizes in complete_shards(out).items():
+        try:
+            problem = listing_mismatch(name, read_marker(out, name), sizes)
+        except (ValueError, AttributeError, KeyError, TypeError) as e:  # not a json object with sizes
+            problem = f"unreadable marker {name}{MARKER}: {type(e).__name__}: {e}"
+        if problem:
+            torn[name] = problem
+        else:
+            good.append(name)
+    return good, torn
 
 
 def read_verified(out: Store | str, name: str, suffix: str, marker: dict[str, Any] | None = None) -> bytes:

@@ -7,6 +7,7 @@ import io
 import ipaddress
 import json
 import socket
+import ssl
 import tarfile
 from urllib.parse import urlsplit, urlunsplit
 
@@ -126,6 +127,27 @@ def test_redirect_to_private_address_is_refused_even_when_first_hop_is_allowed(m
     assert fetch(server.url("a.jpg"))[0] == b"\xff\xd8 original bytes"  # the first hop is allowed
     server.add_redirect("hop", target)
     assert safe_download_image((1, server.url("hop")), 2) == (1, None, reason)
+
+
+def test_tls_context_is_built_once_per_process_not_per_request(monkeypatch, server):
+    """Building a TLS context parses the CA bundle; per request it made `l2i download` CPU-bound (issue 25.19)."""
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: built.append(1) or real(*a, **k))
+    for name in ("tls_context", "shared_opener"):  # a fresh process
+        cached = getattr(urlsafety, name, None)
+        if cached is not None:
+            cached.cache_clear()
+    for i in range(20):
+        assert safe_download_image((i, server.url("a.jpg")), 2, allow_private_network=True)[2] is None
+    assert built == []  # plain http needs no TLS context at all
+    tls_url = server.url("a.jpg").replace("http://", "https://")  # TLS to a plain-HTTP port: handshake fails
+    for i in range(20):
+        assert safe_download_image((i, tls_url), 2, allow_private_network=True)[2] is not None
+    assert len(built) == 1
+    for i in range(5):
+        safe_download_image((i, tls_url), 2, ignore_ssl_certificate=True, allow_private_network=True)
+    assert len(built) == 2  # one more for the non-verifying setting, once
 
 
 def test_oversized_body_is_refused(monkeypatch, server):

@@ -1,9 +1,16 @@
 """One generated two-layer image as files a designer opens: PNGs, RGBA foreground, OpenRaster.
 
-Arrays are uint8 HxWx3 (F̂, B̂, Î) and float HxW in [0, 1] (m̂). The RGBA foreground takes alpha = m̂
-and its colour from F̂ only where F̂ is defined (m̂ >= FG_THRESHOLD, the threshold the dataset cut F at);
-elsewhere from the auxiliary Î (or, without it, F̂'s colours spread outward), never from F̂'s black fill:
-that fill is what gives layered generators their dark halo.
+Arrays are uint8 HxWx3 (F̂, B̂, Î) and float HxW in [0, 1] (m̂). The RGBA foreground takes alpha = m̂.
+Its colour is F̂ where the mask is opaque; across the soft band (0 < m̂ < 1) it is the colour that, drawn
+with alpha m̂ over B̂, gives back what the model saw there: C = (Î − (1 − m̂)B̂) / m̂ ("un-mixing"). F̂
+itself cannot be used in the band: the dataset cut F as F = I where m > FG_THRESHOLD, so F̂'s band already
+holds the edge mixed with the background, and below the threshold F̂ is a black fill; drawn with alpha m̂
+either one darkens the edge (the dark halo of layered generators). Without Î, F̂ stands in for it where it
+is defined (m̂ >= FG_THRESHOLD) and the un-mixed colours are spread outward below.
+
+`composite.png` is the paper's Ĉ = m̂F̂ + (1 − m̂)B̂ (what `l2i eval` scores, as in the paper's tables);
+the .ora's `mergedimage.png` is what its stored layers draw, halo-free. They are different images on
+purpose and agree where m̂ is 0 or 1. The .ora's bytes are deterministic (no wall-clock times in it).
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from PIL import Image
 
 FG_THRESHOLD = 0.1  # the synthesize stage's F = I where m > 0.1
 THUMBNAIL_MAX = 256
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date, for every .ora entry
 
 
 @dataclass
@@ -52,15 +60,26 @@ def composite(layers: Layers) -> np.ndarray:
     return np.clip(np.rint(c), 0, 255).astype(np.uint8)
 
 
+def unmix(seen: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The colour C with alpha·C + (1 − alpha)·bg = seen (clipped to [0, 255]); alpha HxW in (0, 1]."""
+    a = np.maximum(alpha, 1e-6)[..., None]
+    c = (seen.astype(np.float32) - (1 - a) * bg.astype(np.float32)) / a
+    return np.clip(np.rint(c), 0, 255).astype(np.uint8)
+
+
 def fg_rgba(layers: Layers) -> np.ndarray:
-    """HxWx4 uint8: alpha = m̂, colour without a dark halo (module docstring)."""
-    undefined = layers.mask < FG_THRESHOLD
+    """HxWx4 uint8: alpha = m̂, colour F̂ where opaque and un-mixed across the soft band (module docstring)."""
+    alpha8 = mask_uint8(layers.mask)
+    alpha = alpha8.astype(np.float32) / 255  # the alpha a viewer will use, so that over(...) gives `seen` back
+    opaque, clear = alpha8 == 255, alpha8 == 0
     if layers.image is not None:
-        fill = layers.image
+        colour = np.where(clear[..., None], layers.image, unmix(layers.image, layers.bg, alpha))
     else:
-        fill = cv2.inpaint(layers.fg, undefined.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    colour = np.where(undefined[..., None], fill, layers.fg)
-    return np.dstack([colour, mask_uint8(layers.mask)])
+        known = ~clear & (layers.mask >= FG_THRESHOLD)  # F̂ = I there, as in the data
+        colour = unmix(layers.fg, layers.bg, alpha)
+        colour = cv2.inpaint(colour, (~known).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    colour = np.where(opaque[..., None], layers.fg, colour)
+    return np.dstack([colour, alpha8])
 
 
 def over(top_rgba: np.ndarray, bottom_rgb: np.ndarray) -> np.ndarray:
@@ -101,14 +120,17 @@ def ora_bytes(layers: Layers) -> bytes:
         xml.append(f'<layer name={quoteattr(name)} src="{src}" visibility="{visibility}" x="0" y="0" '
                    'opacity="1.000" composite-op="svg:src-over" />')
     xml += ["</stack>", "</image>"]
+    entries = [("mimetype", b"image/openraster", zipfile.ZIP_STORED),
+               ("stack.xml", "\n".join(xml).encode(), zipfile.ZIP_DEFLATED)]
+    entries += [(src, data, zipfile.ZIP_STORED) for _, src, data, _ in stack]  # PNGs are compressed already
+    entries += [("mergedimage.png", png_bytes(merged), zipfile.ZIP_STORED),
+                ("Thumbnails/thumbnail.png", png_bytes(_thumbnail(merged)), zipfile.ZIP_STORED)]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(zipfile.ZipInfo("mimetype"), b"image/openraster", compress_type=zipfile.ZIP_STORED)
-        z.writestr("stack.xml", "\n".join(xml).encode(), compress_type=zipfile.ZIP_DEFLATED)
-        for _, src, data, _ in stack:
-            z.writestr(src, data, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
-        z.writestr("mergedimage.png", png_bytes(merged), compress_type=zipfile.ZIP_STORED)
-        z.writestr("Thumbnails/thumbnail.png", png_bytes(_thumbnail(merged)), compress_type=zipfile.ZIP_STORED)
+        for name, data, method in entries:
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)  # not the clock: a rerun writes the same bytes
+            info.compress_type, info.create_system, info.external_attr = method, 3, 0o644 << 16
+            z.writestr(info, data)
     return buf.getvalue()
 
 
