@@ -217,9 +217,13 @@ def _api(app: FastAPI) -> None:
     @app.post("/api/tasks/{task}/undo")
     def undo(task: Task, s: WriteSession,
              conn: Conn):
-        item = queue.undo(conn, s.user.id, task, app.state.settings)
-        return {"item": item.to_json(),
-                "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
+        u = queue.undo(conn, s.user.id, task, app.state.settings)
+        out = {"item": u.item.to_json() if u.served else None,
+               "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
+        if not u.served:
+            out |= {"gone": u.item.key, "message": f"{u.item.key} went to another annotator after you skipped it;"
+                                                   " undo again for the one before"}
+        return out
 
     @app.get("/api/stats")
     def stats(s: AdminSession, conn: Conn):

@@ -159,6 +159,11 @@ function undo() {
   state.undoing = true;
   send(async () => {
     const r = await L2I.api(`/api/tasks/${TASK}/undo`, {});
+    if (!r.item) {  // a skipped sample that went to another annotator: only the skip was withdrawn
+      document.getElementById("last").textContent = r.message;
+      showProgress(r.progress);
+      return r;
+    }
     if (state.current && state.current.key !== r.item.key) state.queue.unshift(state.current);
     state.queue = state.queue.filter((q) => q.key !== r.item.key);
     state.current = r.item;

@@ -37,7 +37,7 @@ def test_majority_ties_skips_and_undo(env):
     with db.write(conn):
         conn.execute("INSERT INTO events (user_id, sample_id, task, value, t)"
                      " SELECT ?, id, 'mask', 'good', ? FROM samples WHERE key = ?", (u["ann3"], time.time(), k_major))
-    assert undo(conn, u["ann1"], "mask", s).key == k_undo
+    assert undo(conn, u["ann1"], "mask", s).item.key == k_undo
     i = next_items(conn, u["ann1"], "inpaint", 1, s)[0]
     record(conn, u["ann1"], "inpaint", i.key, "good")
 

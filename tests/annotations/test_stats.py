@@ -29,8 +29,8 @@ def test_stats_endpoint(env, make_client):
     keys = [i.key for i in next_items(conn, u["ann1"], "mask", 4, s)]
     assert [i.key for i in next_items(conn, u["ann2"], "mask", 4, s)] == keys
     for key, a, b in zip(keys, ["good", "good", "bad", "bad"], ["good", "bad", "bad", "bad"]):
-        record(conn, u["ann1"], "mask", key, a)
-        record(conn, u["ann2"], "mask", key, b)
+        record(conn, u["ann1"], "mask", key, a, s)
+        record(conn, u["ann2"], "mask", key, b, s)
     st = make_client("boss", overlap=1.0).get("/api/stats").json()
     mask = next(t for t in st["tasks"] if t["task"] == "mask")
     assert (mask["labels"], mask["good"], mask["bad"], mask["pairs"], mask["agreement"]) == (8, 3, 5, 4, 0.75)
