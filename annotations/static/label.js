@@ -32,10 +32,6 @@ const state = {
   outbox: Promise.resolve(), unsynced: 0, preloaded: new Map(), poll: null,
 };
 
-function imgUrl(view, key) {
-  return `/img/${view}?key=${encodeURIComponent(key)}`;
-}
-
 function send(fn, attempts = 6) {
   // Chain onto the outbox; retry network errors and 5xx with backoff, give up on 4xx (shown to the user).
   state.unsynced += 1;
@@ -86,7 +82,7 @@ function render() {
   if (!item) return;
   for (const img of document.querySelectorAll("#panels img")) {
     const panel = PANELS[TASK].find((p) => p.view === img.dataset.view);
-    img.src = imgUrl(state.overlay || !panel.alt ? panel.view : panel.alt, item.key);
+    img.src = L2I.imgUrl(state.overlay || !panel.alt ? panel.view : panel.alt, item);
   }
   document.getElementById("caption").textContent = item.caption;
   document.getElementById("key").textContent = item.key;
@@ -96,7 +92,7 @@ function render() {
 function preload(items) {
   for (const item of items) {
     if (state.preloaded.has(item.key)) continue;
-    state.preloaded.set(item.key, PANELS[TASK].map((p) => { const i = new Image(); i.src = imgUrl(p.view, item.key); return i; }));
+    state.preloaded.set(item.key, PANELS[TASK].map((p) => { const i = new Image(); i.src = L2I.imgUrl(p.view, item); return i; }));
   }
   for (const key of [...state.preloaded.keys()]) {  // keep the cache to what is still ahead
     if (!items.some((i) => i.key === key) && (!state.current || state.current.key !== key)) state.preloaded.delete(key);

@@ -1,5 +1,6 @@
 // Login: the token comes from the URL fragment (never sent to the server in a URL, so never in logs)
-// or from the form; it is exchanged for a session cookie, then removed from the address bar.
+// or from the form; it is exchanged for a session cookie plus a session token, which only this response
+// carries and which the pages keep in localStorage (scoped to this origin, port included).
 "use strict";
 
 async function login(token) {
@@ -19,6 +20,12 @@ async function login(token) {
   }
   if (!resp.ok) {
     msg.textContent = resp.status === 401 ? "Unknown token." : `Login failed (${resp.status}).`;
+    return;
+  }
+  try {
+    localStorage.setItem("l2i.session-token", (await resp.json()).csrf);
+  } catch (e) {
+    msg.textContent = "This browser blocks site storage for this page; allow it to log in.";
     return;
   }
   const next = new URLSearchParams(location.search).get("next");

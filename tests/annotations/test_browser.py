@@ -148,9 +148,11 @@ def evil_site(live_server):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     body = EVIL_PAGE.replace("TARGET", live_server.url).encode()
+    cookies: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 -- http.server's naming
+            cookies.append(self.headers.get("Cookie") or "")
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -163,22 +165,28 @@ def evil_site(live_server):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    yield f"http://127.0.0.1:{server.server_address[1]}/", cookies
     server.shutdown()
     server.server_close()
 
 
 def test_a_page_on_another_port_cannot_take_samples(browser, live_server, evil_site):
-    env = live_server.env
+    import httpx
+
+    env, (evil_url, evil_got) = live_server.env, evil_site
     context = browser.new_context()
-    r = context.request.post(f"{live_server.url}/api/login", data={"token": env.tokens["ann1"]})
-    assert r.ok  # the visitor is logged in: their session cookie is in this browser
     page = context.new_page()
     page.set_default_timeout(15000)
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")
+    page.wait_for_url("**/annotate/mask")  # the visitor is logged in: their session cookie is in this browser
+    shown_key(page)
+    conn = db.connect(env.db_path)
+    with db.write(conn):
+        conn.execute("DELETE FROM leases")
     seen: list = []
     page.on("response", lambda resp: seen.append((resp.request.method, resp.request.resource_type, resp.status))
             if "/api/tasks/mask/next" in resp.url else None)
-    page.goto(evil_site)
+    page.goto(evil_url)
     page.wait_for_function("() => document.title === 'sent'")
     for _ in range(100):  # until the form post's response is in
         if any(t == "document" for _, t, _ in seen):
@@ -187,9 +195,17 @@ def test_a_page_on_another_port_cannot_take_samples(browser, live_server, evil_s
     # the old GET is gone (405); the no-cors fetch and the form post reach the server and are refused
     assert {(m, t) for m, t, _ in seen} >= {("GET", "fetch"), ("POST", "fetch"), ("POST", "document")}, seen
     assert all(400 <= status < 500 for *_, status in seen), seen
-    conn = db.connect(env.db_path)
     assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # nothing hoarded
-    # the annotator's own page still takes samples (a same-origin POST with the CSRF token)
+    # cookies ignore ports: the other port's server received the session cookie. Alone, it is no session.
+    stolen = next(c for c in evil_got if "l2i_session=" in c)
+    with httpx.Client(base_url=live_server.url, headers={"Cookie": stolen}) as thief:
+        me = thief.get("/api/me")
+        assert me.status_code == 401 and "csrf" not in me.text.lower()
+        assert thief.post("/api/tasks/mask/next", json={"n": 20}).status_code == 401
+        assert thief.post("/api/tasks/mask/label", json={"key": "000000000", "label": "good"}).status_code == 401
+    assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    # the annotator's own page still takes samples (a same-origin POST with the session token)
     page.goto(f"{live_server.url}/annotate/mask")
     shown_key(page)
     assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] > 0
