@@ -135,12 +135,21 @@ def _others(conn: sqlite3.Connection, p: dict, leases: bool) -> int:
     return n
 
 
+def _replayed(conn: sqlite3.Connection, user_id: int, op: str | None) -> sqlite3.Row | None:
+    """The event an earlier copy of this request made (same page-made id), if any."""
+    if op is None:
+        return None
+    return conn.execute("SELECT sample_id, task, value FROM events WHERE user_id = ? AND op = ?",
+                        (user_id, op)).fetchone()
+
+
 def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: str,
-           s: Settings | None = None) -> None:
+           s: Settings | None = None, op: str | None = None) -> None:
     """Append a good/bad/skip event for a sample the annotator holds, or held while it still has room.
 
     409 when it was never handed to them, or their lease lapsed and others now hold or have given all the
-    labels it needs (the client then asks for new samples). Re-sending one's own standing label is fine.
+    labels it needs (the client then asks for new samples). A resent request (same `op` id, or one's own
+    standing label again) is acknowledged without a second event.
     """
     if value not in ("good", "bad", "skip"):
         raise QueueError(422, "label must be good, bad or skip")
@@ -148,10 +157,17 @@ def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: s
     now = time.time()
     with db.write(conn):
         sid = _sample_id(conn, key)
+        done = _replayed(conn, user_id, op)
+        if done is not None:
+            if (done["sample_id"], done["task"], done["value"]) != (sid, task, value):
+                raise QueueError(409, "this request id was already used for another label")
+            return
         lease = conn.execute("SELECT expires FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?",
                              (sid, task, user_id)).fetchone()
         mine = conn.execute("SELECT value FROM latest WHERE sample_id = ? AND task = ? AND user_id = ?",
                             (sid, task, user_id)).fetchone()
+        if lease is None and mine is not None and mine["value"] == value:
+            return  # one's own standing label, resent
         if lease is None and mine is None:
             raise QueueError(409, "this sample was not assigned to you in this task")
         live = lease is not None and lease["expires"] > now
@@ -164,8 +180,8 @@ def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: s
                 and _others(conn, p, leases=True) >= _needed(conn, p):
             raise QueueError(409, "your lease on this sample expired and it went to another annotator;"
                                   " fetch new samples")
-        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, ?, ?)",
-                     (user_id, sid, task, value, now))
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t, op) VALUES (?, ?, ?, ?, ?, ?)",
+                     (user_id, sid, task, value, now, op))
         conn.execute("DELETE FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?", (sid, task, user_id))
 
 
@@ -175,7 +191,7 @@ class Undone:
     served: bool  # False: the sample went to others since (a skip gives up its place); only the skip is withdrawn
 
 
-def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Undone:
+def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings, op: str | None = None) -> Undone:
     """Undo the annotator's most recent standing judgement in the task; they hold that sample again.
 
     A skipped sample may have gone to others meanwhile: when their labels and leases fill all it needs, the skip
@@ -183,6 +199,11 @@ def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Undo
     """
     now = time.time()
     with db.write(conn):
+        done = _replayed(conn, user_id, op)
+        if done is not None:  # a resent undo: answer as the first time, undo nothing more
+            held = conn.execute("SELECT 1 FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?",
+                                (done["sample_id"], task, user_id)).fetchone()
+            return Undone(_item(conn, done["sample_id"]), held is not None)
         row = conn.execute(
             "SELECT sample_id, value FROM current WHERE user_id = ? AND task = ? AND value != 'undo'"
             " ORDER BY id DESC LIMIT 1", (user_id, task)).fetchone()
@@ -191,8 +212,8 @@ def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Undo
         sid = row["sample_id"]
         p = {"task": task, "sid": sid, "u": user_id, "now": now, "overlap": s.overlap}
         served = row["value"] in ("good", "bad") or _others(conn, p, leases=True) < _needed(conn, p)
-        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, 'undo', ?)",
-                     (user_id, sid, task, now))
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t, op) VALUES (?, ?, ?, 'undo', ?, ?)",
+                     (user_id, sid, task, now, op))
         if served:
             conn.execute(
                 "INSERT OR REPLACE INTO leases (sample_id, task, user_id, leased, expires) VALUES (?, ?, ?, ?, ?)",

@@ -59,10 +59,20 @@ class NextBody(BaseModel):
     n: int = Field(default=5, ge=1, le=queue.MAX_HELD)
 
 
+OpId = Field(default=None, min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+             description="the page's id for this request: resending it is acknowledged, not repeated")
+
+
 class LabelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(min_length=1, max_length=1000)
     label: Literal["good", "bad", "skip"]
+    id: str | None = OpId
+
+
+class UndoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = OpId
 
 
 # ------------------------------------------------------------------ app
@@ -167,13 +177,12 @@ def _api(app: FastAPI) -> None:
     @app.post("/api/tasks/{task}/label")
     def label(task: Task, body: LabelBody, s: WriteSession,
               conn: Conn):
-        queue.record(conn, s.user.id, task, body.key, body.label, app.state.settings)
+        queue.record(conn, s.user.id, task, body.key, body.label, app.state.settings, op=body.id)
         return {"ok": True, "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
 
     @app.post("/api/tasks/{task}/undo")
-    def undo(task: Task, s: WriteSession,
-             conn: Conn):
-        u = queue.undo(conn, s.user.id, task, app.state.settings)
+    def undo(task: Task, body: UndoBody, s: WriteSession, conn: Conn):
+        u = queue.undo(conn, s.user.id, task, app.state.settings, op=body.id)
         out = {"item": _item(s, u.item) if u.served else None,
                "progress": queue.progress(conn, s.user.id, task, app.state.settings).to_json()}
         if not u.served:

@@ -10,6 +10,10 @@ const L2I = {
     try { return localStorage.getItem(L2I.TOKEN_KEY) || ""; } catch (e) { return ""; }
   },
 
+  userName() {  // who logged in last in this browser: whose unsaved labels this page may send
+    try { return localStorage.getItem("l2i.user") || ""; } catch (e) { return ""; }
+  },
+
   forget() {
     try { localStorage.removeItem(L2I.TOKEN_KEY); } catch (e) { /* storage blocked: nothing kept */ }
   },
@@ -25,7 +29,9 @@ const L2I = {
     if (resp.status === 401) {
       L2I.forget();
       location.assign("/login?next=" + encodeURIComponent(location.pathname));
-      throw new Error("not logged in");
+      const err = new Error("not logged in");
+      err.status = 401;
+      throw err;
     }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }

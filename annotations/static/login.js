@@ -23,7 +23,9 @@ async function login(token) {
     return;
   }
   try {
-    localStorage.setItem("l2i.session-token", (await resp.json()).csrf);
+    const session = await resp.json();
+    localStorage.setItem("l2i.session-token", session.csrf);
+    localStorage.setItem("l2i.user", session.name);
   } catch (e) {
     msg.textContent = "This browser blocks site storage for this page; allow it to log in.";
     return;

@@ -85,6 +85,7 @@ def test_label_undo_and_export_in_a_real_browser(browser, live_server, tmp_path)
     k2 = press_and_wait(page, "1", k1)  # k1 good
     k3 = press_and_wait(page, "2", k2)  # k2 bad
     k4 = press_and_wait(page, "Space", k3)  # k3 skipped
+    wait_saved(page)  # the skip reached the server, so the undo goes there too (unsent, it is taken back here)
     assert press_and_wait(page, "Backspace", k4) == k3  # undo the skip: k3 is back
     assert press_and_wait(page, "2", k3) == k4  # k3 bad
     k5 = press_and_wait(page, "1", k4)  # k4 good
@@ -235,3 +236,52 @@ def test_a_label_refused_with_409_is_dropped_and_the_page_refills(browser, live_
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
     assert problems == ["console error: Failed to load resource: the server responded with a status of 409 "
                         "(Conflict)"]  # the browser logs the refused request itself; the page raised nothing
+
+
+def test_labels_made_while_the_server_is_down_are_kept_and_sent_once(browser, live_server):
+    """Issue 25 #11: labels survive an outage and a reload, the header counts them, the banner clears, closing
+    the tab asks first, and a resend after a lost response is not a second label."""
+    env, problems = live_server.env, []
+    page = open_page(browser, problems)
+    dialogs: list = []
+    page.on("dialog", lambda d: (dialogs.append(d.type), d.accept()))
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")
+    page.wait_for_url("**/annotate/mask")
+    k1 = shown_key(page)
+    wait_saved(page)
+    page.route("**/api/**", lambda route: route.abort())  # the server is down
+    k2 = press_and_wait(page, "1", k1)
+    k3 = press_and_wait(page, "2", k2)
+    page.wait_for_function("() => document.getElementById('sync').textContent === '2 not saved yet'")
+    page.wait_for_selector("#error", state="visible")
+    assert "2 labels kept in this browser" in page.text_content("#error")
+    assert press_and_wait(page, "Backspace", k3) == k2  # not sent yet: taken back in the page
+    assert press_and_wait(page, "1", k2) == k3
+    page.reload()  # the page asks first (labels not saved), then reloads: they are still there
+    assert "beforeunload" in dialogs
+    page.wait_for_function("() => document.getElementById('sync').textContent === '2 not saved yet'")
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('l2i.pending.ann1.mask'))")
+    assert [(op["key"], op["label"]) for op in stored] == [(k1, "good"), (k2, "good")]
+    conn = db.connect(env.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+
+    lost: list = []
+
+    def lose_first_response(route):  # the first label reaches the server, but its response is lost
+        if not lost:
+            lost.append(route.fetch().status)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.unroute("**/api/**")
+    page.route("**/api/tasks/mask/label", lose_first_response)
+    wait_saved(page)
+    page.wait_for_selector("#error", state="hidden")  # the banner clears once the server answers
+    assert lost == [200]
+    events = [tuple(r) for r in conn.execute(
+        "SELECT s.key, e.value FROM events e JOIN samples s ON s.id = e.sample_id ORDER BY e.id")]
+    assert events == [(k1, "good"), (k2, "good")]  # each once, in order
+    assert page.evaluate("() => localStorage.getItem('l2i.pending.ann1.mask')") is None
+    assert shown_key(page) not in (k1, k2)
+    assert all("Failed to load resource" in p or "ERR_FAILED" in p for p in problems), problems

@@ -189,3 +189,23 @@ def test_a_live_lease_cannot_add_a_label_beyond_what_the_sample_needs(env):
         record(conn, 1, "mask", x, "bad", s)
     assert e.value.status == 409 and "already has" in str(e.value)
     record(conn, 2, "mask", x, "bad", s)  # the labeller may still change their own label
+
+
+def test_a_resent_label_or_undo_is_acknowledged_once(env, make_client):
+    """Issue 25 #11: the page resends a request whose response it lost; the server must not act twice."""
+    a = make_client("ann1")
+    k0, k1 = (i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 2}).json()["items"])
+    for _ in range(3):
+        r = a.post("/api/tasks/mask/label", json={"key": k0, "label": "good", "id": "op-label-0001"})
+        assert r.status_code == 200 and r.json()["progress"]["count"] == 1
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "bad", "id": "op-label-0001"}).status_code == 409
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "bad", "id": "op-label-0002"}).status_code == 200
+    for _ in range(2):  # the same undo twice undoes one label, not two
+        r = a.post("/api/tasks/mask/undo", json={"id": "op-undo-0003"})
+        assert r.status_code == 200 and r.json()["item"]["key"] == k1 and r.json()["progress"]["count"] == 1
+    assert a.post("/api/tasks/mask/label", json={"key": k0, "label": "good"}).status_code == 200  # no id: natural key
+    conn = db.connect(env.db_path)
+    history = [tuple(r) for r in conn.execute("SELECT s.key, e.value FROM events e JOIN samples s"
+                                              " ON s.id = e.sample_id ORDER BY e.id")]
+    assert history == [(k0, "good"), (k1, "bad"), (k1, "undo")]
+    assert a.post("/api/tasks/mask/label", json={"key": k0, "label": "good", "id": "bad id!"}).status_code == 422
