@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 
-from annotations import db, users
+from annotations import db, limits, users
+from l2i_pipeline.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,25 @@ def _client(request: Request) -> str:
 
 def refuse(request: Request, status: int, reason: str) -> HTTPException:
     """An HTTPException whose reason is also logged, so a misconfigured proxy shows up in the server log."""
-    log.warning("refused %s %s from %s (%d): %s", request.method, request.url.path, _client(request), status, reason)
+    log.warning("refused %s %s from %s (%d): %s%s", request.method, request.url.path, _client(request), status,
+                reason, "" if request.app.state.public_origins else "; behind a proxy, pass its public URL as --url")
     return HTTPException(status, reason)
+
+
+def _origin_ok(request: Request, origin: str) -> bool:
+    """The page's own origin: the Host it reached us at, or the configured --url (a proxy may rewrite Host)."""
+    if urlsplit(origin).netloc == request.headers.get("host"):
+        return True
+    try:
+        return limits.public_origin(origin) in request.app.state.public_origins
+    except ConfigError:
+        return False
 
 
 def same_origin_json(request: Request) -> None:
     """Refuse cross-site and non-JSON writes: a cross-site form cannot send JSON without a CORS preflight."""
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is not None and not _origin_ok(request, origin):
         raise refuse(request, 403, f"cross-origin request refused (Origin {origin[:100]!r}, Host "
                                    f"{request.headers.get('host', '')[:100]!r})")
     if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):

@@ -146,6 +146,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--overlap must be between 0 and 1, got {args.overlap}")
     if not args.lease_minutes > 0:
         raise ConfigError(f"--lease-minutes must be positive, got {args.lease_minutes}")
+    if args.url:
+        limits.public_origin(args.url)  # a URL the app cannot be served at is a one-line error
     hosts = limits.allowed_hosts(args.host, [args.url or "", *args.allowed_host])
     settings = Settings(overlap=args.overlap, lease_seconds=args.lease_minutes * 60, strategy=args.strategy)
     conn = _pool_db(args.db)
@@ -163,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         conn.close()
     if args.host in limits.ANY_INTERFACE and not (args.url or args.allowed_host):
         log.warning("bound to every interface but only %s are answered; add --url or --allowed-host", hosts)
-    app = create_app(args.db, settings, allowed_hosts=hosts)
+    app = create_app(args.db, settings, allowed_hosts=hosts, public_url=args.url)
     log.info("labeling app on http://%s:%d, strategy %s, answering Host %s (log in with the URL from "
              "`l2i annotate users add`)", args.host, args.port, args.strategy, ", ".join(hosts))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -253,7 +255,9 @@ def register(subparsers) -> None:
     serve.add_argument("--db", required=True, help="labels database")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8700, help="port (default 8700)")
-    serve.add_argument("--url", help="public base URL annotators use (its host name is answered)")
+    serve.add_argument("--url", help="public base URL annotators open, e.g. https://label.lab.org (its host name is "
+                                     "answered, its origin accepted behind a Host-rewriting proxy; https: Secure "
+                                     "cookie and HSTS)")
     serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
                        help="another host name to answer (repeatable)")
     serve.add_argument("--overlap", type=float, default=0.1,

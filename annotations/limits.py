@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from l2i_pipeline.core.errors import ConfigError
+
 MAX_BODY = 4096
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ANY_INTERFACE = ("0.0.0.0", "::", "")
@@ -32,3 +34,21 @@ def allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> list[str]:
         hosts.append(host_name(bind_host))
     hosts += [host_name(h) for h in extra if h]
     return sorted(set(h for h in hosts if h))
+
+
+def public_origin(url: str) -> str:
+    """The origin (scheme://host[:port], lower case, default port dropped) of a --url; refuses one the app
+    cannot be served at: another scheme, no host, or a path, query or fragment (the app lives at the root)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(f"--url {url!r}: {e}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--url {url!r}: give the base URL annotators open, e.g. https://label.lab.org")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"--url {url!r}: the app must be served at the root of a host name, without a path")
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    host = host_name(parts.hostname)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")

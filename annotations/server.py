@@ -49,6 +49,9 @@ SECURITY_HEADERS = {
 }
 
 
+HSTS_SECONDS = 365 * 24 * 3600
+
+
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=200)
@@ -78,18 +81,24 @@ class UndoBody(BaseModel):
 # ------------------------------------------------------------------ app
 
 def create_app(db_path: str | Path, settings: queue.Settings | None = None,
-               allowed_hosts: Iterable[str] | None = None, max_body: int = limits.MAX_BODY) -> FastAPI:
-    """`allowed_hosts`: Host names answered (default: localhost names only; see limits.allowed_hosts)."""
+               allowed_hosts: Iterable[str] | None = None, max_body: int = limits.MAX_BODY,
+               public_url: str | None = None) -> FastAPI:
+    """`allowed_hosts`: Host names answered (default: localhost names only; see limits.allowed_hosts).
+    `public_url`: the base URL annotators open (--url). Its origin is accepted as the pages' own even when a
+    proxy rewrites Host; when it is https the session cookie is Secure and responses carry HSTS."""
     db.connect(db_path).close()  # fail early and clearly when the database is missing
     app = FastAPI(title="l2i annotate", docs_url=None, redoc_url=None, openapi_url=None, max_body_size=max_body)
     app.state.db_path = str(db_path)
     app.state.settings = settings or queue.Settings()
+    app.state.public_origins = {limits.public_origin(public_url)} if public_url else set()
+    app.state.https = any(o.startswith("https://") for o in app.state.public_origins)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    headers = SECURITY_HEADERS | ({"Strict-Transport-Security": f"max-age={HSTS_SECONDS}"} if app.state.https else {})
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
+        for k, v in headers.items():
             response.headers.setdefault(k, v)
         return response
 
@@ -148,11 +157,12 @@ def _api(app: FastAPI) -> None:
         same_origin_json(request)
         user = users.user_by_token(conn, body.token)
         if user is None:
+            log.warning("failed login from %s: unknown token", request.client.host if request.client else "?")
             raise HTTPException(401, "unknown token")
         sid, csrf = users.create_session(conn, user)
         response = JSONResponse({"name": user.name, "is_admin": user.is_admin, "csrf": csrf})
         response.set_cookie(COOKIE, sid, max_age=users.SESSION_SECONDS, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+                            samesite="strict", secure=app.state.https or request.url.scheme == "https")
         log.info("login: %s", user.name)
         return response
 
