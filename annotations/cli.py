@@ -37,13 +37,21 @@ def _pool_db(path: str):
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
+    """A pool that fails (or draws nothing) into a new file leaves no file: a schema-only db is no pool."""
+    from pathlib import Path
+
     from annotations.pool import build_pool
 
+    new = not Path(args.db).exists()
     conn = db.connect(args.db, create=True)
+    r = None
     try:
         r = build_pool(conn, args.samples, args.size, args.test, args.seed, args.storage_options)
     finally:
         conn.close()
+        if new and (r is None or not r.train + r.test):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{args.db}{suffix}").unlink(missing_ok=True)
     print(f"pool in {args.db}: {r.train} train + {r.test} test samples "
           f"(from {r.available} ok samples, seed {args.seed}; {r.dropped} left out for missing members)")
     return 0 if r.train + r.test else 1
