@@ -1,4 +1,5 @@
-"""Limits for a shared host: how big a request body may be, and which Host names the app answers.
+"""Limits for a shared host: how big a request body may be, which Host names the app answers, and how many
+failed logins a client address may make.
 
 The largest valid body (a label: key up to 1000 characters) is about 1 KB, so MAX_BODY leaves room and no
 more. The app enforces it with FastAPI's `max_body_size` (Starlette's RequestBodyLimitMiddleware): a declared
@@ -8,12 +9,17 @@ the server under its own name and gets 400).
 """
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from l2i_pipeline.core.errors import ConfigError
 
 MAX_BODY = 4096
+LOGIN_FAILURES = 10  # failed logins per client address ...
+LOGIN_WINDOW_S = 300.0  # ... within this many seconds; then 429 until the oldest ages out
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ANY_INTERFACE = ("0.0.0.0", "::", "")
 
@@ -52,3 +58,32 @@ def public_origin(url: str) -> str:
     default = {"http": 80, "https": 443}[scheme]
     host = host_name(parts.hostname)
     return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+class FailureLimiter:
+    """Counts failures per client address in a sliding window (in memory: a restart forgets them)."""
+
+    def __init__(self, limit: int = LOGIN_FAILURES, window_s: float = LOGIN_WINDOW_S):
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        q = self._failures.setdefault(client, deque())
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until this client may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._recent(client, now)
+            return q[0] + self.window_s - now if len(q) >= self.limit else 0.0
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:  # many addresses: forget those with nothing recent
+                self._failures = {c: q for c, q in self._failures.items() if q and q[-1] > now - self.window_s}
+            self._recent(client, now).append(now)

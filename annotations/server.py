@@ -82,7 +82,7 @@ class UndoBody(BaseModel):
 
 def create_app(db_path: str | Path, settings: queue.Settings | None = None,
                allowed_hosts: Iterable[str] | None = None, max_body: int = limits.MAX_BODY,
-               public_url: str | None = None) -> FastAPI:
+               public_url: str | None = None, login_limiter: limits.FailureLimiter | None = None) -> FastAPI:
     """`allowed_hosts`: Host names answered (default: localhost names only; see limits.allowed_hosts).
     `public_url`: the base URL annotators open (--url). Its origin is accepted as the pages' own even when a
     proxy rewrites Host; when it is https the session cookie is Secure and responses carry HSTS."""
@@ -91,6 +91,7 @@ def create_app(db_path: str | Path, settings: queue.Settings | None = None,
     app.state.db_path = str(db_path)
     app.state.settings = settings or queue.Settings()
     app.state.public_origins = {limits.public_origin(public_url)} if public_url else set()
+    app.state.login_limiter = login_limiter or limits.FailureLimiter()
     app.state.https = any(o.startswith("https://") for o in app.state.public_origins)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     headers = SECURITY_HEADERS | ({"Strict-Transport-Security": f"max-age={HSTS_SECONDS}"} if app.state.https else {})
@@ -155,9 +156,17 @@ def _api(app: FastAPI) -> None:
     @app.post("/api/login")
     def login(body: LoginBody, request: Request, conn: Conn):
         same_origin_json(request)
+        client, limiter = request.client.host if request.client else "?", app.state.login_limiter
+        wait = limiter.retry_after(client)
+        if wait > 0:
+            log.warning("login from %s refused: too many failed logins (%d in %.0f s)", client, limiter.limit,
+                        limiter.window_s)
+            return JSONResponse({"detail": f"too many failed logins; try again in {wait:.0f} s"}, status_code=429,
+                                headers={"Retry-After": str(int(wait) + 1)})
         user = users.user_by_token(conn, body.token)
         if user is None:
-            log.warning("failed login from %s: unknown token", request.client.host if request.client else "?")
+            limiter.failed(client)
+            log.warning("failed login from %s: unknown token", client)
             raise HTTPException(401, "unknown token")
         sid, csrf = users.create_session(conn, user)
         response = JSONResponse({"name": user.name, "is_admin": user.is_admin, "csrf": csrf})

@@ -17,6 +17,7 @@ from annotations import db
 from l2i_pipeline.core.errors import InputError, NotFound
 
 SESSION_SECONDS = 7 * 24 * 3600
+MAX_SESSIONS = 5  # live sessions per user (devices, browsers); a new login ends the oldest beyond this
 
 
 ROLES = ("annotator", "admin")
@@ -142,6 +143,8 @@ def create_session(conn: sqlite3.Connection, user: User, seconds: int = SESSION_
         conn.execute("DELETE FROM sessions WHERE expires < ?", (now,))
         conn.execute("INSERT INTO sessions (id_hash, user_id, csrf, created, expires) VALUES (?, ?, ?, ?, ?)",
                      (token_hash(sid), user.id, csrf, now, now + seconds))
+        conn.execute("DELETE FROM sessions WHERE user_id = ? AND rowid NOT IN (SELECT rowid FROM sessions"
+                     " WHERE user_id = ? ORDER BY created DESC, rowid DESC LIMIT ?)", (user.id, user.id, MAX_SESSIONS))
     return sid, csrf
 
 

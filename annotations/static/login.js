@@ -19,7 +19,9 @@ async function login(token) {
     return;
   }
   if (!resp.ok) {
-    msg.textContent = resp.status === 401 ? "Unknown token." : `Login failed (${resp.status}).`;
+    let detail = "";
+    try { detail = (await resp.json()).detail || ""; } catch (e) { detail = ""; }
+    msg.textContent = resp.status === 401 ? "Unknown token." : `Login failed (${resp.status}${detail ? ": " + detail : ""}).`;
     return;
   }
   try {

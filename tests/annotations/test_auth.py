@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -156,3 +157,43 @@ def test_the_session_cookie_alone_is_no_session(make_client, env):
     assert me.status_code == 200 and "csrf" not in me.json()
     item = owner.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]
     assert owner.get(f"/img/image?key={key}&sig={item['sig']}").status_code == 200
+
+
+def test_a_user_keeps_at_most_the_newest_sessions(make_client, env):
+    """Issue 25 #14: old sessions no longer pile up: each login ends the oldest beyond MAX_SESSIONS."""
+    from annotations.users import MAX_SESSIONS
+
+    clients = [make_client("ann1") for _ in range(MAX_SESSIONS + 2)]
+    alive = [c.get("/api/me").status_code for c in clients]
+    assert alive == [401, 401] + [200] * MAX_SESSIONS
+    conn = db.connect(env.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.name = 'ann1'"
+                        ).fetchone()[0] == MAX_SESSIONS
+    assert make_client("ann2").get("/api/me").status_code == 200  # other users' sessions are their own
+    assert all(c.get("/api/me").status_code == 200 for c in clients[2:])
+
+
+def test_failed_logins_are_rate_limited_per_address_and_logged(env, caplog):
+    """Issue 25 #14: after LOGIN_FAILURES failures an address gets 429 (with Retry-After), even with a good token."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from annotations import limits
+    from annotations.server import create_app
+
+    app = create_app(env.db_path, allowed_hosts=["testserver"])
+    with TestClient(app, client=("10.0.0.1", 5000)) as guesser, TestClient(app, client=("10.0.0.2", 5000)) as other:
+        with caplog.at_level(logging.WARNING, logger="annotations"):
+            for _ in range(limits.LOGIN_FAILURES):
+                assert guesser.post("/api/login", json={"token": "guess"}).status_code == 401
+            r = guesser.post("/api/login", json={"token": env.tokens["ann1"]})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "too many" in r.json()["detail"]
+        assert "failed login from 10.0.0.1" in caplog.text and "too many failed logins" in caplog.text
+        assert other.post("/api/login", json={"token": env.tokens["ann1"]}).status_code == 200
+    limiter = limits.FailureLimiter(limit=2, window_s=0.05)
+    limiter.failed("a")
+    limiter.failed("a")
+    assert limiter.retry_after("a") > 0 and limiter.retry_after("b") == 0
+    time.sleep(0.06)
+    assert limiter.retry_after("a") == 0  # the window slides
