@@ -67,7 +67,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
     conn = _pool_db(args.db)
     try:
-        token = add_user(conn, args.name, args.admin)
+        token = add_user(conn, args.name, args.admin, reuse_name=args.reuse_name)
     finally:
         conn.close()
     print(f"user {args.name} ({'admin' if args.admin else 'annotator'}) added. The token is shown only this once:")
@@ -98,6 +98,10 @@ def cmd_users_change(args: argparse.Namespace) -> int:
         elif args.users_command == "rotate":
             token = users.rotate_user(conn, args.name)
             print(f"user {args.name}: new token; the old one and its sessions no longer work. Shown only this once:")
+            _print_token(token, args.url)
+        elif args.users_command == "restore":
+            token = users.restore_user(conn, args.name)
+            print(f"user {args.name} restored, with their labels. The new token is shown only this once:")
             _print_token(token, args.url)
         elif args.users_command == "remove":
             kept = users.remove_user(conn, args.name)
@@ -217,6 +221,8 @@ def _register_users(sub) -> None:
     add.add_argument("name", help="annotator name, shown in stats and exports")
     add.add_argument("--admin", action="store_true", help="may see the stats page")
     add.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
+    add.add_argument("--reuse-name", action="store_true",
+                     help="give a removed user's name to this new account (the removed one becomes NAME~removed-ID)")
     lst = users_sub.add_parser("list", help="list users, roles and status")
     lst.add_argument("--all", action="store_true", help="include removed users")
     revoke = users_sub.add_parser("revoke", help="disable a user: token and live sessions stop working at once")
@@ -224,14 +230,16 @@ def _register_users(sub) -> None:
                                                  "user")
     rotate.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
     remove = users_sub.add_parser("remove", help="remove a user; their labels stay in the history and the export")
+    restore = users_sub.add_parser("restore", help="bring a removed user back, with their labels and a new token")
+    restore.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
     role = users_sub.add_parser("set-role", help="make a user an admin or an annotator")
-    for p in (revoke, rotate, remove, role):
+    for p in (revoke, rotate, remove, restore, role):
         p.add_argument("name", help="annotator name")
         p.set_defaults(func=cmd_users_change)
     role.add_argument("role", choices=["admin", "annotator"])
     add.set_defaults(func=cmd_users_add)
     lst.set_defaults(func=cmd_users_list)
-    for p in (add, lst, revoke, rotate, remove, role):
+    for p in (add, lst, revoke, rotate, remove, restore, role):
         p.add_argument("--db", required=True, help="labels database (made by `l2i annotate pool`)")
 
 
