@@ -185,17 +185,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from annotations.export import describe, format_for, meta_path, resolve, write_export
+    from annotations.export import all_labels, describe, format_for, meta_path, resolve, write_export
 
     fmt = format_for(args.out, args.format)  # before any work: a bad --out is a one-line error
+    kind = "all_labels" if args.all_labels else "resolved"
     conn = db.connect(args.db)
     try:
-        rows, summary = resolve(conn)
-        meta = describe(conn, summary, len(rows))
+        rows, summary = all_labels(conn) if args.all_labels else resolve(conn)
+        meta = describe(conn, summary, len(rows), kind)
     finally:
         conn.close()
     write_export(rows, args.out, fmt, meta)
-    print(f"{len(rows)} resolved labels -> {args.out} ({fmt}); how they were made -> {meta_path(args.out)}")
+    what = "labels (every annotator's)" if args.all_labels else "resolved labels"
+    print(f"{len(rows)} {what} -> {args.out} ({fmt}); how they were made -> {meta_path(args.out)}")
     print(f"{'task':8} {'good':>6} {'bad':>6} {'ties left out':>14}")
     for task in db.TASKS:
         c = summary.rows[task]
@@ -300,4 +302,7 @@ def register(subparsers) -> None:
     export.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.jsonl or NAME.parquet")
     export.add_argument("--format", choices=["jsonl", "parquet"], default=None,
                         help="output format; must match the extension of --out")
+    export.add_argument("--all-labels", action="store_true",
+                        help="every annotator's standing label, one row each (with annotator and time), instead "
+                             "of one resolved row per sample: to recompute agreement")
     export.set_defaults(func=cmd_export)
