@@ -36,13 +36,25 @@ async function login(token) {
   location.replace(next === "/annotate/inpaint" || next === "/stats" ? next : "/annotate/mask");
 }
 
+function tokenFrom(text) {
+  // A bare token, or a whole login link (…/login#token=…) pasted into the field.
+  const hash = text.indexOf("#");
+  return hash >= 0 ? (new URLSearchParams(text.slice(hash + 1)).get("token") || "") : text;
+}
+
+function fromAddressBar() {
+  // The token in the fragment: on load, and when a login link is pasted into a tab already on /login (only
+  // the fragment changes then, so the page is not reloaded). Either way it leaves the address bar at once.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  if (token) login(token);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const token = fragment.get("token");
-  history.replaceState(null, "", location.pathname + location.search);
   document.getElementById("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    login(document.getElementById("token").value.trim());
+    login(tokenFrom(document.getElementById("token").value.trim()));
   });
-  if (token) login(token);
+  window.addEventListener("hashchange", fromAddressBar);
+  fromAddressBar();
 });

@@ -75,7 +75,12 @@ async function load() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  await L2I.me();
   document.getElementById("refresh").addEventListener("click", load);
+  try {
+    await L2I.me();
+  } catch (e) {
+    L2I.showError(`${e.message}; press Refresh to try again`);  // cleared by the next successful load
+    return;
+  }
   await load();
 });

@@ -285,3 +285,37 @@ def test_labels_made_while_the_server_is_down_are_kept_and_sent_once(browser, li
     assert page.evaluate("() => localStorage.getItem('l2i.pending.ann1.mask')") is None
     assert shown_key(page) not in (k1, k2)
     assert all("Failed to load resource" in p or "ERR_FAILED" in p for p in problems), problems
+
+
+def test_login_link_pasted_into_a_login_tab_and_a_phone_layout(browser, live_server, tmp_path):
+    """Issue 25 #14: a login link pasted into a tab already on /login logs in (only the fragment changes, no
+    reload) and leaves the address bar; on a 390 px phone the panels stack, each nearly the screen's width."""
+    env, problems = live_server.env, []
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(f"{live_server.url}/login")
+    page.goto(f"{live_server.url}/login#token={env.tokens['ann1']}")  # same document: a fragment navigation
+    page.wait_for_url("**/annotate/mask")
+    assert "token" not in page.url
+    shown_key(page)
+    page.wait_for_function("() => [...document.querySelectorAll('#panels img')].every(i => i.complete)")
+    boxes = [page.eval_on_selector(f"#panels figure:nth-child({i})", "e => e.getBoundingClientRect().toJSON()")
+             for i in (1, 2, 3)]
+    assert all(b["width"] > 330 for b in boxes), boxes  # not three 111 px columns
+    assert boxes[0]["bottom"] <= boxes[1]["top"] and boxes[1]["bottom"] <= boxes[2]["top"], boxes  # stacked
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
+    out = Path(os.environ.get("L2I_SCREENSHOT_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "annotate_mask_390px.png"), full_page=True)
+    # the token field takes a whole pasted login link too
+    page.evaluate("() => localStorage.clear()")
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/login")
+    page.fill("#token", f"{live_server.url}/login#token={env.tokens['ann2']}")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/annotate/mask")
+    page.wait_for_function("() => document.getElementById('user').textContent === 'ann2'")
+    assert problems == []
+    context.close()
