@@ -8,6 +8,7 @@ import argparse
 import logging
 
 from annotations import db
+from annotations.users_cli import register_users
 from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.storage import add_storage_options_arg
 
@@ -23,17 +24,6 @@ active labeling, once classifiers are trained on the first labels:
   l2i annotate serve --db labels.sqlite --strategy uncertain \\
       --mask-classifier ckpt/mask --inpaint-classifier ckpt/inpaint
 """
-
-
-def _pool_db(path: str):
-    """An existing labels database with a pool: a typo'd --db is an error, never a new empty file."""
-    conn = db.connect(path)
-    try:
-        db.require_pool(conn, path)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
@@ -55,63 +45,6 @@ def cmd_pool(args: argparse.Namespace) -> int:
     print(f"pool in {args.db}: {r.train} train + {r.test} test samples "
           f"(from {r.available} ok samples, seed {args.seed}; {r.dropped} left out for missing members)")
     return 0 if r.train + r.test else 1
-
-
-def _print_token(token: str, url: str) -> None:
-    print(f"  token:     {token}")
-    print(f"  login URL: {url.rstrip('/')}/login#token={token}")
-
-
-def cmd_users_add(args: argparse.Namespace) -> int:
-    from annotations.users import add_user
-
-    conn = _pool_db(args.db)
-    try:
-        token = add_user(conn, args.name, args.admin, reuse_name=args.reuse_name)
-    finally:
-        conn.close()
-    print(f"user {args.name} ({'admin' if args.admin else 'annotator'}) added. The token is shown only this once:")
-    _print_token(token, args.url)
-    return 0
-
-
-def cmd_users_list(args: argparse.Namespace) -> int:
-    from annotations.users import list_users
-
-    conn = db.connect(args.db)
-    try:
-        for u in list_users(conn, include_removed=args.all):
-            print(f"{u.name}\t{u.role}\t{u.status}")
-    finally:
-        conn.close()
-    return 0
-
-
-def cmd_users_change(args: argparse.Namespace) -> int:
-    from annotations import users
-
-    conn = _pool_db(args.db)
-    try:
-        if args.users_command == "revoke":
-            n = users.revoke_user(conn, args.name)
-            print(f"user {args.name} revoked: token dead, {n} live session(s) ended (`rotate` gives a new token)")
-        elif args.users_command == "rotate":
-            token = users.rotate_user(conn, args.name)
-            print(f"user {args.name}: new token; the old one and its sessions no longer work. Shown only this once:")
-            _print_token(token, args.url)
-        elif args.users_command == "restore":
-            token = users.restore_user(conn, args.name)
-            print(f"user {args.name} restored, with their labels. The new token is shown only this once:")
-            _print_token(token, args.url)
-        elif args.users_command == "remove":
-            kept = users.remove_user(conn, args.name)
-            print(f"user {args.name} removed; their {kept} label(s) stay in the history and the export")
-        else:
-            users.set_role(conn, args.name, args.role)
-            print(f"user {args.name} is now an {args.role}")
-    finally:
-        conn.close()
-    return 0
 
 
 def _checkpoints(args: argparse.Namespace) -> dict[str, str]:
@@ -137,7 +70,7 @@ def _load_scores(conn, args: argparse.Namespace) -> bool:
 def cmd_rank(args: argparse.Namespace) -> int:
     if not (args.scores or _checkpoints(args)):
         raise ConfigError("give --mask-classifier, --inpaint-classifier and/or --scores")
-    conn = _pool_db(args.db)
+    conn = db.open_pool(args.db)
     try:
         _load_scores(conn, args)
     finally:
@@ -162,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits.public_origin(args.url)  # a URL the app cannot be served at is a one-line error
     hosts = limits.allowed_hosts(args.host, [args.url or "", *args.allowed_host])
     settings = Settings(overlap=args.overlap, lease_seconds=args.lease_minutes * 60, strategy=args.strategy)
-    conn = _pool_db(args.db)
+    conn = db.open_pool(args.db)
     try:
         _load_scores(conn, args)
         scored = active.scored_counts(conn)
@@ -211,40 +144,6 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scores", metavar="DIR", help="directory of `l2i score` sidecars (NAME_scores.parquet)")
 
 
-def _register_users(sub) -> None:
-    users = sub.add_parser("users", help="manage annotator accounts (every change is logged in the db)")
-    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
-    users.set_defaults(func=lambda args: (users.print_help(), 2)[1])
-    url_help = "base URL annotators reach the server at (default http://127.0.0.1:8700)"
-
-    add = users_sub.add_parser("add", help="add an annotator and print their token and login URL",
-                               description="Add a user to an existing pool database. Only a hash of the token "
-                                           "is stored: note the URL.")
-    add.add_argument("name", help="annotator name, shown in stats and exports")
-    add.add_argument("--admin", action="store_true", help="may see the stats page")
-    add.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
-    add.add_argument("--reuse-name", action="store_true",
-                     help="give a removed user's name to this new account (the removed one becomes NAME~removed-ID)")
-    lst = users_sub.add_parser("list", help="list users, roles and status")
-    lst.add_argument("--all", action="store_true", help="include removed users")
-    revoke = users_sub.add_parser("revoke", help="disable a user: token and live sessions stop working at once")
-    rotate = users_sub.add_parser("rotate", help="give a user a new token (the old one dies); re-enables a revoked "
-                                                 "user")
-    rotate.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
-    remove = users_sub.add_parser("remove", help="remove a user; their labels stay in the history and the export")
-    restore = users_sub.add_parser("restore", help="bring a removed user back, with their labels and a new token")
-    restore.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
-    role = users_sub.add_parser("set-role", help="make a user an admin or an annotator")
-    for p in (revoke, rotate, remove, restore, role):
-        p.add_argument("name", help="annotator name")
-        p.set_defaults(func=cmd_users_change)
-    role.add_argument("role", choices=["admin", "annotator"])
-    add.set_defaults(func=cmd_users_add)
-    lst.set_defaults(func=cmd_users_list)
-    for p in (add, lst, revoke, rotate, remove, restore, role):
-        p.add_argument("--db", required=True, help="labels database (made by `l2i annotate pool`)")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "annotate", help="label mask and inpainting quality in a web app; export the labels",
@@ -264,7 +163,7 @@ def register(subparsers) -> None:
     pool.add_argument("--seed", type=int, default=0, help="random seed; same seed and shards, same pool (default 0)")
     pool.set_defaults(func=cmd_pool)
 
-    _register_users(sub)
+    register_users(sub)
 
     serve = sub.add_parser(
         "serve", help="run the labeling web app",

@@ -173,6 +173,17 @@ def require_pool(conn: sqlite3.Connection, path: str | Path) -> None:
         raise InputError(f"--db {path} has no pool; draw one first with `l2i annotate pool --db {path}`")
 
 
+def open_pool(path: str | Path) -> sqlite3.Connection:
+    """An existing labels database with a pool: a typo'd --db is an error, never a new empty file."""
+    conn = connect(path)
+    try:
+        require_pool(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def audit(conn: sqlite3.Connection, action: str, name: str = "", **detail) -> None:
     """Append to the audit log (inside the caller's transaction when there is one)."""
     conn.execute("INSERT INTO audit (t, action, name, detail) VALUES (?, ?, ?, ?)",
