@@ -251,7 +251,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   document.getElementById("check-again").addEventListener("click", () => refill());
   document.addEventListener("keydown", onKey);
-  state.outbox = new Outbox(`l2i.pending.${L2I.userName()}.${TASK}`, postLabel, {
+  state.outbox = new Outbox(`l2i.pending.${L2I.userName()}.${TASK}.`, postLabel, {
     changed: showSync, online: serverBack, offline: serverTrouble, refused,
   });
   for (const op of state.outbox.ops) state.done.add(op.key);  // kept from before a reload: not shown again

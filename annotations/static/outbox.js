@@ -3,26 +3,52 @@
 // retried with backoff while the server is unreachable or failing (network error, 5xx, 429). Each carries an
 // id made here, so resending one whose response was lost is acknowledged by the server, not counted twice. A
 // label the server refuses for good (4xx) is dropped and reported through hooks.refused.
+// Each tab stores under its own key (PREFIX + a tab id kept in sessionStorage, so a reload finds it again) and
+// adopts, on load, what other tabs of the same user and task left behind; should one of them still be open,
+// both send those labels, and their ids make the server store each once.
 "use strict";
 
 class Outbox {
   // hooks: changed(), online(), offline(error), refused(op, error)
-  constructor(storageKey, post, hooks) {
-    this.key = storageKey;
+  constructor(prefix, post, hooks) {
+    this.prefix = prefix;
+    this.key = prefix + Outbox.tabId();
     this.post = post;
     this.hooks = hooks;
     this.ops = this.load();
+    this.save();
     this.sending = false;
     this.failures = 0;
   }
 
-  load() {
+  static tabId() {
     try {
-      const ops = JSON.parse(localStorage.getItem(this.key) || "[]");
-      return Array.isArray(ops) ? ops.filter((op) => op && typeof op.key === "string" && op.id) : [];
+      let id = sessionStorage.getItem("l2i.tab");
+      if (!id) { id = Outbox.newId(); sessionStorage.setItem("l2i.tab", id); }
+      return id;
     } catch (e) {
-      return [];
+      return Outbox.newId();
     }
+  }
+
+  load() {
+    const ops = [], seen = new Set();
+    try {
+      const keys = [this.key];
+      for (let i = 0; i < localStorage.length; i++) {
+        const k = localStorage.key(i);
+        if (k && k.startsWith(this.prefix) && k !== this.key) keys.push(k);
+      }
+      for (const k of keys) {
+        let stored = [];
+        try { stored = JSON.parse(localStorage.getItem(k) || "[]"); } catch (e) { stored = []; }
+        for (const op of Array.isArray(stored) ? stored : []) {
+          if (op && typeof op.key === "string" && op.id && !seen.has(op.id)) { seen.add(op.id); ops.push(op); }
+        }
+        if (k !== this.key) localStorage.removeItem(k);  // adopted: kept under this tab's key from now on
+      }
+    } catch (e) { /* storage blocked: nothing to adopt */ }
+    return ops;
   }
 
   save() {

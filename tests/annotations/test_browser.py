@@ -260,8 +260,14 @@ def test_labels_made_while_the_server_is_down_are_kept_and_sent_once(browser, li
     page.reload()  # the page asks first (labels not saved), then reloads: they are still there
     assert "beforeunload" in dialogs
     page.wait_for_function("() => document.getElementById('sync').textContent === '2 not saved yet'")
-    stored = page.evaluate("() => JSON.parse(localStorage.getItem('l2i.pending.ann1.mask'))")
-    assert [(op["key"], op["label"]) for op in stored] == [(k1, "good"), (k2, "good")]
+    stored = page.evaluate("""() => Object.keys(localStorage).filter(k => k.startsWith('l2i.pending.ann1.mask.'))
+                                    .map(k => JSON.parse(localStorage.getItem(k)))""")
+    assert [[(op["key"], op["label"]) for op in ops] for ops in stored] == [[(k1, "good"), (k2, "good")]]
+    # a second tab of the same task adopts them (as it would after this tab crashed); both send, one label each
+    other = page.context.new_page()
+    other.route("**/api/**", lambda route: route.abort())
+    other.goto(f"{live_server.url}/annotate/mask")
+    other.wait_for_function("() => document.getElementById('sync').textContent === '2 not saved yet'")
     conn = db.connect(env.db_path)
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
 
@@ -277,12 +283,15 @@ def test_labels_made_while_the_server_is_down_are_kept_and_sent_once(browser, li
     page.unroute("**/api/**")
     page.route("**/api/tasks/mask/label", lose_first_response)
     wait_saved(page)
+    other.unroute("**/api/**")
+    wait_saved(other)
+    other.close()
     page.wait_for_selector("#error", state="hidden")  # the banner clears once the server answers
     assert lost == [200]
     events = [tuple(r) for r in conn.execute(
         "SELECT s.key, e.value FROM events e JOIN samples s ON s.id = e.sample_id ORDER BY e.id")]
     assert events == [(k1, "good"), (k2, "good")]  # each once, in order
-    assert page.evaluate("() => localStorage.getItem('l2i.pending.ann1.mask')") is None
+    assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('l2i.pending'))") == []
     assert shown_key(page) not in (k1, k2)
     assert all("Failed to load resource" in p or "ERR_FAILED" in p for p in problems), problems
 
