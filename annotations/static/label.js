@@ -30,7 +30,7 @@ const GUIDE = {
 };
 
 const state = {
-  current: null, queue: [], done: new Set(), overlay: true, undoing: false, outbox: null,
+  current: null, queue: [], done: new Set(), overlay: true, undoing: false, undoId: null, outbox: null,
   refilling: Promise.resolve(), refillQueued: false, afresh: false, preloaded: new Map(), poll: null, trouble: null,
 };
 
@@ -58,7 +58,7 @@ function serverBack() {
   L2I.showError("");
 }
 
-async function untilReachable(fn) {
+async function untilReachable(fn, attempts = Infinity) {
   // Retry network errors and 5xx with backoff (the banner says so); other errors go to the caller.
   for (let i = 1; ; i++) {
     try {
@@ -66,7 +66,7 @@ async function untilReachable(fn) {
       serverBack();
       return r;
     } catch (e) {
-      if (!Outbox.retriable(e) || e.status === 401) throw e;
+      if (!Outbox.retriable(e) || e.status === 401 || i >= attempts) throw e;
       serverTrouble(e);
       await Outbox.sleep(Outbox.backoff(i));
     }
@@ -202,9 +202,11 @@ async function undo() {
     return;
   }
   state.undoing = true;
-  const id = Outbox.newId();  // resent with the same id, an undo is still one undo
+  // An undo whose answer never came keeps its id for the next press: resent, it is still one undo.
+  state.undoId = state.undoId || Outbox.newId();
   try {
-    const r = await untilReachable(() => L2I.api(`/api/tasks/${TASK}/undo`, {id}));
+    const r = await untilReachable(() => L2I.api(`/api/tasks/${TASK}/undo`, {id: state.undoId}), 4);
+    state.undoId = null;
     showProgress(r.progress);
     if (!r.item) {  // a skipped sample that went to another annotator: only the skip was withdrawn
       showLast(r.message);
@@ -213,6 +215,7 @@ async function undo() {
     bringBack(r.item);
     showLast(`undone: ${r.item.key}`);
   } catch (e) {
+    if (!Outbox.retriable(e)) state.undoId = null;  // refused (say, nothing to undo): the next press is new
     if (e.status !== 401) showLast(`cannot undo: ${e.message}`);
   } finally {
     state.undoing = false;
