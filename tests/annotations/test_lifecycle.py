@@ -112,10 +112,16 @@ def test_a_database_from_before_the_account_lifecycle_is_upgraded(env, make_clie
     conn.execute("DROP TABLE audit")
     conn.execute("DROP TABLE scores")
     conn.execute("ALTER TABLE users DROP COLUMN status")
+    conn.execute("DROP INDEX events_by_op")
+    conn.execute("ALTER TABLE events DROP COLUMN op")
     conn.execute("PRAGMA user_version = 0")
     conn.close()
     c = make_client("ann1")  # the app upgrades it on first use; old tokens keep working
     assert c.get("/api/me").json()["name"] == "ann1"
+    key = c.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
+    for _ in range(2):  # events.op is back: a resent label is stored once
+        r = c.post("/api/tasks/mask/label", json={"key": key, "label": "bad", "id": "op-upgrade-1"})
+        assert r.status_code == 200
     assert cli(capsys, "users", "revoke", "ann1", "--db", str(env.db_path))[0] == 0
     assert c.get("/api/me").status_code == 401
     conn = db.connect(env.db_path)
