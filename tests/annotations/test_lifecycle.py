@@ -122,6 +122,7 @@ def test_a_database_from_before_the_account_lifecycle_is_upgraded(env, make_clie
     for _ in range(2):  # events.op is back: a resent label is stored once
         r = c.post("/api/tasks/mask/label", json={"key": key, "label": "bad", "id": "op-upgrade-1"})
         assert r.status_code == 200
+    assert db.connect(env.db_path).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
     assert cli(capsys, "users", "revoke", "ann1", "--db", str(env.db_path))[0] == 0
     assert c.get("/api/me").status_code == 401
     conn = db.connect(env.db_path)
