@@ -8,6 +8,7 @@ import argparse
 import logging
 
 from annotations import db
+from annotations.users_cli import register_users
 from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.storage import add_storage_options_arg
 
@@ -25,81 +26,25 @@ active labeling, once classifiers are trained on the first labels:
 """
 
 
-def _pool_db(path: str):
-    """An existing labels database with a pool: a typo'd --db is an error, never a new empty file."""
-    conn = db.connect(path)
-    try:
-        db.require_pool(conn, path)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def cmd_pool(args: argparse.Namespace) -> int:
+    """A pool that fails (or draws nothing) into a new file leaves no file: a schema-only db is no pool."""
+    from pathlib import Path
+
     from annotations.pool import build_pool
 
+    new = not Path(args.db).exists()
     conn = db.connect(args.db, create=True)
+    r = None
     try:
         r = build_pool(conn, args.samples, args.size, args.test, args.seed, args.storage_options)
     finally:
         conn.close()
+        if new and (r is None or not r.train + r.test):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{args.db}{suffix}").unlink(missing_ok=True)
     print(f"pool in {args.db}: {r.train} train + {r.test} test samples "
           f"(from {r.available} ok samples, seed {args.seed}; {r.dropped} left out for missing members)")
     return 0 if r.train + r.test else 1
-
-
-def _print_token(token: str, url: str) -> None:
-    print(f"  token:     {token}")
-    print(f"  login URL: {url.rstrip('/')}/login#token={token}")
-
-
-def cmd_users_add(args: argparse.Namespace) -> int:
-    from annotations.users import add_user
-
-    conn = _pool_db(args.db)
-    try:
-        token = add_user(conn, args.name, args.admin)
-    finally:
-        conn.close()
-    print(f"user {args.name} ({'admin' if args.admin else 'annotator'}) added. The token is shown only this once:")
-    _print_token(token, args.url)
-    return 0
-
-
-def cmd_users_list(args: argparse.Namespace) -> int:
-    from annotations.users import list_users
-
-    conn = db.connect(args.db)
-    try:
-        for u in list_users(conn, include_removed=args.all):
-            print(f"{u.name}\t{u.role}\t{u.status}")
-    finally:
-        conn.close()
-    return 0
-
-
-def cmd_users_change(args: argparse.Namespace) -> int:
-    from annotations import users
-
-    conn = _pool_db(args.db)
-    try:
-        if args.users_command == "revoke":
-            n = users.revoke_user(conn, args.name)
-            print(f"user {args.name} revoked: token dead, {n} live session(s) ended (`rotate` gives a new token)")
-        elif args.users_command == "rotate":
-            token = users.rotate_user(conn, args.name)
-            print(f"user {args.name}: new token; the old one and its sessions no longer work. Shown only this once:")
-            _print_token(token, args.url)
-        elif args.users_command == "remove":
-            kept = users.remove_user(conn, args.name)
-            print(f"user {args.name} removed; their {kept} label(s) stay in the history and the export")
-        else:
-            users.set_role(conn, args.name, args.role)
-            print(f"user {args.name} is now an {args.role}")
-    finally:
-        conn.close()
-    return 0
 
 
 def _checkpoints(args: argparse.Namespace) -> dict[str, str]:
@@ -125,7 +70,7 @@ def _load_scores(conn, args: argparse.Namespace) -> bool:
 def cmd_rank(args: argparse.Namespace) -> int:
     if not (args.scores or _checkpoints(args)):
         raise ConfigError("give --mask-classifier, --inpaint-classifier and/or --scores")
-    conn = _pool_db(args.db)
+    conn = db.open_pool(args.db)
     try:
         _load_scores(conn, args)
     finally:
@@ -146,9 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--overlap must be between 0 and 1, got {args.overlap}")
     if not args.lease_minutes > 0:
         raise ConfigError(f"--lease-minutes must be positive, got {args.lease_minutes}")
+    if args.url:
+        limits.public_origin(args.url)  # a URL the app cannot be served at is a one-line error
     hosts = limits.allowed_hosts(args.host, [args.url or "", *args.allowed_host])
     settings = Settings(overlap=args.overlap, lease_seconds=args.lease_minutes * 60, strategy=args.strategy)
-    conn = _pool_db(args.db)
+    conn = db.open_pool(args.db)
     try:
         _load_scores(conn, args)
         scored = active.scored_counts(conn)
@@ -163,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         conn.close()
     if args.host in limits.ANY_INTERFACE and not (args.url or args.allowed_host):
         log.warning("bound to every interface but only %s are answered; add --url or --allowed-host", hosts)
-    app = create_app(args.db, settings, allowed_hosts=hosts)
+    app = create_app(args.db, settings, allowed_hosts=hosts, public_url=args.url)
     log.info("labeling app on http://%s:%d, strategy %s, answering Host %s (log in with the URL from "
              "`l2i annotate users add`)", args.host, args.port, args.strategy, ", ".join(hosts))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -171,17 +118,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from annotations.export import describe, format_for, meta_path, resolve, write_export
+    from annotations.export import all_labels, describe, format_for, meta_path, resolve, write_export
 
     fmt = format_for(args.out, args.format)  # before any work: a bad --out is a one-line error
+    kind = "all_labels" if args.all_labels else "resolved"
     conn = db.connect(args.db)
     try:
-        rows, summary = resolve(conn)
-        meta = describe(conn, summary, len(rows))
+        rows, summary = all_labels(conn) if args.all_labels else resolve(conn)
+        meta = describe(conn, summary, len(rows), kind)
     finally:
         conn.close()
     write_export(rows, args.out, fmt, meta)
-    print(f"{len(rows)} resolved labels -> {args.out} ({fmt}); how they were made -> {meta_path(args.out)}")
+    what = "labels (every annotator's)" if args.all_labels else "resolved labels"
+    print(f"{len(rows)} {what} -> {args.out} ({fmt}); how they were made -> {meta_path(args.out)}")
     print(f"{'task':8} {'good':>6} {'bad':>6} {'ties left out':>14}")
     for task in db.TASKS:
         c = summary.rows[task]
@@ -193,36 +142,6 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-classifier", metavar="CKPT", help="mask classifier checkpoint to rank the pool with")
     p.add_argument("--inpaint-classifier", metavar="CKPT", help="inpaint classifier checkpoint to rank the pool with")
     p.add_argument("--scores", metavar="DIR", help="directory of `l2i score` sidecars (NAME_scores.parquet)")
-
-
-def _register_users(sub) -> None:
-    users = sub.add_parser("users", help="manage annotator accounts (every change is logged in the db)")
-    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
-    users.set_defaults(func=lambda args: (users.print_help(), 2)[1])
-    url_help = "base URL annotators reach the server at (default http://127.0.0.1:8700)"
-
-    add = users_sub.add_parser("add", help="add an annotator and print their token and login URL",
-                               description="Add a user to an existing pool database. Only a hash of the token "
-                                           "is stored: note the URL.")
-    add.add_argument("name", help="annotator name, shown in stats and exports")
-    add.add_argument("--admin", action="store_true", help="may see the stats page")
-    add.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
-    lst = users_sub.add_parser("list", help="list users, roles and status")
-    lst.add_argument("--all", action="store_true", help="include removed users")
-    revoke = users_sub.add_parser("revoke", help="disable a user: token and live sessions stop working at once")
-    rotate = users_sub.add_parser("rotate", help="give a user a new token (the old one dies); re-enables a revoked "
-                                                 "user")
-    rotate.add_argument("--url", default="http://127.0.0.1:8700", help=url_help)
-    remove = users_sub.add_parser("remove", help="remove a user; their labels stay in the history and the export")
-    role = users_sub.add_parser("set-role", help="make a user an admin or an annotator")
-    for p in (revoke, rotate, remove, role):
-        p.add_argument("name", help="annotator name")
-        p.set_defaults(func=cmd_users_change)
-    role.add_argument("role", choices=["admin", "annotator"])
-    add.set_defaults(func=cmd_users_add)
-    lst.set_defaults(func=cmd_users_list)
-    for p in (add, lst, revoke, rotate, remove, role):
-        p.add_argument("--db", required=True, help="labels database (made by `l2i annotate pool`)")
 
 
 def register(subparsers) -> None:
@@ -244,7 +163,7 @@ def register(subparsers) -> None:
     pool.add_argument("--seed", type=int, default=0, help="random seed; same seed and shards, same pool (default 0)")
     pool.set_defaults(func=cmd_pool)
 
-    _register_users(sub)
+    register_users(sub)
 
     serve = sub.add_parser(
         "serve", help="run the labeling web app",
@@ -253,7 +172,9 @@ def register(subparsers) -> None:
     serve.add_argument("--db", required=True, help="labels database")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8700, help="port (default 8700)")
-    serve.add_argument("--url", help="public base URL annotators use (its host name is answered)")
+    serve.add_argument("--url", help="public base URL annotators open, e.g. https://label.lab.org (its host name is "
+                                     "answered, its origin accepted behind a Host-rewriting proxy; https: Secure "
+                                     "cookie and HSTS)")
     serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
                        help="another host name to answer (repeatable)")
     serve.add_argument("--overlap", type=float, default=0.1,
@@ -280,4 +201,7 @@ def register(subparsers) -> None:
     export.add_argument("--out", required=True, metavar="FILE", help="output file: NAME.jsonl or NAME.parquet")
     export.add_argument("--format", choices=["jsonl", "parquet"], default=None,
                         help="output format; must match the extension of --out")
+    export.add_argument("--all-labels", action="store_true",
+                        help="every annotator's standing label, one row each (with annotator and time), instead "
+                             "of one resolved row per sample: to recompute agreement")
     export.set_defaults(func=cmd_export)

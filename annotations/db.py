@@ -57,9 +57,11 @@ CREATE TABLE IF NOT EXISTS events (
     sample_id INTEGER NOT NULL REFERENCES samples(id),
     task TEXT NOT NULL CHECK (task IN ('mask', 'inpaint')),
     value TEXT NOT NULL CHECK (value IN ('good', 'bad', 'skip', 'undo')),
-    t REAL NOT NULL
+    t REAL NOT NULL,
+    op TEXT                        -- the page's id for the request: a resent request is not a second event
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, task, sample_id);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_op ON events (user_id, op) WHERE op IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_sample ON events (task, sample_id);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'label events are append-only'); END;
@@ -113,7 +115,7 @@ CREATE VIEW IF NOT EXISTS current AS
 """
 
 
-SCHEMA_VERSION = 2  # 2: account status, audit log, classifier scores
+SCHEMA_VERSION = 3  # 2: account status, audit log, classifier scores; 3: events.op
 
 
 def connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
@@ -159,6 +161,8 @@ def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
     with write(conn):
         if "status" not in {r["name"] for r in conn.execute("PRAGMA table_info(users)")}:
             conn.execute("ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'")
+        if "op" not in {r["name"] for r in conn.execute("PRAGMA table_info(events)")}:
+            conn.execute("ALTER TABLE events ADD COLUMN op TEXT")
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -167,6 +171,17 @@ def require_pool(conn: sqlite3.Connection, path: str | Path) -> None:
     """Refuse a database without a pool: accounts and serving only make sense on one."""
     if not conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]:
         raise InputError(f"--db {path} has no pool; draw one first with `l2i annotate pool --db {path}`")
+
+
+def open_pool(path: str | Path) -> sqlite3.Connection:
+    """An existing labels database with a pool: a typo'd --db is an error, never a new empty file."""
+    conn = connect(path)
+    try:
+        require_pool(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def audit(conn: sqlite3.Connection, action: str, name: str = "", **detail) -> None:

@@ -4,6 +4,10 @@ Columns (the classifier trainer reads exactly these): key, shard, task (`mask` |
 label (`good` | `bad`), annotator (the names behind the winning label, comma-separated), time (ISO 8601 UTC
 of the latest winning label), split (`train` | `test`). Ties are left out and counted; skips are no votes.
 
+`--all-labels` writes every annotator's standing good/bad label instead, one row per (sample, task,
+annotator), same columns (annotator: one name, time: that label's), so agreement can be recomputed; the
+classifier trainer resolves such a file by majority too.
+
 Beside the export, `FILE.meta.json` (and, for Parquet, the schema metadata `l2i_export`) records how the
 labels came about: the pool (seed, sizes, source), the queue strategies the app was served with, the score
 sources used for ranking, and the label counts, so a reader can tell random labels from actively chosen ones.
@@ -67,7 +71,17 @@ def resolve(conn: sqlite3.Connection) -> tuple[list[Row], ExportSummary]:
     return rows, summary
 
 
-def describe(conn: sqlite3.Connection, summary: ExportSummary, n_rows: int) -> dict:
+def all_labels(conn: sqlite3.Connection) -> tuple[list[Row], ExportSummary]:
+    """Every standing good/bad label, one row per annotator; the summary counts them (no ties here)."""
+    rows, summary = [], ExportSummary()
+    for v in votes(conn):
+        rows.append(Row(v.key, v.shard, v.task, v.label, v.annotator, iso(v.t), v.split))
+        summary.rows[v.task][v.label] += 1
+    rows.sort(key=lambda r: (r.task != "mask", r.key, r.annotator))
+    return rows, summary
+
+
+def describe(conn: sqlite3.Connection, summary: ExportSummary, n_rows: int, kind: str = "resolved") -> dict:
     """What the export's labels are: pool, strategies served, score sources, counts."""
     served = [json.loads(d) for d, in conn.execute("SELECT detail FROM audit WHERE action = 'serve' ORDER BY id")]
     scored = [json.loads(d) for d, in conn.execute("SELECT detail FROM audit WHERE action = 'scores' ORDER BY id")]
@@ -80,6 +94,7 @@ def describe(conn: sqlite3.Connection, summary: ExportSummary, n_rows: int) -> d
         "strategies_served": strategies,
         "score_sources": scored,
         "rows": n_rows,
+        "kind": kind,  # resolved: one row per (sample, task); all_labels: one per (sample, task, annotator)
         "labels": {t: {"good": summary.rows[t]["good"], "bad": summary.rows[t]["bad"], "ties": summary.ties[t]}
                    for t in TASKS},
         "exported": iso(datetime.now(timezone.utc).timestamp()),

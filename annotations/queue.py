@@ -4,7 +4,9 @@ A sample handed to an annotator is leased to them for a while, so two annotators
 shown the same single-label sample. An annotator never gets a sample they already have an event for in
 that task (labelled, skipped or undone), except the one they explicitly undo. A label on an expired lease
 is honoured only while the sample still has room for it: once others hold or have labelled all the labels
-it needs, the late label is refused (409), so a single-label sample never ends with two labels.
+it needs, the late label is refused (409). A skipped sample may go to someone else; undoing the skip then
+hands it back only if it still has room. And a label beyond what a sample needs is refused (409) whatever
+the leases say, so a single-label sample never ends with two labels.
 
 Order: the overlap samples that already have one label first, then the seeded random order. With
 `strategy="uncertain"` and classifier scores in the database, the train split is served nearest the
@@ -119,12 +121,35 @@ def next_items(conn: sqlite3.Connection, user_id: int, task: str, n: int, s: Set
         return [_item(conn, sid) for sid in held + fresh]
 
 
+def _needed(conn: sqlite3.Connection, p: dict) -> int:
+    return conn.execute(f"SELECT {_NEEDED} FROM samples s WHERE s.id = :sid", p).fetchone()[0]
+
+
+def _others(conn: sqlite3.Connection, p: dict, leases: bool) -> int:
+    """Other annotators' standing good/bad labels on the sample, plus their live leases when `leases`."""
+    n = conn.execute("SELECT COUNT(*) FROM latest WHERE task = :task AND sample_id = :sid AND user_id != :u"
+                     " AND value IN ('good', 'bad')", p).fetchone()[0]
+    if leases:
+        n += conn.execute("SELECT COUNT(*) FROM leases WHERE task = :task AND sample_id = :sid AND user_id != :u"
+                          " AND expires > :now", p).fetchone()[0]
+    return n
+
+
+def _replayed(conn: sqlite3.Connection, user_id: int, op: str | None) -> sqlite3.Row | None:
+    """The event an earlier copy of this request made (same page-made id), if any."""
+    if op is None:
+        return None
+    return conn.execute("SELECT sample_id, task, value FROM events WHERE user_id = ? AND op = ?",
+                        (user_id, op)).fetchone()
+
+
 def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: str,
-           s: Settings | None = None) -> None:
+           s: Settings | None = None, op: str | None = None) -> None:
     """Append a good/bad/skip event for a sample the annotator holds, or held while it still has room.
 
     409 when it was never handed to them, or their lease lapsed and others now hold or have given all the
-    labels it needs (the client then asks for new samples). Re-sending one's own standing label is fine.
+    labels it needs (the client then asks for new samples). A resent request (same `op` id, or one's own
+    standing label again) is acknowledged without a second event.
     """
     if value not in ("good", "bad", "skip"):
         raise QueueError(422, "label must be good, bad or skip")
@@ -132,45 +157,68 @@ def record(conn: sqlite3.Connection, user_id: int, task: str, key: str, value: s
     now = time.time()
     with db.write(conn):
         sid = _sample_id(conn, key)
+        done = _replayed(conn, user_id, op)
+        if done is not None:
+            if (done["sample_id"], done["task"], done["value"]) != (sid, task, value):
+                raise QueueError(409, "this request id was already used for another label")
+            return
         lease = conn.execute("SELECT expires FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?",
                              (sid, task, user_id)).fetchone()
         mine = conn.execute("SELECT value FROM latest WHERE sample_id = ? AND task = ? AND user_id = ?",
                             (sid, task, user_id)).fetchone()
+        if lease is None and mine is not None and mine["value"] == value:
+            return  # one's own standing label, resent
         if lease is None and mine is None:
             raise QueueError(409, "this sample was not assigned to you in this task")
         live = lease is not None and lease["expires"] > now
-        if not live and (mine is None or mine["value"] not in ("good", "bad")):
-            taken = conn.execute(
-                f"""SELECT (SELECT COUNT(*) FROM latest WHERE task = :task AND sample_id = :sid AND user_id != :u
-                            AND value IN ('good', 'bad'))
-                         + (SELECT COUNT(*) FROM leases WHERE task = :task AND sample_id = :sid AND user_id != :u
-                            AND expires > :now) >= {_NEEDED}
-                    FROM samples s WHERE s.id = :sid""",
-                {"task": task, "sid": sid, "u": user_id, "now": now, "overlap": s.overlap}).fetchone()[0]
-            if taken:
-                raise QueueError(409, "your lease on this sample expired and it went to another annotator;"
-                                      " fetch new samples")
-        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, ?, ?)",
-                     (user_id, sid, task, value, now))
+        p = {"task": task, "sid": sid, "u": user_id, "now": now, "overlap": s.overlap}
+        if value in ("good", "bad") and (mine is None or mine["value"] not in ("good", "bad")) \
+                and _others(conn, p, leases=False) >= _needed(conn, p):
+            raise QueueError(409, "this sample already has all the labels it needs from other annotators;"
+                                  " fetch new samples")
+        if not live and (mine is None or mine["value"] not in ("good", "bad")) \
+                and _others(conn, p, leases=True) >= _needed(conn, p):
+            raise QueueError(409, "your lease on this sample expired and it went to another annotator;"
+                                  " fetch new samples")
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t, op) VALUES (?, ?, ?, ?, ?, ?)",
+                     (user_id, sid, task, value, now, op))
         conn.execute("DELETE FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?", (sid, task, user_id))
 
 
-def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Item:
-    """Undo the annotator's most recent standing judgement in the task; they hold that sample again."""
+@dataclass
+class Undone:
+    item: Item
+    served: bool  # False: the sample went to others since (a skip gives up its place); only the skip is withdrawn
+
+
+def undo(conn: sqlite3.Connection, user_id: int, task: str, s: Settings, op: str | None = None) -> Undone:
+    """Undo the annotator's most recent standing judgement in the task; they hold that sample again.
+
+    A skipped sample may have gone to others meanwhile: when their labels and leases fill all it needs, the skip
+    is withdrawn (so the next undo walks further back) but the sample is not handed back.
+    """
     now = time.time()
     with db.write(conn):
+        done = _replayed(conn, user_id, op)
+        if done is not None:  # a resent undo: answer as the first time, undo nothing more
+            held = conn.execute("SELECT 1 FROM leases WHERE sample_id = ? AND task = ? AND user_id = ?",
+                                (done["sample_id"], task, user_id)).fetchone()
+            return Undone(_item(conn, done["sample_id"]), held is not None)
         row = conn.execute(
-            "SELECT sample_id FROM current WHERE user_id = ? AND task = ? AND value != 'undo'"
+            "SELECT sample_id, value FROM current WHERE user_id = ? AND task = ? AND value != 'undo'"
             " ORDER BY id DESC LIMIT 1", (user_id, task)).fetchone()
         if row is None:
             raise QueueError(409, "nothing to undo")
         sid = row["sample_id"]
-        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t) VALUES (?, ?, ?, 'undo', ?)",
-                     (user_id, sid, task, now))
-        conn.execute(
-            "INSERT OR REPLACE INTO leases (sample_id, task, user_id, leased, expires) VALUES (?, ?, ?, ?, ?)",
-            (sid, task, user_id, 0.0, now + s.lease_seconds))  # leased=0: first in line
-        return _item(conn, sid)
+        p = {"task": task, "sid": sid, "u": user_id, "now": now, "overlap": s.overlap}
+        served = row["value"] in ("good", "bad") or _others(conn, p, leases=True) < _needed(conn, p)
+        conn.execute("INSERT INTO events (user_id, sample_id, task, value, t, op) VALUES (?, ?, ?, 'undo', ?, ?)",
+                     (user_id, sid, task, now, op))
+        if served:
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (sample_id, task, user_id, leased, expires) VALUES (?, ?, ?, ?, ?)",
+                (sid, task, user_id, 0.0, now + s.lease_seconds))  # leased=0: first in line
+        return Undone(_item(conn, sid), served)
 
 
 def progress(conn: sqlite3.Connection, user_id: int, task: str, s: Settings) -> Progress:

@@ -17,6 +17,7 @@ from annotations import db
 from l2i_pipeline.core.errors import InputError, NotFound
 
 SESSION_SECONDS = 7 * 24 * 3600
+MAX_SESSIONS = 5  # live sessions per user (devices, browsers); a new login ends the oldest beyond this
 
 
 ROLES = ("annotator", "admin")
@@ -48,18 +49,39 @@ def valid_name(name: str) -> bool:
     return 0 < len(name) <= 64 and name.isprintable() and name.strip() == name
 
 
-def add_user(conn: sqlite3.Connection, name: str, is_admin: bool = False) -> str:
-    """Create a user; returns the token, which is shown once and never stored."""
+def add_user(conn: sqlite3.Connection, name: str, is_admin: bool = False, reuse_name: bool = False) -> str:
+    """Create a user; returns the token, which is shown once and never stored. `reuse_name`: a removed user's
+    name goes to the new account, the removed one being renamed NAME~removed-ID (its labels stay its own)."""
     if not valid_name(name):
         raise InputError(f"bad user name {name!r}: 1-64 printable characters, no surrounding spaces")
     token = secrets.token_urlsafe(24)
     try:
         with db.write(conn):
+            old = conn.execute("SELECT id, status FROM users WHERE name = ?", (name,)).fetchone()
+            if old is not None and old["status"] == "removed":
+                if not reuse_name:
+                    raise InputError(f"user {name!r} was removed; `users restore {name}` brings that account (and "
+                                     f"its labels) back, `users add {name} --reuse-name` gives the name to a new one")
+                renamed = f"{name}~removed-{old['id']}"  # the old account's labels keep a name of their own
+                conn.execute("UPDATE users SET name = ? WHERE id = ?", (renamed, old["id"]))
+                db.audit(conn, "rename", name, to=renamed)
             conn.execute("INSERT INTO users (name, is_admin, token_hash, created) VALUES (?, ?, ?, ?)",
                          (name, int(is_admin), token_hash(token), time.time()))
             db.audit(conn, "add", name, role="admin" if is_admin else "annotator")
     except sqlite3.IntegrityError:
         raise InputError(f"user {name!r} already exists") from None
+    return token
+
+
+def restore_user(conn: sqlite3.Connection, name: str) -> str:
+    """Bring a removed account back, with its labels and a new token (returned, shown once)."""
+    token = secrets.token_urlsafe(24)
+    with db.write(conn):
+        row = conn.execute("SELECT id, status FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None or row["status"] != "removed":
+            raise NotFound(f"no removed user {name!r} (see `l2i annotate users list --all`)")
+        conn.execute("UPDATE users SET status = 'active', token_hash = ? WHERE id = ?", (token_hash(token), row["id"]))
+        db.audit(conn, "restore", name)
     return token
 
 
@@ -142,6 +164,8 @@ def create_session(conn: sqlite3.Connection, user: User, seconds: int = SESSION_
         conn.execute("DELETE FROM sessions WHERE expires < ?", (now,))
         conn.execute("INSERT INTO sessions (id_hash, user_id, csrf, created, expires) VALUES (?, ?, ?, ?, ?)",
                      (token_hash(sid), user.id, csrf, now, now + seconds))
+        conn.execute("DELETE FROM sessions WHERE user_id = ? AND rowid NOT IN (SELECT rowid FROM sessions"
+                     " WHERE user_id = ? ORDER BY created DESC, rowid DESC LIMIT ?)", (user.id, user.id, MAX_SESSIONS))
     return sid, csrf
 
 

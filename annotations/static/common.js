@@ -1,21 +1,37 @@
-// Shared by the logged-in pages: JSON fetch with the CSRF header, and DOM helpers that only ever set text.
+// Shared by the logged-in pages: JSON fetch with the session token, and DOM helpers that only ever set text.
+// The session token comes from the login response only and lives in localStorage, which is scoped to this
+// origin (port included): the session cookie alone, which a server on another port also receives, is no session.
 "use strict";
 
 const L2I = {
-  csrf: null,
+  TOKEN_KEY: "l2i.session-token",
+
+  token() {
+    try { return localStorage.getItem(L2I.TOKEN_KEY) || ""; } catch (e) { return ""; }
+  },
+
+  userName() {  // who logged in last in this browser: whose unsaved labels this page may send
+    try { return localStorage.getItem("l2i.user") || ""; } catch (e) { return ""; }
+  },
+
+  forget() {
+    try { localStorage.removeItem(L2I.TOKEN_KEY); } catch (e) { /* storage blocked: nothing kept */ }
+  },
 
   async api(path, body) {
-    const init = {credentials: "same-origin", headers: {}};
+    const init = {credentials: "same-origin", headers: {"X-CSRF-Token": L2I.token()}};
     if (body !== undefined) {
       init.method = "POST";
       init.headers["Content-Type"] = "application/json";
-      init.headers["X-CSRF-Token"] = L2I.csrf || "";
       init.body = JSON.stringify(body);
     }
     const resp = await fetch(path, init);
     if (resp.status === 401) {
+      L2I.forget();
       location.assign("/login?next=" + encodeURIComponent(location.pathname));
-      throw new Error("not logged in");
+      const err = new Error("not logged in");
+      err.status = 401;
+      throw err;
     }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
@@ -29,12 +45,15 @@ const L2I = {
 
   async me() {
     const me = await L2I.api("/api/me");
-    L2I.csrf = me.csrf;
     document.getElementById("nav-stats").hidden = !me.is_admin;
     document.getElementById("logout").addEventListener("click", async () => {
-      try { await L2I.api("/api/logout", {}); } finally { location.assign("/login"); }
+      try { await L2I.api("/api/logout", {}); } finally { L2I.forget(); location.assign("/login"); }
     });
     return me;
+  },
+
+  imgUrl(view, item) {  // images need the signature the server made with this session's token
+    return `/img/${view}?key=${encodeURIComponent(item.key)}&sig=${encodeURIComponent(item.sig)}`;
   },
 
   el(tag, text, cls) {

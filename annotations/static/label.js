@@ -1,8 +1,10 @@
 // The labeling page. The annotator never waits for the server: a key press advances at once and the label
-// is posted through one ordered outbox (retried on network errors), so labels, undos and refills reach the
-// server in the order they were made. The next samples' images are prefetched. Taking samples is a POST with
-// the CSRF token (it reserves them). A label the server refuses with 409 (the lease lapsed and the sample went
-// to someone else) is dropped and the held samples are fetched afresh.
+// goes into the outbox (outbox.js), which keeps it in this browser until the server acknowledges it, across
+// reloads and outages; the header counts what is not saved yet, and closing the tab then asks first. The next
+// samples' images are prefetched. Taking samples is a POST with the session token (it reserves them). A label
+// the server refuses (409: the lease lapsed and the sample went to someone else) is dropped, named, and the
+// held samples are fetched afresh. Undo takes back a label that has not left the page yet; otherwise it asks
+// the server, once the outbox is empty.
 "use strict";
 
 const TASK = location.pathname.split("/").pop() === "inpaint" ? "inpaint" : "mask";
@@ -28,36 +30,47 @@ const GUIDE = {
 };
 
 const state = {
-  current: null, queue: [], done: new Set(), overlay: true, undoing: false,
-  outbox: Promise.resolve(), unsynced: 0, preloaded: new Map(), poll: null,
+  current: null, queue: [], done: new Set(), overlay: true, undoing: false, undoId: null, outbox: null,
+  refilling: Promise.resolve(), refillQueued: false, afresh: false, preloaded: new Map(), poll: null, trouble: null,
 };
 
-function imgUrl(view, key) {
-  return `/img/${view}?key=${encodeURIComponent(key)}`;
-}
-
-function send(fn, attempts = 6) {
-  // Chain onto the outbox; retry network errors and 5xx with backoff, give up on 4xx (shown to the user).
-  state.unsynced += 1;
-  showSync();
-  const run = async () => {
-    for (let i = 0; ; i++) {
-      try {
-        return await fn();
-      } catch (e) {
-        const retriable = e.status === undefined || e.status >= 500;
-        if (!retriable || i + 1 >= attempts) { L2I.showError(e.message); return null; }
-        await new Promise((r) => setTimeout(r, 250 * 2 ** i));
-      }
-    }
-  };
-  const p = state.outbox.then(run).finally(() => { state.unsynced -= 1; showSync(); });
-  state.outbox = p;
-  return p;
-}
-
 function showSync() {
-  document.getElementById("sync").textContent = state.unsynced > 0 ? `saving ${state.unsynced}…` : "saved";
+  const n = state.outbox ? state.outbox.size : 0;
+  document.getElementById("sync").textContent = n > 0 ? `${n} not saved yet` : "saved";
+  const e = state.trouble;
+  if (!e) return;
+  const what = e.status ? `the server failed (${e.message})` : `the server cannot be reached (${e.message})`;
+  const kept = n ? ` ${n} label${n === 1 ? "" : "s"} kept in this browser;` : "";
+  L2I.showError(`Not saved yet: ${what}.${kept} retrying…`);
+}
+
+function showLast(text) {
+  document.getElementById("last").textContent = text;
+}
+
+function serverTrouble(e) {  // the banner stays, with the count kept up to date, until the server answers
+  state.trouble = e;
+  showSync();
+}
+
+function serverBack() {
+  state.trouble = null;
+  L2I.showError("");
+}
+
+async function untilReachable(fn, attempts = Infinity) {
+  // Retry network errors and 5xx with backoff (the banner says so); other errors go to the caller.
+  for (let i = 1; ; i++) {
+    try {
+      const r = await fn();
+      serverBack();
+      return r;
+    } catch (e) {
+      if (!Outbox.retriable(e) || e.status === 401 || i >= attempts) throw e;
+      serverTrouble(e);
+      await Outbox.sleep(Outbox.backoff(i));
+    }
+  }
 }
 
 function showProgress(p) {
@@ -86,7 +99,7 @@ function render() {
   if (!item) return;
   for (const img of document.querySelectorAll("#panels img")) {
     const panel = PANELS[TASK].find((p) => p.view === img.dataset.view);
-    img.src = imgUrl(state.overlay || !panel.alt ? panel.view : panel.alt, item.key);
+    img.src = L2I.imgUrl(state.overlay || !panel.alt ? panel.view : panel.alt, item);
   }
   document.getElementById("caption").textContent = item.caption;
   document.getElementById("key").textContent = item.key;
@@ -96,7 +109,7 @@ function render() {
 function preload(items) {
   for (const item of items) {
     if (state.preloaded.has(item.key)) continue;
-    state.preloaded.set(item.key, PANELS[TASK].map((p) => { const i = new Image(); i.src = imgUrl(p.view, item.key); return i; }));
+    state.preloaded.set(item.key, PANELS[TASK].map((p) => { const i = new Image(); i.src = L2I.imgUrl(p.view, item); return i; }));
   }
   for (const key of [...state.preloaded.keys()]) {  // keep the cache to what is still ahead
     if (!items.some((i) => i.key === key) && (!state.current || state.current.key !== key)) state.preloaded.delete(key);
@@ -115,16 +128,27 @@ function merge(items) {
 }
 
 function refill(afresh = false) {
-  return send(async () => {
-    const r = await L2I.api(`/api/tasks/${TASK}/next`, {n: HOLD});
-    if (afresh) {  // keep only what the server says we still hold
-      state.queue = [];
-      if (state.current && !r.items.some((i) => i.key === state.current.key)) state.current = null;
+  // One refill at a time, and at most one waiting behind it.
+  state.afresh = state.afresh || afresh;
+  if (state.refillQueued) return state.refilling;
+  state.refillQueued = true;
+  state.refilling = state.refilling.then(async () => {
+    state.refillQueued = false;
+    const fresh = state.afresh;
+    state.afresh = false;
+    try {
+      const r = await untilReachable(() => L2I.api(`/api/tasks/${TASK}/next`, {n: HOLD}));
+      if (fresh) {  // keep only what the server says we still hold
+        state.queue = [];
+        if (state.current && !r.items.some((i) => i.key === state.current.key)) state.current = null;
+      }
+      merge(r.items);
+      showProgress(r.progress);
+    } catch (e) {
+      if (e.status !== 401) showLast(`could not fetch samples: ${e.message}`);
     }
-    merge(r.items);
-    showProgress(r.progress);
-    return r;
   });
+  return state.refilling;
 }
 
 function advance() {
@@ -138,36 +162,64 @@ function judge(label) {
   const item = state.current;
   if (!item || state.undoing) return;
   state.done.add(item.key);
-  document.getElementById("last").textContent = `${label}: ${item.key}`;
-  send(async () => {
-    try {
-      const r = await L2I.api(`/api/tasks/${TASK}/label`, {key: item.key, label});
-      showProgress(r.progress);
-      return r;
-    } catch (e) {
-      if (e.status !== 409) throw e;
-      document.getElementById("last").textContent = `not saved: ${item.key} went to another annotator meanwhile`;
-      refill(true);
-      return null;
-    }
-  });
+  showLast(`${label}: ${item.key}`);
+  state.outbox.add({key: item.key, label, item});
   advance();
 }
 
-function undo() {
+function postLabel(op) {
+  return L2I.api(`/api/tasks/${TASK}/label`, {key: op.key, label: op.label, id: op.id})
+    .then((r) => showProgress(r.progress));
+}
+
+function refused(op, e) {
+  if (e.status === 409) {
+    showLast(`not saved: ${op.key} went to another annotator meanwhile`);
+    refill(true);
+  } else {
+    showLast(`not saved: ${op.key} (${e.message})`);
+  }
+}
+
+function bringBack(item) {
+  if (state.current && state.current.key !== item.key) state.queue.unshift(state.current);
+  state.queue = state.queue.filter((q) => q.key !== item.key);
+  state.current = item;
+  state.done.delete(item.key);
+  render();
+}
+
+async function undo() {
   if (state.undoing) return;
+  const op = state.outbox.takeBackLast();
+  if (op) {  // never left the page: nothing to tell the server
+    bringBack(op.item);
+    showLast(`undone: ${op.key}`);
+    return;
+  }
+  if (state.outbox.size) {
+    showLast("the last label is being saved; undo once the header says saved");
+    return;
+  }
   state.undoing = true;
-  send(async () => {
-    const r = await L2I.api(`/api/tasks/${TASK}/undo`, {});
-    if (state.current && state.current.key !== r.item.key) state.queue.unshift(state.current);
-    state.queue = state.queue.filter((q) => q.key !== r.item.key);
-    state.current = r.item;
-    state.done.delete(r.item.key);
-    document.getElementById("last").textContent = `undone: ${r.item.key}`;
-    render();
+  // An undo whose answer never came keeps its id for the next press: resent, it is still one undo.
+  state.undoId = state.undoId || Outbox.newId();
+  try {
+    const r = await untilReachable(() => L2I.api(`/api/tasks/${TASK}/undo`, {id: state.undoId}), 4);
+    state.undoId = null;
     showProgress(r.progress);
-    return r;
-  }, 1).finally(() => { state.undoing = false; });
+    if (!r.item) {  // a skipped sample that went to another annotator: only the skip was withdrawn
+      showLast(r.message);
+      return;
+    }
+    bringBack(r.item);
+    showLast(`undone: ${r.item.key}`);
+  } catch (e) {
+    if (!Outbox.retriable(e)) state.undoId = null;  // refused (say, nothing to undo): the next press is new
+    if (e.status !== 401) showLast(`cannot undo: ${e.message}`);
+  } finally {
+    state.undoing = false;
+  }
 }
 
 function toggleOverlay() {
@@ -202,8 +254,17 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   document.getElementById("check-again").addEventListener("click", () => refill());
   document.addEventListener("keydown", onKey);
-  const me = await L2I.me();
+  state.outbox = new Outbox(`l2i.pending.${L2I.userName()}.${TASK}.`, postLabel, {
+    changed: showSync, online: serverBack, offline: serverTrouble, refused,
+  });
+  for (const op of state.outbox.ops) state.done.add(op.key);  // kept from before a reload: not shown again
+  showSync();
+  state.outbox.flush();
+  window.addEventListener("beforeunload", (ev) => {
+    if (state.outbox.size) { ev.preventDefault(); ev.returnValue = ""; }  // labels not saved yet: ask first
+  });
+  const me = await untilReachable(() => L2I.me());
   document.getElementById("user").textContent = me.name;
   await refill();
-  state.poll = setInterval(() => { if (!state.current && state.unsynced === 0) refill(); }, 30000);
+  state.poll = setInterval(() => { if (!state.current && !state.outbox.size) refill(); }, 30000);
 });

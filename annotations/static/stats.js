@@ -25,11 +25,11 @@ function table(headers, rows) {
   return t;
 }
 
-function thumb(view, key) {
+function thumb(view, item) {
   const img = L2I.el("img", null, "thumb");
   img.loading = "lazy";
   img.alt = view;
-  img.src = `/img/${view}?key=${encodeURIComponent(key)}`;
+  img.src = L2I.imgUrl(view, item);
   return img;
 }
 
@@ -57,7 +57,7 @@ function renderTask(t) {
   sec.append(L2I.el("h3", `Disagreements (${t.disagreements.length})`));
   const view = t.task === "mask" ? "mask" : "bg_outline";
   sec.append(table(["sample", "key", "split", "labels"], t.disagreements.map((d) => [
-    thumb(view, d.key), d.key, d.split, d.labels.map((l) => `${l.annotator}: ${l.label}`).join(", ")])));
+    thumb(view, d), d.key, d.split, d.labels.map((l) => `${l.annotator}: ${l.label}`).join(", ")])));
   return sec;
 }
 
@@ -75,7 +75,12 @@ async function load() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  await L2I.me();
   document.getElementById("refresh").addEventListener("click", load);
+  try {
+    await L2I.me();
+  } catch (e) {
+    L2I.showError(`${e.message}; press Refresh to try again`);  // cleared by the next successful load
+    return;
+  }
   await load();
 });

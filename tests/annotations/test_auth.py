@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_login_sets_strict_httponly_cookie_and_bad_tokens_get_401(make_client, e
     assert r.status_code == 200
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
-    assert c.get("/api/me").json()["name"] == "ann1"
+    assert c.get("/api/me", headers={"X-CSRF-Token": r.json()["csrf"]}).json()["name"] == "ann1"
     c.cookies.clear()
     c.cookies.set("l2i_session", "forged")
     assert c.get("/api/me").status_code == 401
@@ -63,9 +64,9 @@ def test_writes_need_csrf_token_json_and_same_origin(make_client):
     key = c.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
     csrf = c.headers.pop("X-CSRF-Token")
     body = {"key": key, "label": "good"}
-    assert c.post("/api/tasks/mask/label", json=body).status_code == 403
-    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
-    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "é".encode()}).status_code == 403
+    assert c.post("/api/tasks/mask/label", json=body).status_code == 401  # the cookie alone is no session
+    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 401
+    assert c.post("/api/tasks/mask/label", json=body, headers={"X-CSRF-Token": "é".encode()}).status_code == 401
     ok = {"X-CSRF-Token": csrf}
     evil = {**ok, "Origin": "http://evil.example"}
     assert c.post("/api/tasks/mask/label", json=body, headers=evil).status_code == 403
@@ -130,3 +131,69 @@ def test_events_are_append_only(env):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             conn.execute(sql)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_session_cookie_alone_is_no_session(make_client, env):
+    """Issue 25 #12: a server on another local port receives the cookie (cookies ignore ports); with it alone a
+    script can neither read the CSRF token nor take samples, see images or stats, nor save a label."""
+    owner = make_client("boss")
+    key = owner.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
+    thief = make_client()
+    thief.cookies.set("l2i_session", owner.cookies["l2i_session"])
+    r = thief.get("/api/me")
+    assert r.status_code == 401 and "csrf" not in r.text.lower()
+    assert thief.post("/api/tasks/mask/next", json={"n": 20}).status_code == 401
+    assert thief.post("/api/tasks/mask/label", json={"key": key, "label": "good"}).status_code == 401
+    assert thief.post("/api/tasks/mask/undo", json={}).status_code == 401
+    assert thief.get("/api/stats").status_code == 401
+    assert thief.get(f"/img/image?key={key}").status_code == 403
+    assert thief.get(f"/img/image?key={key}&sig=0123").status_code == 403
+    assert thief.get("/annotate/mask").status_code == 200  # the static page, which then asks for the token
+    conn = db.connect(env.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 1  # only the owner's
+    # the owner, holding the token the login response gave the page, still works; /api/me never repeats it
+    me = owner.get("/api/me")
+    assert me.status_code == 200 and "csrf" not in me.json()
+    item = owner.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]
+    assert owner.get(f"/img/image?key={key}&sig={item['sig']}").status_code == 200
+
+
+def test_a_user_keeps_at_most_the_newest_sessions(make_client, env):
+    """Issue 25 #14: old sessions no longer pile up: each login ends the oldest beyond MAX_SESSIONS."""
+    from annotations.users import MAX_SESSIONS
+
+    clients = [make_client("ann1") for _ in range(MAX_SESSIONS + 2)]
+    alive = [c.get("/api/me").status_code for c in clients]
+    assert alive == [401, 401] + [200] * MAX_SESSIONS
+    conn = db.connect(env.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.name = 'ann1'"
+                        ).fetchone()[0] == MAX_SESSIONS
+    assert make_client("ann2").get("/api/me").status_code == 200  # other users' sessions are their own
+    assert all(c.get("/api/me").status_code == 200 for c in clients[2:])
+
+
+def test_failed_logins_are_rate_limited_per_address_and_logged(env, caplog):
+    """Issue 25 #14: after LOGIN_FAILURES failures an address gets 429 (with Retry-After), even with a good token."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from annotations import limits
+    from annotations.server import create_app
+
+    app = create_app(env.db_path, allowed_hosts=["testserver"])
+    with TestClient(app, client=("10.0.0.1", 5000)) as guesser, TestClient(app, client=("10.0.0.2", 5000)) as other:
+        with caplog.at_level(logging.WARNING, logger="annotations"):
+            for _ in range(limits.LOGIN_FAILURES):
+                assert guesser.post("/api/login", json={"token": "guess"}).status_code == 401
+            r = guesser.post("/api/login", json={"token": env.tokens["ann1"]})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "too many" in r.json()["detail"]
+        assert "failed login from 10.0.0.1" in caplog.text and "too many failed logins" in caplog.text
+        assert other.post("/api/login", json={"token": env.tokens["ann1"]}).status_code == 200
+    limiter = limits.FailureLimiter(limit=2, window_s=0.05)
+    limiter.failed("a")
+    limiter.failed("a")
+    assert limiter.retry_after("a") > 0 and limiter.retry_after("b") == 0
+    time.sleep(0.06)
+    assert limiter.retry_after("a") == 0  # the window slides

@@ -35,6 +35,12 @@ def test_bad_db_paths(tmp_path, shards_dir, capsys):
                             "--size", "5", "--test", "9"], "--test <= --size")
     one_line_error(capsys, ["annotate", "pool", "--samples", str(tmp_path / "missing"), "--db",
                             str(tmp_path / "q.db")], "samples directory not found")
+    assert not list(tmp_path.glob("q.db*"))  # issue 25 #14: a failed pool leaves no schema-only file
+    assert not list(tmp_path.glob("p.db*"))
+    empty_shards = tmp_path / "empty_shards"
+    empty_shards.mkdir()
+    assert main(["annotate", "pool", "--samples", str(empty_shards), "--db", str(tmp_path / "e.db")]) == 1
+    assert not list(tmp_path.glob("e.db*"))  # nothing drawn: no file either
 
 
 def test_bad_serve_options(env, capsys):

@@ -5,6 +5,7 @@ import json
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from annotations import db
 from annotations.export import COLUMNS, resolve
@@ -37,7 +38,7 @@ def test_majority_ties_skips_and_undo(env):
     with db.write(conn):
         conn.execute("INSERT INTO events (user_id, sample_id, task, value, t)"
                      " SELECT ?, id, 'mask', 'good', ? FROM samples WHERE key = ?", (u["ann3"], time.time(), k_major))
-    assert undo(conn, u["ann1"], "mask", s).key == k_undo
+    assert undo(conn, u["ann1"], "mask", s).item.key == k_undo
     i = next_items(conn, u["ann1"], "inpaint", 1, s)[0]
     record(conn, u["ann1"], "inpaint", i.key, "good")
 
@@ -78,3 +79,36 @@ def test_cli_pool_users_export(tmp_path, shards_dir, capsys):
     table = pq.read_table(tmp_path / "labels.parquet")
     assert tuple(table.column_names) == COLUMNS and table.to_pylist() == rows
     assert main(["annotate", "export", "--db", str(tmp_path / "nope.db"), "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+def test_all_labels_export_keeps_every_annotators_label(env, tmp_path, capsys):
+    """Issue 25 #14: the resolved export drops ties and keeps only winners; --all-labels keeps every label."""
+    conn, u = ids(env)
+    s = Settings(overlap=1.0)
+    keys = [i.key for i in next_items(conn, u["ann1"], "mask", 3, s)]
+    next_items(conn, u["ann2"], "mask", 3, s)
+    for key, a, b in zip(keys, ["good", "good", "bad"], ["good", "bad", "bad"]):
+        record(conn, u["ann1"], "mask", key, a, s)
+        record(conn, u["ann2"], "mask", key, b, s)
+    out = tmp_path / "all.jsonl"
+    assert main(["annotate", "export", "--db", str(env.db_path), "--out", str(out), "--all-labels"]) == 0
+    assert "6 labels (every annotator's)" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(tuple(r) == COLUMNS and r["time"].endswith("Z") for r in rows)
+    assert sorted((r["key"], r["annotator"], r["label"]) for r in rows) == sorted(
+        [(keys[0], "ann1", "good"), (keys[0], "ann2", "good"), (keys[1], "ann1", "good"), (keys[1], "ann2", "bad"),
+         (keys[2], "ann1", "bad"), (keys[2], "ann2", "bad")])
+    meta = json.loads((tmp_path / "all.jsonl.meta.json").read_text())
+    assert meta["kind"] == "all_labels" and meta["labels"]["mask"] == {"good": 3, "bad": 3, "ties": 0}
+    # agreement recomputed from the file equals the app's
+    from annotations.stats import cohen_kappa, team_stats
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r["key"], {})[r["annotator"]] = r["label"]
+    kappa = cohen_kappa([(v["ann1"], v["ann2"]) for v in by_key.values()])
+    app = next(t for t in team_stats(conn, 1.0)["tasks"] if t["task"] == "mask")
+    assert kappa == pytest.approx(app["kappa"], abs=1e-3)
+    resolved = tmp_path / "resolved.jsonl"
+    assert main(["annotate", "export", "--db", str(env.db_path), "--out", str(resolved)]) == 0
+    assert len(resolved.read_text().splitlines()) == 2  # the tie is left out there
+    assert json.loads((tmp_path / "resolved.jsonl.meta.json").read_text())["kind"] == "resolved"

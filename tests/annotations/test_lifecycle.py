@@ -112,12 +112,50 @@ def test_a_database_from_before_the_account_lifecycle_is_upgraded(env, make_clie
     conn.execute("DROP TABLE audit")
     conn.execute("DROP TABLE scores")
     conn.execute("ALTER TABLE users DROP COLUMN status")
+    conn.execute("DROP INDEX events_by_op")
+    conn.execute("ALTER TABLE events DROP COLUMN op")
     conn.execute("PRAGMA user_version = 0")
     conn.close()
     c = make_client("ann1")  # the app upgrades it on first use; old tokens keep working
     assert c.get("/api/me").json()["name"] == "ann1"
+    key = c.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
+    for _ in range(2):  # events.op is back: a resent label is stored once
+        r = c.post("/api/tasks/mask/label", json={"key": key, "label": "bad", "id": "op-upgrade-1"})
+        assert r.status_code == 200
+    assert db.connect(env.db_path).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
     assert cli(capsys, "users", "revoke", "ann1", "--db", str(env.db_path))[0] == 0
     assert c.get("/api/me").status_code == 401
     conn = db.connect(env.db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
     assert [a for a, _, _ in audit(env)] == ["revoke"]
+
+
+def test_a_removed_users_name_can_be_restored_or_reused(env, make_client, capsys):
+    """Issue 25 #14: a removed name was stuck ("already exists") for ever; now restore it or give it away."""
+    c = make_client("ann3")
+    key = c.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
+    assert c.post("/api/tasks/mask/label", json={"key": key, "label": "good"}).status_code == 200
+    db_arg = ["--db", str(env.db_path)]
+    assert cli(capsys, "users", "remove", "ann3", *db_arg)[0] == 0
+    rc, _, err = cli(capsys, "users", "add", "ann3", *db_arg)
+    assert rc == 2 and "was removed" in err and "users restore ann3" in err and err.count("\n") == 1
+    rc, out, _ = cli(capsys, "users", "restore", "ann3", *db_arg)
+    assert rc == 0 and "restored" in out
+    back = make_client()
+    do = back.post("/api/login", json={"token": token_from(out)})
+    assert do.status_code == 200
+    me = back.get("/api/me", headers={"X-CSRF-Token": do.json()["csrf"]}).json()
+    assert me["name"] == "ann3"
+    assert back.post("/api/tasks/mask/next", json={"n": 1}, headers={"X-CSRF-Token": do.json()["csrf"]}
+                     ).json()["progress"]["count"] == 1  # the same account, with its label
+    assert cli(capsys, "users", "restore", "ann3", *db_arg)[0] == 2  # not removed now
+
+    assert cli(capsys, "users", "remove", "ann3", *db_arg)[0] == 0
+    rc, out, _ = cli(capsys, "users", "add", "ann3", "--reuse-name", *db_arg)
+    assert rc == 0 and token_from(out)
+    _, out, _ = cli(capsys, "users", "list", "--all", *db_arg)
+    assert "ann3\tannotator\tactive" in out and "ann3~removed-3\tannotator\tremoved" in out
+    out_file = env.db_path.parent / "labels.jsonl"
+    assert main(["annotate", "export", *db_arg, "--out", str(out_file)]) == 0
+    assert [json.loads(line)["annotator"] for line in out_file.read_text().splitlines()] == ["ann3~removed-3"]
+    assert [a for a, n, _ in audit(env) if n == "ann3"][-3:] == ["remove", "rename", "add"]

@@ -125,7 +125,7 @@ def test_expired_leases_go_back_to_the_queue(env):
         record(conn, 1, "mask", held[0], "good", s)
     assert e.value.status == 409
     record(conn, 1, "mask", held[5], "good", s)  # an expired lease nobody took is honoured; nothing is lost
-    assert undo(conn, 1, "mask", s).key == held[5]
+    assert undo(conn, 1, "mask", s).item.key == held[5]
 
 
 def test_late_label_on_a_lease_someone_else_now_holds_is_409(env, make_client):
@@ -156,3 +156,56 @@ def test_late_label_on_an_overlap_sample_with_room_is_honoured(env, make_client)
     assert c.post("/api/tasks/inpaint/next", json={"n": 1}).json()["items"][0]["key"] != k  # k is full now
     assert b.post("/api/tasks/inpaint/label", json={"key": k, "label": "bad"}).status_code == 200
     assert sorted(standing(env, "inpaint")[k]) == [("ann1", "good"), ("ann2", "bad")]
+
+
+def test_undoing_a_skip_never_gives_a_single_label_sample_a_second_label(env, make_client):
+    """Issue 25 #10: A skips X, B is served X, A undoes: X must not come back to A, and never gets two labels."""
+    a, b = make_client("ann1", overlap=0.0), make_client("ann2", overlap=0.0)
+    x = a.post("/api/tasks/mask/next", json={"n": 1}).json()["items"][0]["key"]
+    assert a.post("/api/tasks/mask/label", json={"key": x, "label": "skip"}).status_code == 200
+    assert x in {i["key"] for i in b.post("/api/tasks/mask/next", json={"n": 12}).json()["items"]}
+    r = a.post("/api/tasks/mask/undo", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["item"] is None and r.json()["gone"] == x and "another annotator" in r.json()["message"]
+    assert x not in {i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 12}).json()["items"]}
+    r = a.post("/api/tasks/mask/label", json={"key": x, "label": "good"})
+    assert r.status_code == 409
+    assert b.post("/api/tasks/mask/label", json={"key": x, "label": "bad"}).status_code == 200
+    assert standing(env)[x] == [("ann1", "undo"), ("ann2", "bad")]
+    # the undo withdrew the skip, so the next Backspace walks back past it
+    assert a.post("/api/tasks/mask/undo", json={}).status_code == 409
+
+
+def test_a_live_lease_cannot_add_a_label_beyond_what_the_sample_needs(env):
+    """Even if two annotators somehow hold a single-label sample, the second label is refused with 409."""
+    conn = db.connect(env.db_path)
+    s = Settings(overlap=0.0)
+    x = next_items(conn, 1, "mask", 1, s)[0].key
+    with db.write(conn):  # a second live lease on x, as the undo bug made
+        conn.execute("INSERT INTO leases (sample_id, task, user_id, leased, expires)"
+                     " SELECT id, 'mask', 2, 0, ? FROM samples WHERE key = ?", (time.time() + 60, x))
+    record(conn, 2, "mask", x, "good", s)
+    with pytest.raises(QueueError) as e:
+        record(conn, 1, "mask", x, "bad", s)
+    assert e.value.status == 409 and "already has" in str(e.value)
+    record(conn, 2, "mask", x, "bad", s)  # the labeller may still change their own label
+
+
+def test_a_resent_label_or_undo_is_acknowledged_once(env, make_client):
+    """Issue 25 #11: the page resends a request whose response it lost; the server must not act twice."""
+    a = make_client("ann1")
+    k0, k1 = (i["key"] for i in a.post("/api/tasks/mask/next", json={"n": 2}).json()["items"])
+    for _ in range(3):
+        r = a.post("/api/tasks/mask/label", json={"key": k0, "label": "good", "id": "op-label-0001"})
+        assert r.status_code == 200 and r.json()["progress"]["count"] == 1
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "bad", "id": "op-label-0001"}).status_code == 409
+    assert a.post("/api/tasks/mask/label", json={"key": k1, "label": "bad", "id": "op-label-0002"}).status_code == 200
+    for _ in range(2):  # the same undo twice undoes one label, not two
+        r = a.post("/api/tasks/mask/undo", json={"id": "op-undo-0003"})
+        assert r.status_code == 200 and r.json()["item"]["key"] == k1 and r.json()["progress"]["count"] == 1
+    assert a.post("/api/tasks/mask/label", json={"key": k0, "label": "good"}).status_code == 200  # no id: natural key
+    conn = db.connect(env.db_path)
+    history = [tuple(r) for r in conn.execute("SELECT s.key, e.value FROM events e JOIN samples s"
+                                              " ON s.id = e.sample_id ORDER BY e.id")]
+    assert history == [(k0, "good"), (k1, "bad"), (k1, "undo")]
+    assert a.post("/api/tasks/mask/label", json={"key": k0, "label": "good", "id": "bad id!"}).status_code == 422

@@ -29,10 +29,13 @@ def test_stats_endpoint(env, make_client):
     keys = [i.key for i in next_items(conn, u["ann1"], "mask", 4, s)]
     assert [i.key for i in next_items(conn, u["ann2"], "mask", 4, s)] == keys
     for key, a, b in zip(keys, ["good", "good", "bad", "bad"], ["good", "bad", "bad", "bad"]):
-        record(conn, u["ann1"], "mask", key, a)
-        record(conn, u["ann2"], "mask", key, b)
-    st = make_client("boss", overlap=1.0).get("/api/stats").json()
+        record(conn, u["ann1"], "mask", key, a, s)
+        record(conn, u["ann2"], "mask", key, b, s)
+    boss = make_client("boss", overlap=1.0)
+    st = boss.get("/api/stats").json()
     mask = next(t for t in st["tasks"] if t["task"] == "mask")
+    d = mask["disagreements"][0]  # its thumbnail URL is signed for the admin's session (issue 25 #12)
+    assert boss.get("/img/mask", params={"key": d["key"], "sig": d["sig"]}).status_code == 200
     assert (mask["labels"], mask["good"], mask["bad"], mask["pairs"], mask["agreement"]) == (8, 3, 5, 4, 0.75)
     assert mask["kappa"] == pytest.approx(0.5)  # po .75, pe .5
     assert [d["key"] for d in mask["disagreements"]] == [keys[1]]
