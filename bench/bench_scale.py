@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--output-shard-size", type=int, default=50)
     args = ap.parse_args()
     overrides = [f"resolution={args.resolution}", f"output_shard_size={args.output_shard_size}",
-                 "decode.min_size=32", "saliency.batch_size=32", "inpaint.batch_size=32"]
+                 "decode.min_size=32", "saliency.backend=classical", "saliency.batch_size=32", "inpaint.batch_size=32"]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
     server = None
     if "s3" in args.stores:

@@ -23,13 +23,14 @@ GATE_SIZE = 160  # short side (pixels) at which the evidence is measured
 #   weakly distinct (< 1) needs a clear edge (>= 35): textures have 18-32, the astronaut at 256 px 39.7
 # - ragged (solidity < 0.25), not clearly distinct (< 2) and without a strong edge (< 50): textures cut into
 #   bits by GrabCut (solidity 0.10-0.22, distinctness <= 1.57); a thin rocket at 160 px is ragged but distinct
-# - faint: a network's mean confidence over its mask < 0.7 on a region not clearly distinct (< 1.5): the
+# - faint: a network's mean confidence over its mask < 0.6 on a region not clearly distinct (< 1.5): the
 #   bricks U²-Netp half-sees (0.46-0.59, distinctness 1.2); faint real objects are distinct (rocket: 2.3-8.9)
+#   or surer (the washed-out RGBA astronaut at 96 px: 0.62, distinctness 1.29) — the tightest margin here
 MIN_EDGE_CONTRAST = 10.0
 MIN_DISTINCTNESS = 0.7
 WEAK_DISTINCTNESS, MIN_WEAK_EDGE = 1.0, 35.0
 RAGGED_SOLIDITY, MIN_RAGGED_DISTINCTNESS, MIN_RAGGED_EDGE = 0.25, 2.0, 50.0
-FAINT_CONFIDENCE, MIN_FAINT_DISTINCTNESS = 0.7, 1.5
+FAINT_CONFIDENCE, MIN_FAINT_DISTINCTNESS = 0.6, 1.5
 
 
 def edge_contrast(lab: np.ndarray, binary: np.ndarray, band: int = 7, window: int = 15) -> float:

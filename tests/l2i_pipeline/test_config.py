@@ -8,7 +8,7 @@ from l2i_pipeline.core.config import ConfigError, load_config
 def test_defaults_follow_the_paper():
     cfg = load_config()
     assert cfg.resolution == 512 and cfg.layers.threshold == 0.1
-    assert cfg.saliency.backend == "classical" and cfg.inpaint.backend == "telea"
+    assert cfg.saliency.backend == "u2netp" and cfg.inpaint.backend == "telea"  # offline defaults (issue 24)
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -43,7 +43,7 @@ def test_shards_have_members_identities_and_full_accounting(raw_dir, tmp_path):
         assert np.array_equal(bg[mt == 0], img[mt == 0])  # B = I outside m~
         assert (mt[m > 0.1] == 255).all()  # m~ covers the thresholded mask
         meta = json.loads(s["json"])
-        assert meta["key"] == s["__key__"] and meta["saliency"]["backend"] == "classical"
+        assert meta["key"] == s["__key__"] and meta["saliency"]["backend"] == "u2netp"
         assert meta["inpaint"]["backend"] == "telea" and "AESTHETIC_SCORE" in meta and "url" in meta
         assert s["txt"].decode().startswith("a red ball")
     stats = json.loads((out / "00000_0000_stats.json").read_text())
