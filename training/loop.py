@@ -23,7 +23,7 @@ Task protocol (duck-typed):
 
 The data source gives `batches(rank, world_size, positions, consumed)`: an endless iterator of dict
 batches (`consumed` = batches this rank already took, step x grad_accum), each with a `_stream` mark
-{id, epoch, offset, bad}; the loop keeps the latest mark per stream id and stores them in each
+{id, epoch, offset, bad: [keys of unusable samples]}; the loop keeps the latest mark per stream id and stores them in each
 checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
 seeded from (train.seed, step, rank), so a resumed run draws exactly what an uninterrupted one would.
 """
@@ -138,6 +138,12 @@ def _diverged(run_dir: Path, step: int, terms: list[str]) -> None:
                            f"optimiser step; last good checkpoint: {good or 'none (no checkpoint written yet)'}")
 
 
+def _bad_keys(position: dict) -> set[str]:
+    """The keys a stream found unusable (a sample counts once, however many epochs draw it)."""
+    bad = position.get("bad", [])
+    return set(bad) if isinstance(bad, list) else set()
+
+
 def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -> dict[str, Any]:
     """Train `task` to cfg.train.steps, resuming from the run dir's last checkpoint. Returns a summary."""
     run_dir = Path(run_dir)
@@ -167,7 +173,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
     bar = rundir.progress(t.steps, step, enabled=ctx.is_main and cfg.log.progress)
     batches = data.batches(ctx.rank, ctx.world_size, positions, step * t.grad_accum)
     sums: dict[str, float] = defaultdict(float)
-    bad_total = sum(p.get("bad", 0) for p in positions.values())
+    bad_total = len(set().union(*(_bad_keys(p) for p in positions.values())))
     n_logged, samples, t0 = 0, 0, time.perf_counter()
     while step < t.steps:
         torch.manual_seed(step_seed(t.seed, step, ctx.rank))
@@ -178,8 +184,9 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             batch = next(batches)
             mark = batch.pop("_stream")
             positions[str(mark["id"])] = {"epoch": mark["epoch"], "offset": mark["offset"],
-                                          "bad": positions.get(str(mark["id"]), {}).get("bad", 0) + mark["bad"]}
-            bad_total += mark["bad"]
+                                          "bad": sorted(_bad_keys(positions.get(str(mark["id"]), {})) |
+                                                        set(mark["bad"]))}
+            bad_total = len(set().union(*(_bad_keys(p) for p in positions.values())))
             samples += len(batch["key"])
             with ctx.no_sync(micro < t.grad_accum - 1), _autocast(ctx.device, t.precision):
                 out = task.step(_to_device(batch, ctx.device), step)
