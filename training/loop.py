@@ -23,8 +23,8 @@ Task protocol (duck-typed):
 
 The data source gives `batches(rank, world_size, positions, consumed)`: an endless iterator of dict
 batches (`consumed` = batches this rank already took, step x grad_accum), each with a `_stream` mark
-{id, epoch, offset, bad: [keys of unusable samples]}; the loop keeps the latest mark per stream id and stores them in each
-checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
+{id, epoch, offset, bad: [keys of unusable samples]}; the loop keeps the latest mark per stream id and
+stores them in each checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
 seeded from (train.seed, step, rank), so a resumed run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
