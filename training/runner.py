@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store
 from training import checkpoint, rundir
 from training.config import TrainConfig, config_from_dict, load_train_config
@@ -56,12 +57,12 @@ def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
 
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
+    run_dir = local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before any work
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
     cfg = load_train_config(args.preset, args.config, args.set, cfg=base)
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
-    run_dir = Path(args.out)
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
     start = _checkpoint_step(run_dir)
     if args.runner == "local":

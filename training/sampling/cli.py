@@ -6,12 +6,14 @@ import os
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from l2i_pipeline.core.outputs import local_output
     from training.sampling.run import SampleSettings, read_prompts, sample
 
+    out = local_output(args.out, "`l2i sample` --out")
     prompts = read_prompts(args.prompt, args.prompts)
     settings = SampleSettings(steps=args.steps, guidance=args.guidance, precision=args.precision,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
-    result = sample(args.model, args.out, prompts, n=args.n, seed=args.seed, settings=settings,
+    result = sample(args.model, out, prompts, n=args.n, seed=args.seed, settings=settings,
                     batch_size=args.batch_size, runner=args.runner, workers=args.workers,
                     ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device)
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
