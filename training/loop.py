@@ -132,10 +132,19 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _diverged(run_dir: Path, step: int, terms: list[str]) -> None:
-    good = checkpoint.latest_checkpoint(run_dir)
+def _diverged(run_dir: Path, step: int, terms: list[str], base_lr: float) -> None:
+    """Stop with what happened and what to do: a lower train.lr on resume, or --init from earlier weights."""
+    ckpts = [p for _, p in checkpoint.list_checkpoints(run_dir)]
+    if not ckpts:
+        raise TrainingDiverged(f"{', '.join(terms)} became NaN/inf at step {step}; training stopped before the "
+                               f"optimiser step, no checkpoint written yet: rerun with a lower train.lr (now "
+                               f"{base_lr:.3g}), e.g. --set train.lr={base_lr / 2:.3g}")
+    earlier = f"; an earlier one: {ckpts[-2]}" if len(ckpts) > 1 else ""
     raise TrainingDiverged(f"{', '.join(terms)} became NaN/inf at step {step}; training stopped before the "
-                           f"optimiser step; last good checkpoint: {good or 'none (no checkpoint written yet)'}")
+                           f"optimiser step; last good checkpoint: {ckpts[-1]}{earlier}. To go on: rerun the same "
+                           f"command with a lower train.lr (now {base_lr:.3g}; e.g. --set train.lr={base_lr / 2:.3g}: "
+                           f"it resumes from that checkpoint with the new rate), or start a new --out from an "
+                           f"earlier checkpoint's weights with --init CHECKPOINT")
 
 
 def _bad_keys(position: dict) -> set[str]:
@@ -159,7 +168,14 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
     last = checkpoint.latest_checkpoint(run_dir)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.precision == "fp16")
     if last is not None:
+        # the optimisers' settings (lr, betas, ...) come from this run's config, their state from the checkpoint:
+        # a resume may change the settings (run.json's optimiser_history), e.g. a lower train.lr after a NaN
+        settings = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
+                    for n, o in opts.items()}
         state = checkpoint.load_checkpoint(last, task.modules(), opts, ctx.device)
+        for name, opt in opts.items():
+            for group, fresh in zip(opt.param_groups, settings[name]):
+                group.update(fresh)
         step, positions = state["step"], state["positions"]
         task.load_state_dict(state["task"])
         if state.get("scaler"):
@@ -194,7 +210,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             bad_terms = [k for k, v in values.items() if not math.isfinite(v)]
             bad_terms += [f"loss {k}" for k, v in out.losses.items() if not torch.isfinite(v.detach()).all()]
             if ctx.all_min(0.0 if bad_terms else 1.0) < 1.0:
-                _diverged(run_dir, step, bad_terms or ["a term on another rank"])
+                _diverged(run_dir, step, bad_terms or ["a term on another rank"], t.lr)
             for k, v in values.items():
                 sums[k] += v / t.grad_accum
             items = list(out.losses.items())
@@ -208,7 +224,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             params = _params(opt)
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm if t.max_grad_norm > 0 else float("inf"))
             if not math.isfinite(float(norm)) and t.precision != "fp16":  # fp16: the scaler skips the step
-                _diverged(run_dir, step, [f"grad_norm/{name}"])
+                _diverged(run_dir, step, [f"grad_norm/{name}"], t.lr)
             sums[f"grad_norm/{name}"] += float(norm)
             scaler.step(opt)
         scaler.update()

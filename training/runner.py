@@ -21,7 +21,7 @@ from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store
 from training import checkpoint, rundir
-from training.config import TrainConfig, config_from_dict, load_train_config
+from training.config import TrainConfig, config_from_dict, describe_lr, load_train_config, lr_summary
 from training.data.index import build_index
 from training.data.stream import L2IData
 from training.loop import Context, train
@@ -63,8 +63,11 @@ def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
-    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
-    start = _checkpoint_step(run_dir)
+    world_size = 1 if args.runner == "local" else args.workers
+    lr = lr_summary(cfg, world_size)
+    start = _checkpoint_step(run_dir) if run_dir.is_dir() else 0
+    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data, lr=lr, resume_step=start)
+    print(describe_lr(lr), flush=True)
     if args.runner == "local":
         train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device)))
     else:
