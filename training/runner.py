@@ -92,12 +92,17 @@ def _ray_worker(config: dict) -> None:
 
 
 def _user_error_in(e: BaseException) -> UserError | None:
-    seen = set()
-    while e is not None and id(e) not in seen:
+    """The UserError inside a Ray error: its causes, `.error` (Ray Train v1) and `.worker_failures` (v2)."""
+    todo, seen = [e], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
         seen.add(id(e))
         if isinstance(e, UserError):
             return e
-        e = e.__cause__ or e.__context__ or getattr(e, "error", None)
+        todo += [e.__cause__, e.__context__, getattr(e, "error", None),
+                 *(getattr(e, "worker_failures", None) or {}).values()]
     return None
 
 

@@ -55,6 +55,14 @@ def test_a_user_error_is_not_restarted(monkeypatch, tmp_path):
     assert _FakeTrainer.fits == 1
 
 
+def test_a_user_error_inside_ray_train_v2s_worker_failures_is_found(monkeypatch, tmp_path):
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    with pytest.raises(InputError, match="bad shard"):
+        _run_ray(monkeypatch, tmp_path, [WorkerGroupError("rank 0 failed", {0: InputError("bad shard")}), None])
+    assert _FakeTrainer.fits == 1
+
+
 def test_other_failures_are_restarted_up_to_max_failures(monkeypatch, tmp_path):
     _run_ray(monkeypatch, tmp_path, [OSError("node lost"), OSError("node lost"), None])
     assert _FakeTrainer.fits == 3
