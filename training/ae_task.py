@@ -1,37 +1,47 @@
 """The CaT2I-AE as a task of the training loop (protocol in `training/loop.py`).
 
-Two optimisers, as in LDM's autoencoder: "ae" (the model and the learned logvar) and "disc" (the PatchGAN).
+Two optimisers, as in LDM's autoencoder: "ae" (the model; the nll's logvar only with loss.learn_logvar, since
+LDM's `configure_optimizers` never steps it and it stays 0) and "disc" (the PatchGAN). Both use the
+effective learning rate (`config.effective_lr`: base x batch x world size x accumulation, LDM's --scale_lr).
 The generator's adversarial term runs the discriminator's unwrapped module, and each loss is backpropagated
 into its own optimiser's parameters only (the loop's `backward(inputs=...)`), so the discriminator's loss
-never writes gradients into the autoencoder and vice versa; the discriminator sees detached reconstructions.
+never writes gradients into the autoencoder and vice versa; the discriminator sees detached reconstructions, and
+real and fake images in two forwards (as LDM's reference; one concatenated batch would mix their BatchNorm
+statistics).
 Before `loss.disc_start` neither GAN term exists: weight 0 and the discriminator is not stepped.
 """
 from __future__ import annotations
 
 import copy
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from training import losses
-from training.config import TrainConfig
+from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.provenance import differing_keys
+from training import checkpoint, losses
+from training.config import TrainConfig, effective_lr
 from training.loop import Context, StepOutput
 from training.lpips_loader import load_lpips, vgg_weights_path
 from training.models.ae import CaT2IAE, LayeredOutput, stack_layers
 from training.models.discriminator import PatchDiscriminator
 
+log = logging.getLogger(__name__)
 LAYERS = ("fg", "bg", "image")
 
 
 class AEModel(nn.Module):
-    """What the "ae" optimiser trains: the autoencoder and LDM's learned log-variance of the nll."""
+    """What the "ae" optimiser trains: the autoencoder, and LDM's log-variance of the nll when `learn`."""
 
-    def __init__(self, ae: CaT2IAE, logvar_init: float):
+    def __init__(self, ae: CaT2IAE, logvar_init: float, learn: bool = False):
         super().__init__()
         self.ae = ae
-        self.logvar = nn.Parameter(torch.full((), float(logvar_init)))
+        self.logvar = nn.Parameter(torch.full((), float(logvar_init)), requires_grad=learn)
 
     def forward(self, x: torch.Tensor):
         return self.ae(x, sample_posterior=True)
@@ -63,6 +73,16 @@ class AETask:
         """Clear errors before any work: the LPIPS trunk file (not needed with loss.lpips_weight=0)."""
         if cfg.loss.lpips_weight > 0:
             vgg_weights_path(cfg.lpips)
+        if cfg.ae.init:
+            ckpt = checkpoint.resolve_init(cfg.ae.init)
+            if not (ckpt / "model.safetensors").is_file():
+                raise NotFound(f"--init {ckpt} has no model.safetensors (not a `train ae` checkpoint)")
+            theirs = {k: v for k, v in json.loads((ckpt / "state.json").read_text()).get("config", {})
+                      .get("ae", {}).items() if k != "init"}
+            ours = {k: v for k, v in cfg.to_dict()["ae"].items() if k != "init"}
+            diff = differing_keys(theirs, ours, "ae.")
+            if diff:
+                raise ConfigError(f"--init {ckpt} is a model of another shape; differing keys: {', '.join(diff)}")
 
     def setup(self, ctx: Context) -> None:
         cfg, self.ctx = self.cfg, ctx
@@ -70,9 +90,14 @@ class AETask:
         ae = build_ae(cfg)
         if cfg.train.grad_checkpointing:
             ae.enable_gradient_checkpointing()
-        self.model = AEModel(ae, cfg.loss.logvar_init)
+        self.model = AEModel(ae, cfg.loss.logvar_init, cfg.loss.learn_logvar)
         self.disc = PatchDiscriminator(3, cfg.loss.disc_channels, cfg.loss.disc_layers)
+        init = checkpoint.resolve_init(cfg.ae.init) if cfg.ae.init else None
+        if init is not None:  # weights only: this run's optimisers, step and data positions start fresh
+            self._load_init(init)
         self.ema = copy.deepcopy(ae).requires_grad_(False).eval() if cfg.ema.enabled else None
+        if self.ema is not None and init is not None and (init / "ema.safetensors").is_file():
+            self.ema.load_state_dict(load_file(str(init / "ema.safetensors")))
         if self.ema is not None:
             self.ema.to(ctx.device)
         self.lpips = load_lpips(cfg.lpips).to(ctx.device) if cfg.loss.lpips_weight > 0 else None
@@ -80,11 +105,22 @@ class AETask:
         self.disc_w = ctx.prepare(self.disc)
         t = cfg.train
         betas = (t.adam_beta1, t.adam_beta2)
+        lr = effective_lr(t, ctx.world_size)
+        disc_lr = effective_lr(t, ctx.world_size, cfg.loss.disc_lr) if cfg.loss.disc_lr is not None else lr
+        trained = [p for p in self.model.parameters() if p.requires_grad]
         self.opts = {
-            "ae": torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=betas, weight_decay=t.weight_decay),
-            "disc": torch.optim.Adam(self.disc.parameters(), lr=cfg.loss.disc_lr or t.lr, betas=betas,
-                                     weight_decay=t.weight_decay),
+            "ae": torch.optim.Adam(trained, lr=lr, betas=betas, weight_decay=t.weight_decay),
+            "disc": torch.optim.Adam(self.disc.parameters(), lr=disc_lr, betas=betas, weight_decay=t.weight_decay),
         }
+
+    def _load_init(self, ckpt: Path) -> None:
+        self.model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        if (ckpt / "disc.safetensors").is_file():
+            try:
+                self.disc.load_state_dict(load_file(str(ckpt / "disc.safetensors")))
+            except RuntimeError:
+                log.warning("--init %s: its discriminator has another shape (loss.disc_*); this one starts fresh",
+                            ckpt)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opts
@@ -130,8 +166,7 @@ class AETask:
         logs["loss_ae"] = total
         result = {"ae": total}
         if gan:
-            logits = self.disc_w(torch.cat(reals + fakes))
-            real, fake = logits.split(len(logits) // 2)
+            real, fake = self.disc_w(torch.cat(reals)), self.disc_w(torch.cat(fakes))
             d_loss = lc.disc_factor * losses.hinge_d_loss(real, fake)
             logs.update(loss_disc=d_loss, logits_real=real.detach().mean(), logits_fake=fake.detach().mean())
             result["disc"] = d_loss

@@ -43,6 +43,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1][1] if ckpts else None
 
 
+def resolve_init(path: str | Path) -> Path:
+    """`--init`: a checkpoint dir (RUN/checkpoints/step_N), or a run dir (its latest checkpoint)."""
+    from l2i_pipeline.core.errors import NotFound
+
+    p = Path(path)
+    if (p / "state.json").is_file():
+        return p
+    last = latest_checkpoint(p)
+    if last is None:
+        raise NotFound(f"--init {p} is neither a checkpoint (RUN/checkpoints/step_NNNNNNN with state.json) nor a "
+                       f"run dir with checkpoints")
+    return last
+
+
 def remove_partial(run_dir: Path) -> None:
     """Drop temporary checkpoint dirs a killed run left behind (never a renamed, complete one)."""
     root = Path(run_dir) / "checkpoints"

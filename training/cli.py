@@ -26,9 +26,13 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_train_ae(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from training.ae_task import AETask
     from training.runner import run_training
 
+    if args.init:  # a config key, so run.json records it and a resume checks it
+        args.set = [f"ae.init={Path(args.init).resolve()}", *args.set]
     summary = run_training(AETask, args)
     print(f"\ntrained steps {summary['start_step']} -> {summary['step']}; skipped bad samples: "
           f"{summary['bad_samples']}; exported {summary['export']}")
@@ -43,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
                                      "checkpoints/ and ae/ (EMA weights, diffusers save_pretrained) under --out. "
                                      "Rerun the same command to resume; raise train.steps to train longer.")
     add_common_args(ae)
+    ae.add_argument("--init", help="start from the weights of a checkpoint (RUN/checkpoints/step_N, or a run dir: "
+                                   "its latest) with a fresh optimiser, step 0 and a new --out")
     ae.set_defaults(func=run_train_ae)
     from training.ldm.cli import add_parser as add_ldm_parser
 

@@ -38,6 +38,7 @@ class AEConfig:
     aux_image_head: bool = True  # false = the paper's "no-sup" ablation (no I head, no I loss)
     mid_block_attention: bool = True
     kind: str = "cat2i"  # cat2i | sd_stack (LDM baseline SD-AE-UNet: a frozen SD autoencoder per layer, 12 ch)
+    init: str = ""  # `train ae --init`: a checkpoint (or run dir: its latest) whose weights start this run
 
 
 @dataclass
@@ -70,12 +71,13 @@ class LossConfig:
     lpips_weight: float = 1.0
     kl_weight: float = 1e-6
     logvar_init: float = 0.0
+    learn_logvar: bool = False  # LDM's reference code steps no optimiser on logvar, so it stays at logvar_init
     disc_weight: float = 0.5  # LDM: the adaptive weight is multiplied by this
     disc_factor: float = 1.0
     disc_start: int = 50001  # steps before the GAN term (and the discriminator's training) switch on
     disc_layers: int = 3  # PatchGAN (NLayerDiscriminator) depth
     disc_channels: int = 64
-    disc_lr: float | None = None  # None = train.lr
+    disc_lr: float | None = None  # None = train.lr (a base rate, scaled like train.lr)
     mask_weight: float = 1.0  # lambda of eq. 3
     mask_l1: float = 1.0
     mask_comp: float = 2.0
@@ -95,7 +97,8 @@ class TrainOptConfig:
     steps: int = 250_000  # optimiser steps (paper: 250k for the AE)
     batch_size: int = 8  # per rank and micro-batch
     grad_accum: int = 1
-    lr: float = 4.5e-6  # (ours) LDM's base lr for its KL autoencoders
+    lr: float = 4.5e-6  # LDM's base lr for its KL autoencoders; see scale_lr
+    scale_lr: bool = True  # effective lr = lr x batch_size x world size (GPUs) x grad_accum (LDM main.py)
     adam_beta1: float = 0.5
     adam_beta2: float = 0.9
     weight_decay: float = 0.0
@@ -192,7 +195,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                "head_width": 8, "mid_block_attention": False},
         # LPIPS off: its VGG16 trunk dominates a tiny model's step and needs a weights file the demo lacks
         "loss": {"disc_start": 10, "disc_layers": 2, "disc_channels": 8, "lpips_weight": 0.0},
-        "train": {"steps": 20, "batch_size": 4, "lr": 1e-3, "cpu_threads": 1},
+        "train": {"steps": 20, "batch_size": 4, "lr": 2.5e-4, "cpu_threads": 1},  # x batch 4 = 1e-3
         "ema": {"decay": 0.9},
         "ckpt": {"every": 10, "keep": 2},
         "log": {"every": 5},
@@ -203,8 +206,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # `l2i train ldm` starts from these instead of the AE's optimiser defaults (TRAINING.md: AdamW lr 1e-4,
 # EMA 0.9999; paper: 75k UNet steps); a preset, the YAML file and --set apply over them.
+# The LDM's lr is SD's absolute 1e-4 (not scaled), and it does not flip: `l2i encode` stores the latents
+# of unflipped samples, so ldm.data=latents (the default path) and ldm.data=shards see the same images.
 LDM_DEFAULTS: dict[str, Any] = {
-    "train": {"steps": 75_000, "lr": 1e-4, "adam_beta1": 0.9, "adam_beta2": 0.999, "weight_decay": 1e-2},
+    "train": {"steps": 75_000, "lr": 1e-4, "scale_lr": False, "adam_beta1": 0.9, "adam_beta2": 0.999,
+              "weight_decay": 1e-2},
+    "data": {"flip": False},
     "ema": {"decay": 0.9999},
 }
 
@@ -212,6 +219,32 @@ LDM_DEFAULTS: dict[str, Any] = {
 # number of loader workers fixes how samples are split into streams, so it changes the order of batches
 RUNTIME_KEYS = {"steps", "every", "keep", "backend", "progress", "device", "cpu_threads", "storage_options",
                 "num_images", "val_steps", "val_guidance"}
+# optimiser settings: a resumed run may change them too (lower train.lr after a NaN); the optimiser's state
+# (moments, step counts) is kept, and run.json records each change in its `optimiser_history`
+OPTIMISER_KEYS = {"lr", "scale_lr", "disc_lr", "adam_beta1", "adam_beta2", "weight_decay", "max_grad_norm"}
+
+
+def effective_lr(t: TrainOptConfig, world_size: int, base: float | None = None) -> float:
+    """The rate the optimiser uses: `base` (train.lr) x batch_size x world_size x grad_accum with scale_lr."""
+    base = t.lr if base is None else base
+    return base * t.batch_size * world_size * t.grad_accum if t.scale_lr else base
+
+
+def lr_summary(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """What run.json records and the CLI prints about the learning rate."""
+    t = cfg.train
+    out = {"base": t.lr, "scale_lr": t.scale_lr, "batch_size": t.batch_size, "world_size": world_size,
+           "grad_accum": t.grad_accum, "effective": effective_lr(t, world_size)}
+    if cfg.loss.disc_lr is not None:
+        out["disc_effective"] = effective_lr(t, world_size, cfg.loss.disc_lr)
+    return out
+
+
+def describe_lr(s: dict[str, Any]) -> str:
+    if not s["scale_lr"]:
+        return f"learning rate {s['effective']:.3g} (train.scale_lr=false)"
+    return (f"learning rate {s['effective']:.3g} = base {s['base']:.3g} x batch {s['batch_size']} x "
+            f"{s['world_size']} worker(s) x accumulation {s['grad_accum']} (train.scale_lr)")
 
 
 def load_train_config(preset: str | None = None, path: str | Path | None = None,

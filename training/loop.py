@@ -23,8 +23,8 @@ Task protocol (duck-typed):
 
 The data source gives `batches(rank, world_size, positions, consumed)`: an endless iterator of dict
 batches (`consumed` = batches this rank already took, step x grad_accum), each with a `_stream` mark
-{id, epoch, offset, bad}; the loop keeps the latest mark per stream id and stores them in each
-checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
+{id, epoch, offset, bad: [keys of unusable samples]}; the loop keeps the latest mark per stream id and
+stores them in each checkpoint; and `validation_batch(n)` (fixed held-out samples). Randomness inside a step is
 seeded from (train.seed, step, rank), so a resumed run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
@@ -132,10 +132,25 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _diverged(run_dir: Path, step: int, terms: list[str]) -> None:
-    good = checkpoint.latest_checkpoint(run_dir)
+def _diverged(run_dir: Path, step: int, terms: list[str], base_lr: float) -> None:
+    """Stop with what happened and what to do: a lower train.lr on resume, or --init from earlier weights."""
+    ckpts = [p for _, p in checkpoint.list_checkpoints(run_dir)]
+    if not ckpts:
+        raise TrainingDiverged(f"{', '.join(terms)} became NaN/inf at step {step}; training stopped before the "
+                               f"optimiser step, no checkpoint written yet: rerun with a lower train.lr (now "
+                               f"{base_lr:.3g}), e.g. --set train.lr={base_lr / 2:.3g}")
+    earlier = f"; an earlier one: {ckpts[-2]}" if len(ckpts) > 1 else ""
     raise TrainingDiverged(f"{', '.join(terms)} became NaN/inf at step {step}; training stopped before the "
-                           f"optimiser step; last good checkpoint: {good or 'none (no checkpoint written yet)'}")
+                           f"optimiser step; last good checkpoint: {ckpts[-1]}{earlier}. To go on: rerun the same "
+                           f"command with a lower train.lr (now {base_lr:.3g}; e.g. --set train.lr={base_lr / 2:.3g}: "
+                           f"it resumes from that checkpoint with the new rate), or start a new --out from an "
+                           f"earlier checkpoint's weights with --init CHECKPOINT")
+
+
+def _bad_keys(position: dict) -> set[str]:
+    """The keys a stream found unusable (a sample counts once, however many epochs draw it)."""
+    bad = position.get("bad", [])
+    return set(bad) if isinstance(bad, list) else set()
 
 
 def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -> dict[str, Any]:
@@ -153,7 +168,14 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
     last = checkpoint.latest_checkpoint(run_dir)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.precision == "fp16")
     if last is not None:
+        # the optimisers' settings (lr, betas, ...) come from this run's config, their state from the checkpoint:
+        # a resume may change the settings (run.json's optimiser_history), e.g. a lower train.lr after a NaN
+        settings = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
+                    for n, o in opts.items()}
         state = checkpoint.load_checkpoint(last, task.modules(), opts, ctx.device)
+        for name, opt in opts.items():
+            for group, fresh in zip(opt.param_groups, settings[name]):
+                group.update(fresh)
         step, positions = state["step"], state["positions"]
         task.load_state_dict(state["task"])
         if state.get("scaler"):
@@ -167,7 +189,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
     bar = rundir.progress(t.steps, step, enabled=ctx.is_main and cfg.log.progress)
     batches = data.batches(ctx.rank, ctx.world_size, positions, step * t.grad_accum)
     sums: dict[str, float] = defaultdict(float)
-    bad_total = sum(p.get("bad", 0) for p in positions.values())
+    bad_total = len(set().union(*(_bad_keys(p) for p in positions.values())))
     n_logged, samples, t0 = 0, 0, time.perf_counter()
     while step < t.steps:
         torch.manual_seed(step_seed(t.seed, step, ctx.rank))
@@ -178,8 +200,9 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             batch = next(batches)
             mark = batch.pop("_stream")
             positions[str(mark["id"])] = {"epoch": mark["epoch"], "offset": mark["offset"],
-                                          "bad": positions.get(str(mark["id"]), {}).get("bad", 0) + mark["bad"]}
-            bad_total += mark["bad"]
+                                          "bad": sorted(_bad_keys(positions.get(str(mark["id"]), {})) |
+                                                        set(mark["bad"]))}
+            bad_total = len(set().union(*(_bad_keys(p) for p in positions.values())))
             samples += len(batch["key"])
             with ctx.no_sync(micro < t.grad_accum - 1), _autocast(ctx.device, t.precision):
                 out = task.step(_to_device(batch, ctx.device), step)
@@ -187,7 +210,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             bad_terms = [k for k, v in values.items() if not math.isfinite(v)]
             bad_terms += [f"loss {k}" for k, v in out.losses.items() if not torch.isfinite(v.detach()).all()]
             if ctx.all_min(0.0 if bad_terms else 1.0) < 1.0:
-                _diverged(run_dir, step, bad_terms or ["a term on another rank"])
+                _diverged(run_dir, step, bad_terms or ["a term on another rank"], t.lr)
             for k, v in values.items():
                 sums[k] += v / t.grad_accum
             items = list(out.losses.items())
@@ -201,7 +224,7 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
             params = _params(opt)
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm if t.max_grad_norm > 0 else float("inf"))
             if not math.isfinite(float(norm)) and t.precision != "fp16":  # fp16: the scaler skips the step
-                _diverged(run_dir, step, [f"grad_norm/{name}"])
+                _diverged(run_dir, step, [f"grad_norm/{name}"], t.lr)
             sums[f"grad_norm/{name}"] += float(norm)
             scaler.step(opt)
         scaler.update()

@@ -1,11 +1,13 @@
 """The CaT2I-AE losses: L = L_img(F, B, I) + lambda * L_mask (paper eq. 3, 4 and Appendix III).
 
 L_mask = l1(m, m^) + 2 l_comp + 3 l_lap. l_comp compares C = mF + (1-m)B with C^ = m^F + (1-m^)B (ground-truth
-F and B, so only the mask is judged). l_lap = sum_j 2^(j-1) ||phi_j(m^) - phi_j(m)||_1 over the first three
-levels of a Laplacian pyramid (ours: 5x5 Gaussian, reflect padding, j = 1 finest). L_img is Latent
-Diffusion's LPIPSWithDiscriminator per image layer: rec = |x - x^| + LPIPS, nll = rec / exp(logvar) + logvar,
-a hinge PatchGAN whose generator term is weighted adaptively. Every term is summed over pixels (and
-channels) and divided by the batch size, as in LDM.
+F and B, so only the mask is judged) on the [0, 1] scale of the mask and of the matting losses it comes from
+(images enter the other losses in [-1, 1]; there C - C^ would be doubled, an effective weight of 4, not 2).
+l_lap = sum_j 2^(j-1) ||phi_j(m^) - phi_j(m)||_1 over the first three levels of a Laplacian pyramid (ours:
+5x5 Gaussian, reflect padding, j = 1 finest). L_img is Latent Diffusion's LPIPSWithDiscriminator per image
+layer: rec = |x - x^| + LPIPS, nll = rec / exp(logvar) + logvar (logvar fixed at 0 unless
+loss.learn_logvar, as in LDM's reference, so nll = rec), a hinge PatchGAN whose generator term is weighted
+adaptively. Every term is summed over pixels (and channels) and divided by the batch size, as in LDM.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def composition_loss(mask_pred: torch.Tensor, mask: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor,
                      eps: float = 1e-6) -> torch.Tensor:
-    """sum_i sqrt((C_i - C^_i)^2 + eps^2), C = mF + (1-m)B, C^ = m^F + (1-m^)B (Appendix III, eq. 7)."""
+    """sum_i sqrt((C_i - C^_i)^2 + eps^2), C = mF + (1-m)B, C^ = m^F + (1-m^)B (Appendix III, eq. 7), i over
+    pixels and colour channels; `fg`, `bg` in [-1, 1] are taken to [0, 1] first (the paper's scale, as m's)."""
+    fg, bg = (fg + 1) / 2, (bg + 1) / 2
     c = mask * fg + (1 - mask) * bg
     c_hat = mask_pred * fg + (1 - mask_pred) * bg
     return per_sample_sum(torch.sqrt((c - c_hat) ** 2 + eps**2))

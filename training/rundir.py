@@ -1,7 +1,10 @@
 """The run directory: `run.json` (what the run is), `metrics.jsonl`, validation PNGs, the progress bar.
 
-`run.json` holds the resolved config and package versions. A rerun into the same directory resumes, and
-is refused when an output-affecting key differs (the keys are named); `config.RUNTIME_KEYS` may change.
+`run.json` holds the resolved config, package versions and the learning rate actually used (`lr`: base,
+scaling, effective). A rerun into the same directory resumes, and is refused when an output-affecting key
+differs (the keys are named); `config.RUNTIME_KEYS` may change, and so may the optimiser settings
+(`config.OPTIMISER_KEYS`: train.lr, ...), each change appended to `optimiser_history` with the step it
+applies from (a world size that changes the effective rate is recorded the same way).
 """
 from __future__ import annotations
 
@@ -15,13 +18,21 @@ import numpy as np
 
 from l2i_pipeline.core.errors import ConfigError, StorageError
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
-from training.config import RUNTIME_KEYS, TrainConfig
+from training.config import OPTIMISER_KEYS, RUNTIME_KEYS, TrainConfig
 
 PACKAGES = ["l2i-pipeline", "torch", "ray", "diffusers", "safetensors", "lpips", "numpy", "pillow"]
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str) -> dict[str, Any]:
-    """Create or reopen the run dir; write run.json on a fresh start, refuse an incompatible rerun."""
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str, lr: dict[str, Any] | None = None,
+                    resume_step: int = 0) -> dict[str, Any]:
+    """Create or reopen the run dir; write run.json on a fresh start, refuse an incompatible rerun, record
+    changed optimiser settings (and the effective lr) from `resume_step` on."""
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -30,21 +41,32 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str) -
         probe.unlink()
     except OSError as e:
         raise StorageError(f"cannot write to run directory {run_dir}: {e}") from None
-    new = {"task": task, "data": data_url, "config": cfg.to_dict(), "versions": versions(PACKAGES)}
+    new = {"task": task, "data": data_url, "config": cfg.to_dict(), "versions": versions(PACKAGES), "lr": lr}
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
     path = run_dir / "run.json"
     if path.is_file():
         old = json.loads(path.read_text())
         if old.get("task") != task:
             raise ConfigError(f"{run_dir} holds a {old.get('task')!r} run, not {task!r}; use another --out")
-        diff = differing_keys(output_affecting(old.get("config", {}), RUNTIME_KEYS),
-                              output_affecting(new["config"], RUNTIME_KEYS))
+        fixed = RUNTIME_KEYS | OPTIMISER_KEYS
+        diff = differing_keys(output_affecting(old.get("config", {}), fixed), output_affecting(new["config"], fixed))
         if diff:
             raise ConfigError(f"{run_dir} was started with a different config; differing keys: {', '.join(diff)} "
-                              f"(see {path}); use another --out or the same settings")
+                              f"(see {path}); use another --out or the same settings (optimiser settings such "
+                              f"as train.lr may change on resume)")
+        changed = [k for k in differing_keys(old.get("config", {}), new["config"])
+                   if k.rsplit(".", 1)[-1] in OPTIMISER_KEYS]
         new["started"] = old.get("started")
-        new["resumed"] = old.get("resumed", []) + [time.strftime("%Y-%m-%dT%H:%M:%S")]
+        new["resumed"] = old.get("resumed", []) + [now]
+        new["optimiser_history"] = old.get("optimiser_history", [])
+        old_effective = (old.get("lr") or {}).get("effective")
+        if changed or (lr and old_effective != lr.get("effective")):
+            new["optimiser_history"].append({
+                "from_step": resume_step, "time": now, "lr": lr,
+                "changed": {k: [_get(old["config"], k), _get(new["config"], k)] for k in changed}})
     else:
-        new["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        new["started"] = now
+        new["optimiser_history"] = [{"from_step": 0, "time": now, "lr": lr, "changed": {}}]
     tmp = path.with_name(".run.json.tmp")
     tmp.write_text(json.dumps(new, indent=2, sort_keys=True))
     os.replace(tmp, path)

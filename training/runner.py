@@ -3,8 +3,11 @@
 Both paths call the same `loop.train`; every check that can fail on the user's input (config, LPIPS file,
 data, run dir) runs on the driver before any worker starts. On Ray each worker is a DDP rank (gloo on CPU,
 NCCL on GPU) and reports its metrics every `log.every` steps; a failed worker group is restarted up to
-`--max-failures` times and resumes from the run dir's last checkpoint, as a rerun of the command does.
-The run dir must be a path every worker can reach (one machine, or a shared filesystem).
+`--max-failures` times and resumes from the run dir's last checkpoint, as a rerun of the command does; the
+restarts are ours (Ray's own FailureConfig is 0), so a user error (bad data, a NaN: `UserError`, which a
+restart would only repeat) ends the run at once with its one line. Ray Train's placement-group cleaner asks
+the State API every second, which a Ray without its dashboard (ours) does not serve; its warning is
+silenced in the Ray workers (`quiet_ray_train`). The run dir must be a path every worker can reach.
 """
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from typing import Any
 import torch
 
 from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store
 from training import checkpoint, rundir
-from training.config import TrainConfig, config_from_dict, load_train_config
+from training.config import TrainConfig, config_from_dict, describe_lr, load_train_config, lr_summary
 from training.data.index import build_index
 from training.data.stream import L2IData
 from training.loop import Context, train
@@ -56,14 +60,17 @@ def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
 
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
+    run_dir = local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before any work
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
     cfg = load_train_config(args.preset, args.config, args.set, cfg=base)
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
-    run_dir = Path(args.out)
-    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data)
-    start = _checkpoint_step(run_dir)
+    world_size = 1 if args.runner == "local" else args.workers
+    lr = lr_summary(cfg, world_size)
+    start = _checkpoint_step(run_dir) if run_dir.is_dir() else 0
+    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data, lr=lr, resume_step=start)
+    print(describe_lr(lr), flush=True)
     if args.runner == "local":
         train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device)))
     else:
@@ -85,13 +92,24 @@ def _ray_worker(config: dict) -> None:
 
 
 def _user_error_in(e: BaseException) -> UserError | None:
-    seen = set()
-    while e is not None and id(e) not in seen:
+    """The UserError inside a Ray error: its causes, `.error` (Ray Train v1) and `.worker_failures` (v2)."""
+    todo, seen = [e], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
         seen.add(id(e))
         if isinstance(e, UserError):
             return e
-        e = e.__cause__ or e.__context__ or getattr(e, "error", None)
+        todo += [e.__cause__, e.__context__, getattr(e, "error", None),
+                 *(getattr(e, "worker_failures", None) or {}).values()]
     return None
+
+
+def quiet_ray_train() -> None:
+    """Ray worker setup hook: Ray Train's PlacementGroupCleaner warns every second that the State API (served
+    by the dashboard, which our Ray does not start) cannot tell whether the controller lives."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args: argparse.Namespace) -> None:
@@ -101,24 +119,33 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args:
 
     from l2i_pipeline.core.rayutil import init_ray
 
-    init_ray(args.ray_address, num_cpus=None if args.ray_address else max(args.workers + 1, os.cpu_count() or 1))
+    init_ray(args.ray_address, num_cpus=None if args.ray_address else max(args.workers + 1, os.cpu_count() or 1),
+             runtime_env={"worker_process_setup_hook": quiet_ray_train})
     use_gpu = bool(ray.cluster_resources().get("GPU", 0)) and cfg.train.device != "cpu"
     per_worker = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
     config = {"cfg": cfg.to_dict(), "task_cls": task_cls, "data": data, "run_dir": str(run_dir.resolve()),
               "threads": max(1, (os.cpu_count() or 1) // max(args.workers, 1))}
-    trainer = TorchTrainer(
-        _ray_worker, train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
-        run_config=RunConfig(name=f"l2i-train-{task_cls.name}", storage_path=str((run_dir / "ray").resolve()),
-                             failure_config=FailureConfig(max_failures=args.max_failures)))
     try:
-        trainer.fit()
-    except Exception as e:  # noqa: BLE001 - a worker's UserError becomes the CLI's one-line error
-        user = _user_error_in(e)
-        if user is not None:
-            raise type(user)(str(user)) from None
-        raise
+        for attempt in range(args.max_failures + 1):
+            trainer = TorchTrainer(
+                _ray_worker, train_loop_config=config,
+                torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+                scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
+                                             resources_per_worker=per_worker),
+                run_config=RunConfig(name=f"l2i-train-{task_cls.name}", storage_path=str((run_dir / "ray").resolve()),
+                                     failure_config=FailureConfig(max_failures=0)))
+            try:
+                trainer.fit()
+                return
+            except Exception as e:  # noqa: BLE001 - a worker's UserError becomes the CLI's one-line error
+                user = _user_error_in(e)
+                if user is not None:
+                    raise type(user)(str(user)) from None  # deterministic: a restart would fail the same way
+                if attempt == args.max_failures:
+                    raise
+                log.warning("the Ray worker group failed (%s); restart %d/%d from the last checkpoint",
+                            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, attempt + 1,
+                            args.max_failures)
     finally:
         if not args.ray_address:
             ray.shutdown()

@@ -43,3 +43,14 @@ def check_l2i_dir(location: str | os.PathLike | Store, command: str) -> None:
         if "reason" not in names:
             raise InputError(f"{store.url} holds raw shards (`l2i download` output), not L2I(U) shards; run "
                              f"`l2i synthesize --input {store.url} --output DIR` first, then `{command}` on DIR")
+
+
+def local_output(url: str | os.PathLike, what: str) -> Path:
+    """The local path of an output that a command writes through the local filesystem only (a run dir, a
+    sample dir, a report): a file:// URL is a path; any other URL is refused with one line (it would
+    otherwise become a local directory named `s3:`)."""
+    protocol, path = split_protocol(os.fspath(url))
+    if protocol != "file":
+        raise InputError(f"{what} must be a local path (or file://): {os.fspath(url)} is a {protocol}:// URL, "
+                         f"which this command cannot write; write locally and copy the result to the bucket")
+    return Path(path)

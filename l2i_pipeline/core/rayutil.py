@@ -8,16 +8,19 @@ import os
 log = logging.getLogger(__name__)
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, runtime_env: dict | None = None) -> None:
     """Join `address` (or $RAY_ADDRESS, as inside a submitted job); else start a private local Ray.
 
     `num_cpus` only applies to a local Ray: passing it while joining a cluster is an error in Ray.
+    `runtime_env` is the job's (e.g. a `worker_process_setup_hook`).
     """
     import ray
 
     if ray.is_initialized():
         return
     kwargs = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)

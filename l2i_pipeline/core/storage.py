@@ -95,6 +95,7 @@ class Store:
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     _fs: Any = field(default=None, init=False, repr=False, compare=False)
+    _fs_pid: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.protocol, self.root = split_protocol(self.url)
@@ -104,7 +105,7 @@ class Store:
         return {"url": self.url, "storage_options": self.storage_options}
 
     def __setstate__(self, state: dict) -> None:
-        self.url, self.storage_options, self._fs = state["url"], state["storage_options"], None
+        self.url, self.storage_options, self._fs, self._fs_pid = state["url"], state["storage_options"], None, 0
         self.__post_init__()
 
     @property
@@ -113,8 +114,10 @@ class Store:
 
     @property
     def fs(self):
-        if self._fs is None:
-            self._fs = _filesystem(self.protocol, self.storage_options)
+        """The filesystem of this process: a forked child (a DataLoader worker) opens its own, since
+        fsspec's async filesystems (s3fs, gcsfs) refuse to run in a fork of the process that made them."""
+        if self._fs is None or self._fs_pid != os.getpid():
+            self._fs, self._fs_pid = _filesystem(self.protocol, self.storage_options), os.getpid()
         return self._fs
 
     def path(self, name: str = "") -> str:

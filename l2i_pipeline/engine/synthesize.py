@@ -124,6 +124,7 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
                     init_ray(ray_address, num_cpus)
                     run_ray(cfg, raw, out, units, extra, on_shard, progress=bar.update)
         summary["failed"] = sorted(set(summary["failed"]) | ({u.name for u in units} - written))
+        out.delete_tree(PARTS)  # every part is committed or useless now (a rerun redoes a failed shard)
     summary["seconds"] = round(time.time() - t0, 2)
     summary["images_per_second"] = round(summary["samples"] / max(summary["seconds"], 1e-9), 2)
     if summary["failed"]:

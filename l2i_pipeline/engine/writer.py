@@ -83,7 +83,8 @@ def records_batch(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def finalize_unit(out: Store, unit: str, input_name: str, parts: list[str], extra: dict[str, Any]) -> dict[str, Any]:
-    """Assemble a complete shard from its parts and commit it; the parts are removed afterwards."""
+    """Assemble a complete shard from its parts and commit it; the parts are removed afterwards, with their
+    directory `_parts/NAME/` (a local store keeps an emptied directory)."""
     t0 = time.time()
     entries: dict[str, Entry] = {}
     for p in sorted(parts):
@@ -92,5 +93,6 @@ def finalize_unit(out: Store, unit: str, input_name: str, parts: list[str], extr
     stats = commit_entries(out, unit, list(entries.values()), {**extra, "input_shard": input_name})
     for p in parts:
         out.delete(p)
+    out.delete_tree(f"{PARTS}/{unit}")
     stats["seconds"] = round(time.time() - t0, 3)
     return stats

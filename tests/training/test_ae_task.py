@@ -1,10 +1,12 @@
 """The AE task's GAN bookkeeping: the pitfalls of public AE-GAN scripts (TRAINING.md) are absent."""
 from __future__ import annotations
 
+import pytest
 import torch
 from trainshards import tiny_config
 
 from training.ae_task import AETask
+from training.config import describe_lr, effective_lr, lr_summary
 from training.loop import Context
 
 
@@ -69,3 +71,39 @@ def test_both_optimisers_step_after_disc_start(l2i_dir, tmp_path):
     train(task, data, cfg, tmp_path / "run", Context(torch.device("cpu")))
     assert any(not torch.equal(a, p) for a, p in zip(before_disc, task.disc.parameters()))
     assert any(not torch.equal(a, p) for a, p in zip(before_ae, task.model.parameters()))
+
+
+def test_disc_sees_real_and_fake_in_two_forwards():
+    """As LDM's reference: one forward of the real images, one of the reconstructions (no mixed BatchNorm)."""
+    task = _task()
+    batch = _batch()
+    calls = []
+    disc_w = task.disc_w
+
+    def recording(x):
+        calls.append(x.detach().clone())
+        return disc_w(x)
+
+    task.disc_w = recording
+    task.step(batch, step=5)
+    reals = torch.cat([batch["fg"], batch["bg"], batch["image"]])
+    assert len(calls) == 2 and calls[0].shape[0] == calls[1].shape[0] == reals.shape[0]
+    assert torch.equal(calls[0], reals) and not torch.equal(calls[1], reals)
+
+
+def test_logvar_is_not_trained_by_default():
+    task = _task()
+    assert not task.model.logvar.requires_grad
+    assert all(p is not task.model.logvar for p in _params(task.optimizers()["ae"]))
+    learned = _task("loss.learn_logvar=true")
+    assert any(p is learned.model.logvar for p in _params(learned.optimizers()["ae"]))
+
+
+def test_lr_is_scaled_by_batch_world_size_and_accumulation():
+    task = _task("train.lr=1e-5", "train.batch_size=3", "train.grad_accum=2")
+    assert task.optimizers()["ae"].param_groups[0]["lr"] == pytest.approx(1e-5 * 3 * 2)
+    cfg = tiny_config("train.lr=1e-5", "train.batch_size=3", "train.grad_accum=2")
+    assert effective_lr(cfg.train, 4) == pytest.approx(1e-5 * 3 * 4 * 2)  # 4 GPUs (Ray workers)
+    assert "= base 1e-05 x batch 3 x 4 worker(s) x accumulation 2" in describe_lr(lr_summary(cfg, 4))
+    plain = _task("train.lr=1e-5", "train.batch_size=3", "train.scale_lr=false")
+    assert plain.optimizers()["disc"].param_groups[0]["lr"] == pytest.approx(1e-5)

@@ -6,9 +6,11 @@ from itertools import islice
 
 import numpy as np
 import pytest
+import torch
 from trainshards import rewrite_tar, tiny_config
 
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.shards import ShardError, file_record
 from l2i_pipeline.core.storage import open_store
 from training.data.index import build_index
 from training.data.split import is_test
@@ -35,7 +37,6 @@ def test_index_counts_ok_samples_from_parquet(l2i_dir):
     idx = data.index
     assert [s.name for s in idx.shards] == ["00000_0000", "00001_0000"]
     assert idx.n_train + idx.n_test == 11 and idx.n_test >= 1  # the failed download is not a sample
-    assert idx.size == (64, 64)
     for s in idx.shards:
         assert all(is_test(k, 0.3, 0) for k in s.test_keys) and not any(is_test(k, 0.3, 0) for k in s.train_keys)
 
@@ -81,7 +82,14 @@ def test_ranks_read_disjoint_streams(l2i_dir):
     assert not set(r0["key"]) & set(r1["key"])
 
 
-def test_corrupt_member_is_skipped_and_counted(l2i_copy):
+def _reseal(shard_dir, name, suffix=".tar"):
+    """Make the marker vouch for the shard's current file (as if the writer had written it so)."""
+    marker = json.loads((shard_dir / f"{name}_stats.json").read_text())
+    marker["files"][f"{name}{suffix}"] = file_record((shard_dir / f"{name}{suffix}").read_bytes())
+    (shard_dir / f"{name}_stats.json").write_text(json.dumps(marker))
+
+
+def test_undecodable_member_of_a_verified_shard_is_skipped_and_counted_once(l2i_copy):
     victim = {}
 
     def corrupt(name, data):
@@ -91,17 +99,49 @@ def test_corrupt_member_is_skipped_and_counted(l2i_copy):
         return data
 
     rewrite_tar(l2i_copy / "00000_0000.tar", corrupt)
+    _reseal(l2i_copy, "00000_0000")
     data = _data(l2i_copy, "data.test_fraction=0")
-    batches = list(islice(data.batches(0, 1, {}), 5))
-    assert sum(b["_stream"]["bad"] for b in batches) >= 1
+    batches = list(islice(data.batches(0, 1, {}), 10))  # several epochs: the bad sample is drawn in each
+    assert {k for b in batches for k in b["_stream"]["bad"]} == {victim["key"]}
+    assert sum(len(b["_stream"]["bad"]) for b in batches) >= 2  # drawn more than once, one sample
     assert victim["key"] not in {k for b in batches for k in b["key"]}
 
 
-def test_truncated_tar_is_skipped_not_a_crash(l2i_copy):
+@pytest.mark.parametrize("damage", ["torn", "garbage"])
+def test_torn_or_foreign_tar_with_its_marker_is_an_error(l2i_copy, damage):
     tar = l2i_copy / "00001_0000.tar"
-    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
-    batches = list(islice(_data(l2i_copy, "data.test_fraction=0").batches(0, 1, {}), 4))
-    assert sum(b["_stream"]["bad"] for b in batches) >= 1
+    if damage == "torn":  # cut short, marker left in place
+        tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
+    else:  # another tar of the same size under the marker's name (the listing cannot tell it apart)
+        size = tar.stat().st_size
+        rewrite_tar(tar, lambda name, data: bytes(len(data)))
+        tar.write_bytes(tar.read_bytes().ljust(size, b"\0")[:size])
+    with pytest.raises(ShardError, match="00001_0000.tar does not match its marker"):
+        list(islice(_data(l2i_copy, "data.test_fraction=0").batches(0, 1, {}), 4))
+
+
+def test_garbage_tar_is_a_one_line_error_from_train(l2i_copy, tmp_path, capsys):
+    from l2i_pipeline.cli import main
+
+    tar = l2i_copy / "00001_0000.tar"
+    size = tar.stat().st_size
+    tar.write_bytes(np.random.default_rng(0).bytes(size))
+    rc = main(["train", "ae", "--runner", "local", "--preset", "tiny", "--data", str(l2i_copy), "--out",
+               str(tmp_path / "run"), "--set", "train.steps=4", "--set", "log.progress=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "does not match its marker" in err[0], err
+
+
+def test_size_disagreeing_with_the_marker_is_refused_from_the_listing(l2i_copy):
+    tar = l2i_copy / "00001_0000.tar"
+    tar.write_bytes(tar.read_bytes()[:-1024])
+    with pytest.raises(ShardError, match="00001_0000.tar does not match its marker"):
+        _data(l2i_copy)
+
+
+def test_raw_download_dir_says_to_run_synthesize(raw_dir):
+    with pytest.raises(InputError, match="raw shards .*`l2i synthesize"):
+        _data(raw_dir)
 
 
 def test_bad_data_dirs_are_clear_errors(tmp_path, l2i_copy):
@@ -122,23 +162,55 @@ def test_no_ok_samples_is_a_clear_error(l2i_copy):
         t = pq.read_table(l2i_copy / f"{name}.parquet")
         t = t.set_column(t.schema.get_field_index("status"), "status", pa.array(["rejected"] * len(t)))
         pq.write_table(t, l2i_copy / f"{name}.parquet")
+        _reseal(l2i_copy, name, ".parquet")
     with pytest.raises(InputError, match="no `ok` samples"):
         _data(l2i_copy)
 
 
-def test_mixed_resolutions_are_refused(l2i_copy):
+def test_every_sample_is_cropped_and_resized_by_one_rule(l2i_copy):
+    """A shard of another size trains (everything is resized anyway); a non-square sample is centre-cropped,
+    never squashed."""
     import cv2
 
-    def upscale(name, data):
+    def reshape(name, data):
         if name.endswith((".png", ".jpg")):
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             return cv2.imencode(name[name.rfind("."):], cv2.resize(img, (96, 96)))[1].tobytes()
         return data
 
-    rewrite_tar(l2i_copy / "00001_0000.tar", upscale)
-    with pytest.raises(InputError, match="mixed resolution.*00000_0000 is 64x64.*00001_0000 is 96x96"):
-        _data(l2i_copy)
-    assert json.loads((l2i_copy / "00000_0000_stats.json").read_text())  # the data itself is untouched
+    rewrite_tar(l2i_copy / "00001_0000.tar", reshape)  # the whole shard at 96x96
+    _reseal(l2i_copy, "00001_0000")
+    data = _data(l2i_copy, "data.test_fraction=0", "data.flip=false")
+    batches = list(islice(data.batches(0, 1, {}), 3))
+    assert all(b["fg"].shape[-2:] == (64, 64) for b in batches)
+    assert not any(b["_stream"]["bad"] for b in batches)
+
+
+def test_square_crops_a_non_square_image_instead_of_squashing_it():
+    from training.data.stream import square
+
+    img = np.zeros((64, 128), np.uint8)
+    img[:, 32:96] = 255  # a white square in the middle of a wide image, black bars either side
+    out = square(img, 32)
+    assert out.shape == (32, 32) and out.min() == 255  # the centre square, not a squashed 2:1 image
+    assert square(np.full((40, 40), 7, np.uint8), 40).shape == (40, 40)
+
+
+def test_batches_are_shuffled_within_shards_and_differ_between_epochs(l2i_dir):
+    data = _data(l2i_dir, "data.test_fraction=0")
+    n = data.index.n_train
+    keys = [k for b in islice(data.batches(0, 1, {}), 3 * n // 4 + 3) for k in b["key"]]
+    epoch0, epoch1 = keys[:n], keys[n:2 * n]
+    assert sorted(epoch0) == sorted(epoch1) == sorted(k for s in data.index.shards for k in s.train_keys)
+    per_shard = [[k for k in epoch0 if k in set(s.train_keys)] for s in data.index.shards]
+    assert any(ks != sorted(ks) for ks in per_shard)  # not consecutive sorted keys
+    assert epoch0 != epoch1  # a new order each epoch
+    full = list(islice(data.batches(0, 1, {}), 4))
+    mark = full[1]["_stream"]
+    assert mark["epoch"] == 0 and 0 < mark["offset"] < n  # mid-epoch, inside a shuffled shard
+    resumed = list(islice(data.batches(0, 1, {str(mark["id"]): mark}), 2))
+    for a, b in zip(full[2:], resumed):
+        assert a["key"] == b["key"] and all(torch.equal(a[x], b[x]) for x in ("fg", "bg", "mask", "image"))
 
 
 def test_resume_with_two_loader_workers_keeps_the_round_robin(l2i_dir):

@@ -17,8 +17,9 @@ def const(v: float, c: int = 1, n: int = 2) -> torch.Tensor:
 
 
 def test_mask_terms_on_constant_layers():
-    """F=1, B=0, m=0.5, m^=0.25: C=0.5, C^=0.25 everywhere; constants have no Laplacian detail."""
-    fg, bg, m, m_hat = const(1, 3), const(0, 3), const(0.5), const(0.25)
+    """White F, black B (+1, -1 on the models' [-1, 1] scale), m=0.5, m^=0.25: on l_comp's [0, 1] scale (the
+    paper's, as the mask's) C=0.5, C^=0.25 everywhere, not 0 and -0.5; constants have no Laplacian detail."""
+    fg, bg, m, m_hat = const(1, 3), const(-1, 3), const(0.5), const(0.25)
     t = losses.mask_loss(m_hat, m, fg, bg)
     assert t["mask_l1"].item() == pytest.approx(0.25 * H * W)  # per sample: summed over pixels
     assert t["mask_comp"].item() == pytest.approx(3 * H * W * (0.25**2 + 1e-12) ** 0.5)

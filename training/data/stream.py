@@ -2,17 +2,21 @@
 
 Stream `s` of `S = world_size x num_workers` walks stream-epochs 0, 1, ...: each epoch is a seeded
 permutation of the shards, split between streams by shard (`perm[s::S]`) or, with fewer shards than
-streams, by sample (`keys[s::S]` of every shard). A stream's position is (epoch, offset): offset counts the
-index entries passed, decodable or not, so a resume skips whole shards by their counts and the rest of a
-tar's members without decoding them. A sample whose members are missing or do not decode is skipped and
-counted (`bad`), never a crash. Each yielded batch carries its stream's mark {id, epoch, offset, bad}
-for the loop to put in the checkpoint. The flip is drawn from (seed, epoch, key), not from a live RNG.
+streams, by sample (every `S`-th key of each shard), and each shard's keys in a seeded order of that epoch
+(consecutive LAION rows are correlated, so a batch is not a run of neighbouring keys). A stream's position
+is (epoch, offset): offset counts the keys passed, decodable or not, so a resume skips whole shards by
+their counts and the rest of a shard's keys without decoding them. Each tar is read whole and checked
+against its marker's size and sha256 (`core.shards.iter_output_samples`, as every reader): a torn or
+foreign tar is an error, never training data. A sample of a verified shard whose members are missing or
+do not decode is skipped and its key recorded (`bad`), never a crash. Each yielded batch carries its
+stream's mark {id, epoch, offset, bad} for the loop to put in the checkpoint. The flip is drawn from
+(seed, epoch, key), not from a live RNG. The loader workers are forked processes; each opens its own
+filesystem (`Store.fs` is per process), since s3fs and gcsfs cannot be used across a fork.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import tarfile
 from collections.abc import Iterator
 
 import cv2
@@ -20,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from l2i_pipeline.core.errors import InputError
+from l2i_pipeline.core.errors import InputError, UserError
+from l2i_pipeline.core.shards import iter_output_samples
 from l2i_pipeline.core.storage import Store
 from training.config import DataConfig
 from training.data.index import DataIndex
@@ -30,16 +35,35 @@ BAD = object()  # a sample that was listed in the index but could not be used
 
 
 def epoch_plan(index: DataIndex, seed: int, epoch: int, stream: int, n_streams: int) -> list[tuple[str, list[str]]]:
-    """[(shard, keys)] that stream `stream` reads in stream-epoch `epoch`."""
+    """[(shard, keys)] that stream `stream` reads in stream-epoch `epoch`, keys in that epoch's order."""
     order = np.random.default_rng([seed, epoch]).permutation(len(index.shards))
-    shards = [index.shards[i] for i in order]
-    if len(shards) >= n_streams:
-        return [(s.name, s.train_keys) for s in shards[stream::n_streams]]
-    return [(s.name, s.train_keys[stream::n_streams]) for s in shards]
+    plan = []
+    for i in order:
+        shard = index.shards[i]
+        keys = [shard.train_keys[j] for j in np.random.default_rng([seed, epoch, int(i)]).permutation(
+            len(shard.train_keys))]
+        plan.append((shard.name, keys))
+    if len(plan) >= n_streams:
+        return plan[stream::n_streams]
+    return [(name, keys[stream::n_streams]) for name, keys in plan]
 
 
 def _flip(seed: int, epoch: int, key: str) -> bool:
     return hashlib.sha256(f"flip:{seed}:{epoch}:{key}".encode()).digest()[0] & 1 == 1
+
+
+def square(arr: np.ndarray, resolution: int) -> np.ndarray:
+    """The one rule for every layer of every sample: centre-crop to a square (the shorter side), resize to
+    `resolution` (area filter down, bilinear up). L2I shards are square already; nothing is squashed."""
+    h, w = arr.shape[:2]
+    side = min(h, w)
+    if h != w:
+        y, x = (h - side) // 2, (w - side) // 2
+        arr = arr[y:y + side, x:x + side]
+    if side != resolution:
+        interpolation = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
+        arr = cv2.resize(arr, (resolution, resolution), interpolation=interpolation)
+    return arr
 
 
 def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dict[str, np.ndarray | str]:
@@ -48,9 +72,7 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dic
         arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
         if arr is None:
             raise ValueError(f"{ext} does not decode")
-        if arr.shape[:2] != (resolution, resolution):
-            interpolation = cv2.INTER_AREA if arr.shape[0] > resolution else cv2.INTER_LINEAR
-            arr = cv2.resize(arr, (resolution, resolution), interpolation=interpolation)
+        arr = square(arr, resolution)
         if flip:
             arr = arr[:, ::-1]
         return arr
@@ -66,43 +88,19 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dic
 
 def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_seed: tuple[int, int] | None,
                ) -> Iterator[tuple[str, object]]:
-    """(key, sample or BAD) for each of `keys` (sorted, a subset of the tar's), reading the tar once."""
-    wanted, i = keys, 0
-    group_key, group = None, {}
-
-    def finish(key: str, members: dict[str, bytes]) -> tuple[str, object]:
+    """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar."""
+    members = dict(iter_output_samples(store, name))  # raises ShardError for a torn or foreign tar
+    for key in keys:
+        if key not in members:
+            log.warning("skipping sample %s of %s: not in the tar although the index lists it", key, name)
+            yield key, BAD
+            continue
         try:
             flip = flip_seed is not None and _flip(flip_seed[0], flip_seed[1], key)
-            return key, decode_sample(members, resolution, flip)
+            yield key, decode_sample(members[key], resolution, flip)
         except (KeyError, ValueError, cv2.error) as e:
             log.warning("skipping sample %s of %s: %s", key, name, e)
-            return key, BAD
-
-    try:
-        with store.open(f"{name}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tf:
-            for info in tf:
-                if i >= len(wanted):
-                    break
-                if not info.isfile():
-                    continue
-                key, _, ext = info.name.rsplit("/", 1)[-1].partition(".")
-                if key != group_key and group_key is not None and group:
-                    yield finish(group_key, group)
-                    i += 1
-                    group = {}
-                while i < len(wanted) and wanted[i] < key:  # listed but absent from the tar
-                    yield wanted[i], BAD
-                    i += 1
-                group_key = key
-                if i < len(wanted) and key == wanted[i]:
-                    group[ext] = tf.extractfile(info).read()  # other keys' members are skipped undecoded
-        if group and i < len(wanted) and group_key == wanted[i]:
-            yield finish(group_key, group)
-            i += 1
-    except (tarfile.TarError, OSError, EOFError) as e:
-        log.warning("shard %s is damaged (%s); its remaining samples are skipped", name, e)
-    for key in wanted[i:]:
-        yield key, BAD
+            yield key, BAD
 
 
 class L2IStreams(IterableDataset):
@@ -115,6 +113,15 @@ class L2IStreams(IterableDataset):
         self.positions, self.consumed = positions, consumed
 
     def __iter__(self) -> Iterator[dict]:
+        if get_worker_info() is None:
+            yield from self._batches()
+            return
+        try:
+            yield from self._batches()
+        except UserError as e:  # a DataLoader would re-raise it with the worker's traceback as its message
+            yield {"_error": (type(e), str(e))}
+
+    def _batches(self) -> Iterator[dict]:
         info = get_worker_info()
         k, n_workers = (info.id, info.num_workers) if info else (0, 1)
         cv2.setNumThreads(1)
@@ -123,7 +130,7 @@ class L2IStreams(IterableDataset):
         sid = self.rank * n_workers + (k + self.consumed) % n_workers
         n_streams = self.world_size * n_workers
         pos = self.positions.get(str(sid), {})
-        epoch, offset, bad, buf = pos.get("epoch", 0), pos.get("offset", 0), 0, []
+        epoch, offset, bad, buf = pos.get("epoch", 0), pos.get("offset", 0), [], []
         while True:
             plan = epoch_plan(self.index, self.seed, epoch, sid, n_streams)
             if not any(keys for _, keys in plan):
@@ -139,14 +146,23 @@ class L2IStreams(IterableDataset):
                                               (self.seed, epoch) if self.cfg.flip else None):
                     offset += 1
                     if sample is BAD:
-                        bad += 1
+                        bad.append(key)
                         continue
                     buf.append((key, sample))
                     if len(buf) == self.batch_size:
                         yield collate(buf, {"id": sid, "epoch": epoch, "offset": offset, "bad": bad})
-                        buf, bad = [], 0
+                        buf, bad = [], []
                 seen += len(keys)
             epoch, offset = epoch + 1, 0
+
+
+def _reraise_worker_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """A loader worker's UserError, raised again here with its own one-line message."""
+    for batch in batches:
+        if "_error" in batch:
+            cls, message = batch["_error"]
+            raise cls(message)
+        yield batch
 
 
 def collate(items: list[tuple[str, dict]], mark: dict | None = None) -> dict:
@@ -170,8 +186,8 @@ class L2IData:
                         consumed)
         if self.cfg.num_workers == 0:
             return iter(ds)
-        return iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers, prefetch_factor=2,
-                               persistent_workers=False))
+        return _reraise_worker_errors(iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
+                                                      prefetch_factor=2, persistent_workers=False)))
 
     def validation_batch(self, n: int) -> dict:
         """The first `n` held-out samples by key (training samples when the split is empty), unflipped."""

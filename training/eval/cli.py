@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.outputs import local_output
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
          "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
@@ -57,6 +58,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.eval.run import dataset_only, evaluate
 
     cfg = build_config(args)
+    for flag, value in (("--out", cfg.out), ("--ref-cache", cfg.ref_cache)):
+        if value:
+            local_output(value, f"`l2i eval` {flag}")
     report = dataset_only(cfg) if args.dataset_only else evaluate(cfg)
     print(Path(report["out"], "metrics.md").read_text())
     print(f"wrote {report['out']}/metrics.json, metrics.md" + ("" if args.dataset_only else ", metrics.png"))
@@ -66,6 +70,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from training.eval.report import compare
 
+    if args.output:
+        local_output(args.output, "`l2i eval compare` --output")
     text = compare(args.dirs)
     if args.output:
         Path(args.output).write_text(text)
@@ -76,6 +82,7 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_prompts(args: argparse.Namespace) -> int:
     from training.eval.run import EvalConfig, write_prompts
 
+    local_output(args.out, "`l2i eval prompts` --out")
     cfg = EvalConfig()
     split = split_from(args.split_from) if args.split_from else {}
     n = write_prompts(args.real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),

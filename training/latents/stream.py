@@ -48,7 +48,7 @@ class LatentData:
                     offset += 1
                     buf.append((shard, r, tensors))
                     if len(buf) == self.batch_size:
-                        yield self._collate(buf, {"id": sid, "epoch": epoch, "offset": offset, "bad": 0})
+                        yield self._collate(buf, {"id": sid, "epoch": epoch, "offset": offset, "bad": []})
                         buf = []
                 seen += len(rows)
             epoch, offset = epoch + 1, 0

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
-from training.config import TrainConfig
+from training.config import TrainConfig, effective_lr
 from training.ldm import codec
 from training.ldm.text import encode_prompts, load_text_encoder
 from training.ldm.unet import build_unet, load_unet, widen_io
@@ -104,6 +104,9 @@ class LDMTask:
         store = open_store(url, json.loads(cfg.data.storage_options) if cfg.data.storage_options else None)
         use_latents = ldm.data == "latents" or (ldm.data == "auto" and is_latent_dir(store))
         if use_latents:
+            if cfg.data.flip:
+                raise ConfigError(f"data.flip=true cannot apply to the latents in {url}: `l2i encode` stores "
+                                  f"the latents of unflipped samples; use ldm.data=shards to train on flips")
             data = LatentData(store, cfg.train.batch_size, cfg.train.seed)
             info = data.summary
             if info.get("ae_fingerprint") != dir_fingerprint(ldm.ae):
@@ -163,7 +166,8 @@ class LDMTask:
 
         self.noise_scheduler = DDPMScheduler.from_config(schedule_config(cfg))
         t = cfg.train
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+        self.lr = effective_lr(t, ctx.world_size)  # LDM_DEFAULTS: train.scale_lr=false, so train.lr as given
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=self.lr, betas=(t.adam_beta1, t.adam_beta2),
                                      weight_decay=t.weight_decay)
 
     def optimizers(self) -> dict:
@@ -193,7 +197,7 @@ class LDMTask:
         cfg = self.cfg
         warm = cfg.ldm.warmup_steps
         for g in self.opt.param_groups:
-            g["lr"] = cfg.train.lr * (min(1.0, (step + 1) / warm) if warm else 1.0)
+            g["lr"] = self.lr * (min(1.0, (step + 1) / warm) if warm else 1.0)
         z = self.latents(batch)
         captions = drop_captions(list(batch["caption"]), cfg.ldm.caption_dropout)
         context = encode_prompts(self.text_encoder, self.tokenizer, captions)

@@ -6,14 +6,16 @@ import os
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from l2i_pipeline.core.outputs import local_output
     from training.sampling.run import SampleSettings, read_prompts, sample
 
+    out = local_output(args.out, "`l2i sample` --out")
     prompts = read_prompts(args.prompt, args.prompts)
     settings = SampleSettings(steps=args.steps, guidance=args.guidance, precision=args.precision,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
-    result = sample(args.model, args.out, prompts, n=args.n, seed=args.seed, settings=settings,
+    result = sample(args.model, out, prompts, n=args.n, seed=args.seed, settings=settings,
                     batch_size=args.batch_size, runner=args.runner, workers=args.workers,
-                    ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device)
+                    ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device, threads=args.threads)
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
           f"  skipped   {result['skipped']} (already in {args.out})\n  sampled   {result['sampled']}\n"
           f"  index     {result['index']}")
@@ -35,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--format", default="png,rgba,ora", help="comma list of png, rgba, ora")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per sampling process (0 = torch's "
+                                                           "default, all cores; as train.cpu_threads)")
     p.add_argument("--device", default=None, help="local runner: cpu or cuda (default: cuda when present)")
     p.add_argument("--runner", choices=["local", "ray"], default="local")
     p.add_argument("--workers", type=int, default=0, help="ray: actors (default: one per GPU, else 1)")

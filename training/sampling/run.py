@@ -120,10 +120,14 @@ def pending(out: Path, items: list[Item]) -> list[Item]:
 class SampleWorker:
     """Loads the pipeline once; turns a batch of items into files under `out` and returns their meta rows."""
 
-    def __init__(self, model_dir: str, out: str, settings: SampleSettings, device: str | None = None):
+    def __init__(self, model_dir: str, out: str, settings: SampleSettings, device: str | None = None,
+                 threads: int = 0):
         import torch
 
         from training.pipeline import LayeredDiffusionPipeline
+
+        if threads:  # torch intra-op threads of this process (0 = torch's default), like train.cpu_threads
+            torch.set_num_threads(threads)
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[settings.precision]
@@ -155,12 +159,12 @@ class SampleWorker:
 
 
 def run_local(model_dir, out: Path, items: list[Item], settings: SampleSettings, batch_size: int,
-              device: str | None = None, progress: bool = True) -> int:
+              device: str | None = None, progress: bool = True, threads: int = 0) -> int:
     from tqdm import tqdm
 
     if not items:
         return 0
-    worker = SampleWorker(str(model_dir), str(out), settings, device)
+    worker = SampleWorker(str(model_dir), str(out), settings, device, threads)
     done = 0
     with tqdm(total=len(items), unit="sample", disable=not progress) as bar:
         for i in range(0, len(items), batch_size):
@@ -170,7 +174,7 @@ def run_local(model_dir, out: Path, items: list[Item], settings: SampleSettings,
 
 
 def run_ray(model_dir, out: Path, items: list[Item], settings: SampleSettings, batch_size: int, workers: int,
-            ray_address: str | None = None, num_cpus: int | None = None) -> int:
+            ray_address: str | None = None, num_cpus: int | None = None, threads: int = 0) -> int:
     import ray
 
     from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
@@ -182,7 +186,8 @@ def run_ray(model_dir, out: Path, items: list[Item], settings: SampleSettings, b
     size = workers or max(1, int(resources.get("GPU", 0))) or 1
     ds = ray.data.from_items([dataclasses.asdict(it) for it in items],
                              override_num_blocks=max(1, min(len(items), 4 * size)))
-    ds = ds.map_batches(SampleWorker, fn_constructor_args=(str(Path(model_dir).resolve()), str(out), settings),
+    args = (str(Path(model_dir).resolve()), str(out), settings, None, threads)
+    ds = ds.map_batches(SampleWorker, fn_constructor_args=args,
                         batch_size=batch_size, batch_format="numpy",
                         **actor_pool_args(resources, 1.0, size, size))
     return sum(1 for _ in ds.iter_rows())
@@ -207,11 +212,15 @@ def write_index(out: Path) -> Path:
 
 def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: int = 4, seed: int = 0,
            settings: SampleSettings | None = None, batch_size: int = 4, runner: str = "local", workers: int = 0,
-           ray_address: str | None = None, num_cpus: int | None = None, device: str | None = None) -> dict:
-    """Sample every (prompt, seed) not yet in `out_dir`; returns counts and the index path."""
+           ray_address: str | None = None, num_cpus: int | None = None, device: str | None = None,
+           threads: int = 0) -> dict:
+    """Sample every (prompt, seed) not yet in `out_dir`; returns counts and the index path. `threads`: torch
+    intra-op threads per sampling process (0 = torch's default); it does not change the pixels."""
     settings = (settings or SampleSettings()).check()
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
     model = Path(model_dir)
     if not (model / "model_index.json").is_file():
         raise NotFound(f"not a pipeline dir (no model_index.json): {model} (expected RUN2/pipeline)")
@@ -221,8 +230,8 @@ def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: in
     todo = pending(out, items)
     log.info("%d samples planned, %d already done, %d to sample", len(items), len(items) - len(todo), len(todo))
     if runner == "ray":
-        made = run_ray(model, out, todo, settings, batch_size, workers, ray_address, num_cpus)
+        made = run_ray(model, out, todo, settings, batch_size, workers, ray_address, num_cpus, threads)
     else:
-        made = run_local(model, out, todo, settings, batch_size, device)
+        made = run_local(model, out, todo, settings, batch_size, device, threads=threads)
     index = write_index(out)
     return {"planned": len(items), "skipped": len(items) - len(todo), "sampled": made, "index": str(index)}

@@ -100,3 +100,18 @@ def test_bad_inputs(latent_dir, ae_dir, text_encoder_dir, tmp_path):
     cfg = _cfg(ae_dir, text_encoder_dir, f"ldm.init={tmp_path / 'unet3'}", "train.steps=1")
     with pytest.raises(ConfigError, match="--init UNet takes 3 channels"):
         _run(cfg, latent_dir, tmp_path / "r")
+
+
+def test_the_latents_path_and_the_shards_path_agree_on_flipping(latent_dir, l2i_dir, ae_dir, text_encoder_dir):
+    """`l2i encode` stores unflipped latents, so the LDM does not flip on either path unless asked on shards."""
+    from l2i_pipeline.core.errors import ConfigError
+
+    cfg = _cfg(ae_dir, text_encoder_dir, "data.num_workers=0", "ldm.latent_scale=1")
+    assert cfg.data.flip is False
+    shards = LDMTask.make_data(cfg, str(l2i_dir))
+    assert shards.cfg.flip is False
+    with pytest.raises(ConfigError, match="data.flip=true cannot apply to the latents"):
+        LDMTask.make_data(_cfg(ae_dir, text_encoder_dir, "data.flip=true"), str(latent_dir))
+    flipped = LDMTask.make_data(_cfg(ae_dir, text_encoder_dir, "data.flip=true", "data.num_workers=0",
+                                     "ldm.latent_scale=1"), str(l2i_dir))
+    assert flipped.cfg.flip is True
