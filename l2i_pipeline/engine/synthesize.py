@@ -15,6 +15,7 @@ from typing import Any
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import output_lock
+from l2i_pipeline.core.outputs import check_apart, check_raw_dir
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
 from l2i_pipeline.core.shards import MARKER, complete_shards, plan_units
@@ -85,8 +86,8 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
     if not raw.exists():
         raise NotFound(f"input not found: {raw.url}")
-    if out.url == raw.url or out.url.startswith(raw.url + "/"):
-        raise ConfigError(f"--output {out.url} is (inside) --input {raw.url}; write the L2I shards elsewhere")
+    check_apart(raw, out)
+    check_raw_dir(raw)
     check_backends(cfg)
     out.check_writable()
     t0 = time.time()
