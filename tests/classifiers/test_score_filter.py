@@ -189,3 +189,20 @@ def test_score_on_one_cpu_completes(trained, make_l2iu, tmp_path):
                        env={**os.environ, "PYTHONPATH": str(root)}, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     assert all(sidecar_path(d, n).exists() for n in shards.list_output_shards(d))
+
+
+def test_score_with_wrong_credentials_is_one_line(trained, monkeypatch, capsys):
+    """Issue 25 item 17: a 403 from the store was a 55-line PermissionError traceback."""
+    from s3server import S3Server
+
+    server = S3Server(auth=True)  # moto checking credentials: it knows none, so every request is Forbidden
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        assert main(["score", "--input", "s3://bucket/l2iu", "--mask-classifier", str(trained["mask"]),
+                     "--runner", "local", "--device", "cpu"]) == 2
+    finally:
+        server.stop()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "access denied" in err[0] and "s3://bucket/l2iu" in err[0]
