@@ -299,14 +299,21 @@ class Store:
 
 
 def _atomic_local_write(path: str, data: bytes) -> None:
-    """Temp name in the same directory, fsync, rename."""
+    """Temp name in the same directory, fsync, rename; the temp file is removed when any step fails."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (ENOSPC), an interrupt: no hidden temp file stays behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> Store:
