@@ -18,6 +18,36 @@ MIN_TASK_CPUS = 0.1
 WATCHDOG_S = 300.0  # no output for this long: say what the job waits for ($L2I_WATCHDOG_S overrides)
 
 
+# Lines Ray prints on every successful run that ask nothing of the user (shown again with -v)
+QUIET = {
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled",  # a default
+    "ray.data._internal.progress": "Progress bars disabled",  # we disable them on purpose (tqdm instead)
+}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_ray() -> None:
+    """Ray's routine lines off a successful run: Ray Data's INFO (execution plan, "finished"), the notices
+    in QUIET and a concurrency hint about the small jobs; warnings and errors stay. Not with -v (DEBUG)."""
+    import warnings
+
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    import ray.data  # noqa: F401 - configures its loggers on import: set the level after it
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name, text in QUIET.items():
+        logging.getLogger(name).addFilter(_Drop(text))
+    warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for", category=UserWarning)
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join `address` (or $RAY_ADDRESS, as inside a submitted job); else start a private local Ray.
 
@@ -27,6 +57,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet_ray()
     kwargs = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
