@@ -30,6 +30,7 @@ from bench_sd2_gpu import build_pipeline, inputs  # noqa: E402
 from bench_synthesize import write_photo_shards  # noqa: E402
 
 from l2i_pipeline.core.config import InpaintConfig, load_config  # noqa: E402
+from l2i_pipeline.core.typedconfig import with_defaults  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 from l2i_pipeline.models.icon import ICON  # noqa: E402
 from stages.inpaint_sd2 import Sd2Inpainter  # noqa: E402
@@ -101,8 +102,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="l2i_e2e_gpu_"))
     icon, sd2 = make_models(tmp)
     write_photo_shards(tmp / "raw", args.images, shards=4)
-    overrides = ["saliency.backend=icon", f"saliency.weights={icon}", "inpaint.backend=sd2", f"inpaint.model={sd2}",
-                 f"inpaint.steps={args.steps}", "output_shard_size=32", *args.set]
+    overrides = with_defaults(["saliency.backend=icon", f"saliency.weights={icon}", "inpaint.backend=sd2",
+                               f"inpaint.model={sd2}", f"inpaint.steps={args.steps}", "output_shard_size=32"], args.set)
     cfg = load_config(None, overrides)
     alone = sd2_alone(sd2, args.steps, cfg.inpaint.batch_size, min(args.images, 64))
     print(f"{torch.cuda.get_device_name()}; {os.cpu_count()} CPUs; {args.images} images at 512px, {args.steps} steps; "

@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from l2i_pipeline.core.typedconfig import with_defaults  # noqa: E402
 from training import rundir  # noqa: E402
 from training.ae_task import AETask  # noqa: E402
 from training.config import TrainConfig, load_train_config  # noqa: E402
@@ -87,7 +88,7 @@ def measure(cfg: TrainConfig, device: torch.device, data) -> dict:
 def run_cpu(args) -> None:
     over = ["log.progress=false", f"train.steps={args.steps}", f"log.every={max(args.steps // 2, 1)}",
             "ckpt.every=100000", "val.every=100000", "loss.disc_start=0", "ema.enabled=true"]
-    cfg = load_train_config("tiny", None, over + args.set)
+    cfg = load_train_config("tiny", None, with_defaults(over, args.set))
     torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
     if args.data:
         from training.runner import _data
@@ -117,7 +118,7 @@ def run_gpu(args) -> None:
                         "ckpt.every=100000", "val.every=100000", "loss.disc_start=0", "lpips.pnet_rand=true",
                         "train.precision=bf16", f"train.grad_checkpointing={str(ckpt).lower()}",
                         f"data.resolution={res}", f"train.batch_size={batch}", "train.device=cuda"]
-                cfg = load_train_config(None, None, over + args.set)
+                cfg = load_train_config(None, None, with_defaults(over, args.set))
                 data = RandomLayers(batch, res)
                 try:
                     flops = flops_per_step(cfg, device, data)

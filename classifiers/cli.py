@@ -24,6 +24,17 @@ def _user_errors(fn):
     return wrapped
 
 
+def precision(text: str) -> float:
+    """--target-precision: a precision in (0, 1]; anything else (1.5, nan, 0) is refused by argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:  # false for nan too
+        raise argparse.ArgumentTypeError(f"{text}: a precision is in (0, 1]")
+    return value
+
+
 def _table(title: str, rows: list[tuple[str, object]]) -> None:
     width = max([len(k) for k, _ in rows] + [len(title)])
     print(f"\n{title}\n{'-' * (width + 14)}")
@@ -154,7 +165,8 @@ def register(subparsers) -> None:
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head weights")
-    t.add_argument("--target-precision", type=float, default=0.9, help="precision the stored threshold aims at")
+    t.add_argument("--target-precision", type=precision, default=0.9,
+                   help="precision the stored threshold aims at, in (0, 1]")
     t.add_argument("--seed", type=int, default=0)
     _common(t)
     t.set_defaults(func=cmd_train)
@@ -166,7 +178,7 @@ def register(subparsers) -> None:
     e.add_argument("--labels", required=True, metavar="EXPORT")
     e.add_argument("--samples", required=True, metavar="L2IU_DIR")
     e.add_argument("--split", default="test", choices=["test", "train", "all"])
-    e.add_argument("--target-precision", type=float, default=0.9)
+    e.add_argument("--target-precision", type=precision, default=0.9, help="in (0, 1]")
     e.add_argument("--out-dir", default="classifier_eval", help="where plots and metrics go")
     e.add_argument("--write-threshold", action="store_true", help="store the picked threshold in CKPT.json")
     _common(e)

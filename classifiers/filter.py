@@ -23,7 +23,7 @@ from classifiers.score import read_sidecar, sidecar_exists, sidecar_path
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
-from l2i_pipeline.core.outputs import check_l2i_dir, check_output
+from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.storage import as_store, open_store
 
@@ -153,8 +153,7 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     for flag, v in (("--min-mask-score", job.min_mask_score), ("--min-inpaint-score", job.min_inpaint_score)):
         if v is not None and not 0.0 <= v <= 1.0:  # nan fails this too
             raise ValueError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
-    if as_store(job.input).url == as_store(job.output).url:
-        raise ValueError("--output must differ from --input")
+    check_apart(as_store(job.input), as_store(job.output))  # also through a symlink, or a parent of --input
     check_l2i_dir(job.input, "l2i filter")
     names = shards.list_output_shards(job.input)
     if not names:

@@ -162,19 +162,24 @@ def _expected(input_dir: str, name: str) -> int:
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
-    from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
+    from l2i_pipeline.core.rayutil import Watchdog, actor_pool_args, describe_waiting, feeder_cpus, init_ray, node_cpus
 
     init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
     resources = ray.cluster_resources()
+    pool = actor_pool_args(resources, job.num_gpus, job.num_actors, job.num_actors)
     ds = ray.data.from_items([{"shard": n} for n in pending], override_num_blocks=max(1, len(pending)))
-    ds = ds.flat_map(_read_shard, fn_kwargs={"input_dir": job.input, "sizes": sizes})
+    # the read tasks fit beside the actors even on a 1-CPU node (a whole CPU each would wait forever there)
+    ds = ds.flat_map(_read_shard, fn_kwargs={"input_dir": job.input, "sizes": sizes},
+                     num_cpus=feeder_cpus(node_cpus(), pool["num_cpus"], job.num_actors))
     ds = ds.map_batches(ScoreActor, fn_constructor_args=(job.mask_classifier, job.inpaint_classifier, job.device,
                                                          job.batch_size),
-                        batch_size=job.batch_size, batch_format="numpy",
-                        **actor_pool_args(resources, job.num_gpus, job.num_actors, job.num_actors))
-    yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+                        batch_size=job.batch_size, batch_format="numpy", **pool)
+    with Watchdog(lambda: describe_waiting(lambda: f"scoring {len(pending)} shards of {job.input}")) as watchdog:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            watchdog.tick()
+            yield batch
 
 
 def _batches_local(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:

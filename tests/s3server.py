@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -20,15 +21,20 @@ def _free_port() -> int:
 
 
 class S3Server:
-    def __init__(self) -> None:
+    """`auth=True`: moto checks credentials (none are known to it, so every request is 403 Forbidden)."""
+
+    def __init__(self, auth: bool = False) -> None:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
+        env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if auth else {})}
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=1)
+                return
+            except urllib.error.HTTPError:  # it answers (403 with authentication on)
                 return
             except OSError:
                 time.sleep(0.05)

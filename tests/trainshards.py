@@ -8,6 +8,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+from l2i_pipeline.core.typedconfig import with_defaults
 from training.config import TrainConfig, load_train_config
 
 
@@ -27,4 +28,4 @@ def rewrite_tar(path: Path, change: Callable[[str, bytes], bytes | None]) -> Non
 
 def tiny_config(*overrides: str) -> TrainConfig:
     """The tiny preset, quiet, reading in the test process unless a test asks for loader workers."""
-    return load_train_config("tiny", None, ["data.num_workers=0", "log.progress=false", *overrides])
+    return load_train_config("tiny", None, with_defaults(["data.num_workers=0", "log.progress=false"], list(overrides)))

@@ -10,16 +10,17 @@ import argparse
 import io
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import NotFound, StorageError
 from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import Store, add_storage_options_arg, open_store
 from stages.layers import count_components
 
 AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
@@ -134,20 +135,36 @@ def plot(r: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def write_plot(r: dict, store: Store, plot_path: str | None) -> str:
+    """Where the plots went: --plot, else stats.png beside the shards. A dataset this user cannot write to
+    (read-only mount or bucket) keeps the report: a warning instead of the default plot; a --plot that
+    cannot be written is an error."""
+    try:
+        if plot_path or store.local:
+            path = Path(plot_path or Path(store.root) / "stats.png")
+            plot(r, path)
+            return str(path)
+        buf = io.BytesIO()  # a bucket: the plot goes beside the shards
+        plot(r, buf)
+        store.put("stats.png", buf.getvalue())
+        return store.url_of("stats.png")
+    except OSError as e:  # StorageError (no access to a bucket) is one too
+        if plot_path:
+            raise StorageError(f"cannot write --plot {plot_path}: {type(e).__name__}: {e}") from None
+        print(f"l2i stats: warning: stats.png not written beside the shards ({type(e).__name__}: {e}); "
+              "give --plot PATH to write the plots elsewhere", file=sys.stderr)
+        return "not written"
+
+
 def run_stats(args: argparse.Namespace) -> int:
     r = collect(args.dir, args.max_masks, args.storage_options)
     print(format_report(r))
-    store = open_store(args.dir, args.storage_options)
-    if args.plot or store.local:
-        plot_path = Path(args.plot or Path(store.root) / "stats.png")
-        plot(r, plot_path)
-    else:  # a bucket: the plot goes beside the shards
-        buf = io.BytesIO()
-        plot(r, buf)
-        store.put("stats.png", buf.getvalue())
-        plot_path = store.url_of("stats.png")
+    plot_path = write_plot(r, open_store(args.dir, args.storage_options), args.plot)
     if args.json:
-        Path(args.json).write_text(json.dumps(r))
+        try:
+            Path(args.json).write_text(json.dumps(r))
+        except OSError as e:
+            raise StorageError(f"cannot write --json {args.json}: {type(e).__name__}: {e}") from None
     print(f"\nplots: {plot_path}")
     return 0
 

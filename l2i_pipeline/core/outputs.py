@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from l2i_pipeline.core.errors import InputError, NotFound, StorageError
+from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageError
 from l2i_pipeline.core.storage import Store, as_store, open_store, split_protocol
 
 
@@ -29,6 +29,33 @@ def check_output(url: str | os.PathLike, flag: str = "--output") -> None:
         raise StorageError(f"cannot write to {url}: {parent} is not writable by this user")
 
 
+def _where(store: Store) -> str:
+    """A location to compare: local paths with every symlink resolved, URLs as given."""
+    return os.path.realpath(store.root) if store.local else store.url
+
+
+def check_apart(inp: Store, out: Store, in_flag: str = "--input", out_flag: str = "--output") -> None:
+    """The output neither is nor lies inside the input, nor holds it (symlinks resolved for local paths):
+    either way the next run would read what this one writes as input."""
+    if inp.protocol != out.protocol:
+        return
+    a, b = _where(inp), _where(out)
+    seen = f" (symlinks resolved: {b} and {a})" if inp.local and (a, b) != (inp.root, out.root) else ""
+    if b == a or b.startswith(a.rstrip("/") + "/"):
+        raise ConfigError(f"{out_flag} {out.url} is (inside) {in_flag} {inp.url}{seen}; write elsewhere")
+    if a.startswith(b.rstrip("/") + "/"):
+        raise ConfigError(f"{out_flag} {out.url} holds {in_flag} {inp.url}{seen}; write elsewhere")
+
+
+def _is_l2i(store: Store) -> bool | None:
+    """Whether the shard directory holds L2I(U) shards (its index has a reason column); None: no index."""
+    parquets = [n for n in store.list(".parquet") if not n.startswith(".")]
+    if not parquets:
+        return None
+    with store.open(parquets[0]) as f:
+        return "reason" in pq.read_schema(f).names
+
+
 def check_l2i_dir(location: str | os.PathLike | Store, command: str) -> None:
     """An L2I(U) shard directory, not a raw `l2i download` one (those have no status/reason columns)."""
     store = as_store(location)
@@ -36,13 +63,21 @@ def check_l2i_dir(location: str | os.PathLike | Store, command: str) -> None:
         raise NotFound(f"{store.url} not found")
     if store.local and not Path(store.root).is_dir():
         raise InputError(f"{store.url} is a file; `{command}` reads a directory of L2I(U) shards")
-    parquets = [n for n in store.list(".parquet") if not n.startswith(".")]
-    if parquets:
-        with store.open(parquets[0]) as f:
-            names = pq.read_schema(f).names
-        if "reason" not in names:
-            raise InputError(f"{store.url} holds raw shards (`l2i download` output), not L2I(U) shards; run "
-                             f"`l2i synthesize --input {store.url} --output DIR` first, then `{command}` on DIR")
+    if _is_l2i(store) is False:
+        raise InputError(f"{store.url} holds raw shards (`l2i download` output), not L2I(U) shards; run "
+                         f"`l2i synthesize --input {store.url} --output DIR` first, then `{command}` on DIR")
+
+
+def check_raw_dir(store: Store) -> None:
+    """Raw `l2i download` shards, not the output of `l2i synthesize` / `l2i filter` (every row would be
+    rejected): the index has a reason column, or the directory has their run.json / filter_report.json."""
+    made = next((n for n in ("run.json", "filter_report.json") if store.exists(n)), None)
+    if made == "run.json" and "input_shards" not in store.get("run.json").decode(errors="replace"):
+        made = None  # some other tool's run.json
+    if made or _is_l2i(store):
+        why = f"has {made}" if made else "its index has status/reason columns"
+        raise InputError(f"{store.url} holds L2I(U) shards (`l2i synthesize` or `l2i filter` output: {why}), not "
+                         "raw `l2i download` shards; give the download directory as --input")
 
 
 def local_output(url: str | os.PathLike, what: str) -> Path:

@@ -26,11 +26,13 @@ T = TypeVar("T")
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 RETRIES = 5
 BACKOFF_S = 0.5
+_REACHED: set[str] = set()  # protocol://bucket of the stores that answered in this process
 
 
 def _is_transient(e: BaseException) -> bool:
     """Worth retrying: timeouts, connection drops, 5xx/throttling. Not: missing, forbidden, exists."""
-    if isinstance(e, (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)):
+    if isinstance(e, (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                      StorageError)):
         return False
     if isinstance(e, (TimeoutError, ConnectionError)):
         return True
@@ -38,6 +40,29 @@ def _is_transient(e: BaseException) -> bool:
     return any(w in text for w in ("timeout", "timed out", "connection", "throttl", "slowdown", "slow down",
                                    "internalerror", "serviceunavailable", "503", "500", "502", "504",
                                    "temporar", "reset by peer", "broken pipe"))
+
+
+def _is_unreachable(e: BaseException) -> bool:
+    """The endpoint itself does not answer (refused, unknown host): a wrong URL more often than a blip."""
+    if isinstance(e, ConnectionRefusedError):
+        return True
+    text = f"{type(e).__name__} {e}".lower()
+    return any(w in text for w in ("could not connect", "cannot connect", "connect call failed", "connection refused",
+                                   "name or service not known", "nodename nor servname"))
+
+
+def storage_error(e: BaseException, what: str, retried: bool = True) -> StorageError | None:
+    """The one-line StorageError for a store failure a user can act on (no access, no answer), else None."""
+    if isinstance(e, (StorageError, FileNotFoundError, FileExistsError)):
+        return None
+    if isinstance(e, PermissionError) or "accessdenied" in str(e).lower().replace(" ", ""):
+        return StorageError(f"{what}: access denied ({type(e).__name__}: {e}); check the credentials (AWS_*/GCP "
+                            "environment, config files, instance profile or --storage-options) and the permissions")
+    if _is_transient(e):
+        how = f"after {RETRIES} attempts" if retried else "at the first attempt"
+        return StorageError(f"{what}: the store did not answer {how} ({type(e).__name__}: {e}); check the "
+                            "endpoint (AWS_ENDPOINT_URL, --storage-options) and the network")
+    return None
 
 
 def retry(fn: Callable[[], T], what: str, attempts: int = RETRIES, backoff: float = BACKOFF_S) -> T:
@@ -102,11 +127,46 @@ class Store:
         self.url = self.root if self.protocol == "file" else f"{self.protocol}://{self.root}"
 
     def __getstate__(self) -> dict:
-        return {"url": self.url, "storage_options": self.storage_options}
+        return {"url": self.url, "storage_options": self.storage_options, "reached": self._reached}
 
     def __setstate__(self, state: dict) -> None:
         self.url, self.storage_options, self._fs, self._fs_pid = state["url"], state["storage_options"], None, 0
         self.__post_init__()
+        if state.get("reached"):  # the driver reached it: a worker retries its blips as usual
+            _REACHED.add(self._endpoint)
+
+    @property
+    def _endpoint(self) -> str:
+        return f"{self.protocol}://{self.root.split('/', 1)[0]}"
+
+    @property
+    def _reached(self) -> bool:
+        return self.local or self._endpoint in _REACHED
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        """fn with retries; no access, or no answer, becomes one StorageError naming `what`. A store that has
+        not answered this process yet is not retried when its endpoint refuses or does not resolve: a wrong
+        URL fails in seconds, not minutes."""
+        reached = self._reached
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as e:
+                if not reached and _is_unreachable(e):
+                    raise StorageError(f"{what}: cannot reach the store ({type(e).__name__}: {e}); check the "
+                                       "endpoint (AWS_ENDPOINT_URL, --storage-options) and the network") from None
+                raise
+
+        try:
+            out = retry(attempt, what)
+        except Exception as e:
+            mapped = storage_error(e, what)
+            if mapped is not None:
+                raise mapped from None
+            raise
+        _REACHED.add(self._endpoint)
+        return out
 
     @property
     def local(self) -> bool:
@@ -131,18 +191,18 @@ class Store:
 
     # ------------------------------------------------------------ reading
     def exists(self, name: str = "") -> bool:
-        return retry(lambda: self.fs.exists(self.path(name)), f"exists {self.url_of(name)}")
+        return self._call(lambda: self.fs.exists(self.path(name)), f"look up {self.url_of(name)}")
 
     def get(self, name: str) -> bytes:
         try:
-            return retry(lambda: self.fs.cat_file(self.path(name)), f"read {self.url_of(name)}")
+            return self._call(lambda: self.fs.cat_file(self.path(name)), f"read {self.url_of(name)}")
         except FileNotFoundError:
             raise NotFound(f"not found: {self.url_of(name)}") from None
 
     def open(self, name: str) -> BinaryIO:
         """A streaming reader (tars are read front to back without loading them whole)."""
         try:
-            return self.fs.open(self.path(name), "rb")
+            return self._call(lambda: self.fs.open(self.path(name), "rb"), f"open {self.url_of(name)}")
         except FileNotFoundError:
             raise NotFound(f"not found: {self.url_of(name)}") from None
 
@@ -152,7 +212,7 @@ class Store:
             self.fs.invalidate_cache(self.root)
             return self.fs.ls(self.root, detail=True)
         try:
-            entries = retry(ls, f"list {self.url}")
+            entries = self._call(ls, f"list {self.url}")
         except FileNotFoundError:
             return {}
         out = {}
@@ -174,7 +234,7 @@ class Store:
         if self.local:
             _atomic_local_write(self.path(name), data)
             return
-        retry(lambda: self.fs.pipe_file(self.path(name), data), f"write {self.url_of(name)}")
+        self._call(lambda: self.fs.pipe_file(self.path(name), data), f"write {self.url_of(name)}")
 
     def create_exclusive(self, name: str, data: bytes) -> bool:
         """Create `name` only if it does not exist (atomic on the store); False when it already did."""
@@ -190,7 +250,7 @@ class Store:
                 os.fsync(f.fileno())
             return True
         try:
-            retry(lambda: self.fs.pipe_file(self.path(name), data, mode="create"), f"create {self.url_of(name)}")
+            self._call(lambda: self.fs.pipe_file(self.path(name), data, mode="create"), f"create {self.url_of(name)}")
         except FileExistsError:
             return False
         except Exception as e:  # S3-compatible stores answer 412 Precondition Failed
@@ -201,15 +261,15 @@ class Store:
 
     def delete(self, name: str) -> None:
         try:
-            retry(lambda: self.fs.rm_file(self.path(name)), f"delete {self.url_of(name)}")
+            self._call(lambda: self.fs.rm_file(self.path(name)), f"delete {self.url_of(name)}")
         except FileNotFoundError:
             pass
 
     def delete_tree(self, name: str) -> None:
         """Remove `name` and everything under it (leftovers of killed runs)."""
         try:
-            if self.fs.exists(self.path(name)):
-                retry(lambda: self.fs.rm(self.path(name), recursive=True), f"delete {self.url_of(name)}")
+            if self.exists(name):
+                self._call(lambda: self.fs.rm(self.path(name), recursive=True), f"delete {self.url_of(name)}")
         except FileNotFoundError:
             pass
 
@@ -242,14 +302,21 @@ class Store:
 
 
 def _atomic_local_write(path: str, data: bytes) -> None:
-    """Temp name in the same directory, fsync, rename."""
+    """Temp name in the same directory, fsync, rename; the temp file is removed when any step fails."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (ENOSPC), an interrupt: no hidden temp file stays behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> Store:

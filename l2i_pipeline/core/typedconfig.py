@@ -110,12 +110,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def with_defaults(defaults: list[str], sets: list[str]) -> list[str]:
+    """A caller's own `--set` defaults, less the keys the user sets, then the user's: no key twice."""
+    given = {item.split("=", 1)[0].strip() for item in sets}
+    return [d for d in defaults if d.split("=", 1)[0].strip() not in given] + list(sets)
+
+
 def load_typed(cfg: T, path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Fill a config dataclass instance: the YAML file over its defaults, then `--set` overrides."""
+    """Fill a config dataclass instance: the YAML file over its defaults, then `--set` overrides (each key
+    at most once)."""
     if path:
         apply_dict(cfg, read_yaml(path))
+    given: dict[str, str] = {}
     for item in overrides or []:
         parts, value = _parse_set(item)
+        key = ".".join(p.strip() for p in parts)
+        if key in given:  # as a key repeated in a YAML file: which one was meant is not ours to guess
+            raise ConfigError(f"--set {key} given twice ({given[key]!r}, then {item!r}); give each key once")
+        given[key] = item
         nested: dict[str, Any] = {parts[-1]: value}
         for part in reversed(parts[:-1]):
             nested = {part: nested}

@@ -19,7 +19,15 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
-from l2i_pipeline.core.rayutil import actor_pool_args, device_plan
+from l2i_pipeline.core.rayutil import (
+    RESERVED_CPUS,
+    Watchdog,
+    actor_pool_args,
+    describe_waiting,
+    device_plan,
+    feeder_cpus,
+    node_cpus,
+)
 from l2i_pipeline.core.reader import read_units
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
@@ -188,22 +196,26 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
     if first is not None:  # read + decode tasks -> [CPU model stages as tasks] -> device actors, which write
         models = [st for st in stages[first:] if st.resources.num_actors != 0]
         gpus, size = device_plan(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])
+        pool = actor_pool_args(resources, gpus, size, size, threads=DeviceActor.THREADS)
         read = ray.data.TaskPoolStrategy(size=cfg.read_tasks or max(4, 2 * size))  # ~2 units per task in flight
         batch = max(st.resources.batch_size for st in models)
         head = 0
         while head < first and not isinstance(stages[head], ModelStage):
             head += 1  # decode rides in the read task; a CPU model (classical saliency) scales as its own tasks
-        ds = ds.flat_map(_read_fn(raw, dict(groups), stages[:head], batch), compute=read)
+        # under a CPU each on a small node, so the actors, these tasks and finalize all fit: it always progresses
+        task_cpus = feeder_cpus(node_cpus(), pool["num_cpus"], size, kinds=1 + first - head)
+        ds = ds.flat_map(_read_fn(raw, dict(groups), stages[:head], batch), compute=read, num_cpus=task_cpus)
         for stage in stages[head:first]:
-            ds = ds.map_batches(stage, batch_size=1, batch_format="numpy", num_cpus=stage.resources.cpus)
+            ds = ds.map_batches(stage, batch_size=1, batch_format="numpy",
+                                num_cpus=min(stage.resources.cpus, task_cpus))
         ds = ds.map_batches(DeviceActor, fn_constructor_args=(cfg, tuple(type(st) for st in stages[first:]), out),
-                            batch_size=1, batch_format="numpy", zero_copy_batch=True,
-                            **actor_pool_args(resources, gpus, size, size, threads=DeviceActor.THREADS))
+                            batch_size=1, batch_format="numpy", zero_copy_batch=True, **pool)
     else:  # CPU backends only: read tasks -> tasks running every stage and the writer
+        task_cpus = feeder_cpus(node_cpus(), kinds=2)  # a read and a Chain task at once on the smallest node
         read = ray.data.TaskPoolStrategy(size=cfg.read_tasks or 4)
         batch = max(st.resources.batch_size for st in stages)
-        ds = ds.flat_map(_read_fn(raw, dict(groups), [], batch), compute=read)
-        ds = ds.map_batches(Chain(stages, out), batch_size=1, batch_format="numpy", num_cpus=1)
+        ds = ds.flat_map(_read_fn(raw, dict(groups), [], batch), compute=read, num_cpus=task_cpus)
+        ds = ds.map_batches(Chain(stages, out), batch_size=1, batch_format="numpy", num_cpus=task_cpus)
     ctx = ds.context  # this dataset's own copy: Ray's global DataContext is left alone
     ctx.execution_options.preserve_order = False
     ctx.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
@@ -214,7 +226,7 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
         # on a few CPUs, Ray Data's per-operator reservation leaves the fused map stage one task at a time
         ctx.op_resource_reservation_enabled = False
 
-    finalize = ray.remote(num_cpus=0.25, max_retries=3)(finalize_unit)
+    finalize = ray.remote(num_cpus=RESERVED_CPUS, max_retries=3)(finalize_unit)
     tracker = UnitTracker({u.name: u for u in units})
     inflight: dict[Any, str] = {}
 
@@ -228,22 +240,31 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
                 log.error("could not write %s: %s", name, e)
                 on_shard({"name": name, "failed": f"{type(e).__name__}: {e}"})
 
+    committed: set[str] = set()  # the shards whose parts are all written (finalize started)
+
+    def waiting() -> str:
+        return (f"{len(units) - len(committed)} of {len(units)} shards of {out.url} still have parts to write, "
+                f"{len(inflight)} being finalized")
+
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-            for unit, part, keys, error in zip(batch["unit"], batch["part"], batch["keys"], batch["error"]):
-                keys = json.loads(keys)
-                progress(len(keys))
-                if error:
-                    if tracker.fail(unit):
-                        log.error("could not write a part of %s: %s", unit, error)
-                        on_shard({"name": unit, "failed": error})
-                    continue
-                done = tracker.add(unit, part, keys)
-                if done is not None:
-                    inflight[finalize.remote(out, done.name, done.input_name, tracker.take_parts(done.name),
-                                             extra)] = done.name
-            if inflight:
-                collect(timeout=0)
+        with Watchdog(lambda: describe_waiting(waiting)) as watchdog:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+                watchdog.tick()
+                for unit, part, keys, error in zip(batch["unit"], batch["part"], batch["keys"], batch["error"]):
+                    keys = json.loads(keys)
+                    progress(len(keys))
+                    if error:
+                        if tracker.fail(unit):
+                            log.error("could not write a part of %s: %s", unit, error)
+                            on_shard({"name": unit, "failed": error})
+                        continue
+                    done = tracker.add(unit, part, keys)
+                    if done is not None:
+                        committed.add(done.name)
+                        inflight[finalize.remote(out, done.name, done.input_name, tracker.take_parts(done.name),
+                                                 extra)] = done.name
+                if inflight:
+                    collect(timeout=0)
     except Exception as e:
         user = _user_error(e)
         if user is not None:

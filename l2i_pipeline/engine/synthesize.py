@@ -15,6 +15,7 @@ from typing import Any
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import output_lock
+from l2i_pipeline.core.outputs import check_apart, check_raw_dir
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
 from l2i_pipeline.core.rayutil import init_ray
 from l2i_pipeline.core.shards import MARKER, complete_shards, plan_units
@@ -85,8 +86,8 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
     if not raw.exists():
         raise NotFound(f"input not found: {raw.url}")
-    if out.url == raw.url or out.url.startswith(raw.url + "/"):
-        raise ConfigError(f"--output {out.url} is (inside) --input {raw.url}; write the L2I shards elsewhere")
+    check_apart(raw, out)
+    check_raw_dir(raw)
     check_backends(cfg)
     out.check_writable()
     t0 = time.time()
@@ -94,39 +95,48 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
         write_run_json(out, cfg, raw, runner, overwrite)
         out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
         out.delete_tree(PARTS)
-        units, done = plan_units(raw, out, cfg.output_shard_size)
-        total = sum(u.count for u in units)
-        log.info("%d shards to write (%d samples), %d already complete", len(units), total, done)
-        summary: dict[str, Any] = {"shards_skipped": done, "shards_written": 0, "samples": 0, "status": {},
-                                   "reasons": {}, "failed": []}
-        written: set[str] = set()
-
-        def on_shard(stats: dict) -> None:
-            if "failed" in stats:
-                summary["failed"].append(stats["name"])
-                return
-            written.add(stats["name"])
-            summary["shards_written"] += 1
-            summary["samples"] += stats["count"]
-            for table in ("status", "reasons"):
-                for k, v in stats[table].items():
-                    summary[table][k] = summary[table].get(k, 0) + v
-            log.info("wrote %s: %d samples, %s", stats["name"], stats["count"], stats["status"])
-
-        extra = {"config_seed": cfg.seed}
-        if units:
-            from tqdm import tqdm
-
-            with tqdm(total=total, unit="img", desc="synthesize", disable=None) as bar:
-                if runner == "local":
-                    run_local(cfg, raw, out, units, extra, lambda st: (on_shard(st), bar.update(st.get("count", 0))))
-                else:
-                    init_ray(ray_address, num_cpus)
-                    run_ray(cfg, raw, out, units, extra, on_shard, progress=bar.update)
-        summary["failed"] = sorted(set(summary["failed"]) | ({u.name for u in units} - written))
-        out.delete_tree(PARTS)  # every part is committed or useless now (a rerun redoes a failed shard)
+        try:
+            summary = _run(cfg, raw, out, runner, ray_address, num_cpus)
+        finally:  # a failed job (full disk, a shard the store refused) leaves no temp files or parts either
+            out.remove_temp_files()
+            out.delete_tree(PARTS)
     summary["seconds"] = round(time.time() - t0, 2)
     summary["images_per_second"] = round(summary["samples"] / max(summary["seconds"], 1e-9), 2)
     if summary["failed"]:
         raise ShardsFailed(summary)
+    return summary
+
+
+def _run(cfg: Config, raw: Store, out: Store, runner: str, ray_address: str | None, num_cpus: int | None) -> dict:
+    """Plan the pending units and run them; the summary of what was written and what failed."""
+    units, done = plan_units(raw, out, cfg.output_shard_size)
+    total = sum(u.count for u in units)
+    log.info("%d shards to write (%d samples), %d already complete", len(units), total, done)
+    summary: dict[str, Any] = {"shards_skipped": done, "shards_written": 0, "samples": 0, "status": {},
+                               "reasons": {}, "failed": []}
+    written: set[str] = set()
+
+    def on_shard(stats: dict) -> None:
+        if "failed" in stats:
+            summary["failed"].append(stats["name"])
+            return
+        written.add(stats["name"])
+        summary["shards_written"] += 1
+        summary["samples"] += stats["count"]
+        for table in ("status", "reasons"):
+            for k, v in stats[table].items():
+                summary[table][k] = summary[table].get(k, 0) + v
+        log.info("wrote %s: %d samples, %s", stats["name"], stats["count"], stats["status"])
+
+    extra = {"config_seed": cfg.seed}
+    if units:
+        from tqdm import tqdm
+
+        with tqdm(total=total, unit="img", desc="synthesize", disable=None) as bar:
+            if runner == "local":
+                run_local(cfg, raw, out, units, extra, lambda st: (on_shard(st), bar.update(st.get("count", 0))))
+            else:
+                init_ray(ray_address, num_cpus)
+                run_ray(cfg, raw, out, units, extra, on_shard, progress=bar.update)
+    summary["failed"] = sorted(set(summary["failed"]) | ({u.name for u in units} - written))
     return summary

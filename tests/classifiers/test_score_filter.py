@@ -170,3 +170,39 @@ def test_synthesize_scores_inline_and_filter_reads_them(trained, tmp_path):
     bad = args[:-6] + ["--set", f"score.mask_classifier={tmp_path / 'missing'}"]
     bad[bad.index(str(tmp_path / "u"))] = str(tmp_path / "u2")
     assert main(bad) == 2 and not (tmp_path / "u2").exists()  # fails before any work
+
+
+def test_score_on_one_cpu_completes(trained, make_l2iu, tmp_path):
+    """Issue 25 item 15: `l2i score --num-cpus 1` used to sit at "1.1/1 CPU" forever (a 1-CPU read task
+    beside the actor's 0.1); the read tasks now ask for what is left. A subprocess, so a hang fails the test."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    d = tmp_path / "l2iu"
+    make_l2iu(d, n_shards=3, per_shard=4, seed=5)
+    argv = ["score", "--input", str(d), "--mask-classifier", str(trained["mask"]), "--inpaint-classifier",
+            str(trained["inpaint"]), "--device", "cpu", "--batch-size", "3", "--num-cpus", "1"]
+    r = subprocess.run([sys.executable, "-m", "l2i_pipeline.cli", *argv], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root)}, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all(sidecar_path(d, n).exists() for n in shards.list_output_shards(d))
+
+
+def test_score_with_wrong_credentials_is_one_line(trained, monkeypatch, capsys):
+    """Issue 25 item 17: a 403 from the store was a 55-line PermissionError traceback."""
+    from s3server import S3Server
+
+    server = S3Server(auth=True)  # moto checking credentials: it knows none, so every request is Forbidden
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        assert main(["score", "--input", "s3://bucket/l2iu", "--mask-classifier", str(trained["mask"]),
+                     "--runner", "local", "--device", "cpu"]) == 2
+    finally:
+        server.stop()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "access denied" in err[0] and "s3://bucket/l2iu" in err[0]

@@ -85,6 +85,6 @@ def test_a_part_the_store_refuses_becomes_an_error_record_not_a_crash(tmp_path, 
     samples = [Sample(f"k{i}", "u1" if i < 2 else "u2", meta={}).reject("decode:broken") for i in range(4)]
     flaky.fail = {"_parts/u1/": -1}
     records = {r["unit"]: r for r in write_parts(open_store(f"flaky://{tmp_path}/out"), samples)}
-    assert records["u1"]["error"].startswith("ConnectionError") and records["u1"]["part"] == ""
+    assert "ConnectionError" in records["u1"]["error"] and records["u1"]["part"] == ""  # in the StorageError line
     assert records["u2"]["error"] == "" and records["u2"]["keys"] == ["k2", "k3"]
     assert (tmp_path / "out" / records["u2"]["part"]).exists()

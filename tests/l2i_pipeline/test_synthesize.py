@@ -12,6 +12,7 @@ from rawshards import make_rows, write_raw_shard
 
 from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.shards import MEMBERS, list_output_shards, read_output_index
+from l2i_pipeline.core.typedconfig import with_defaults
 from l2i_pipeline.engine.synthesize import synthesize
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
@@ -99,8 +100,8 @@ def test_bad_images_in_a_shard_are_rejected_not_fatal(tmp_path):
     for row, f in zip(rows, bad_inputs()):
         row["image"] = f.data
     write_raw_shard(tmp_path / "raw", "00000", rows)
-    summary = synthesize(tmp_path / "raw", tmp_path / "l2i", load_config(None, CFG + ["output_shard_size=100"]),
-                         runner="local")
+    cfg = load_config(None, with_defaults(CFG, ["output_shard_size=100"]))
+    summary = synthesize(tmp_path / "raw", tmp_path / "l2i", cfg, runner="local")
     assert summary["samples"] == len(rows)
     t = pq.read_table(tmp_path / "l2i" / "00000_0000.parquet").to_pylist()
     by_key = {r["key"]: r for r in t}
