@@ -25,7 +25,7 @@ def print_summary(summary: dict) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
-    check_output(args.output)
+    check_output(args.output, storage_options=args.storage_options)
     try:
         summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
                              num_cpus=args.num_cpus, storage_options=args.storage_options,
