@@ -170,3 +170,16 @@ def test_synthesize_scores_inline_and_filter_reads_them(trained, tmp_path):
     bad = args[:-6] + ["--set", f"score.mask_classifier={tmp_path / 'missing'}"]
     bad[bad.index(str(tmp_path / "u"))] = str(tmp_path / "u2")
     assert main(bad) == 2 and not (tmp_path / "u2").exists()  # fails before any work
+
+
+def test_filter_refuses_a_store_without_exclusive_creates_unless_no_lock(tmp_path, make_l2iu, capsys):
+    from fakestores import new_url
+
+    from l2i_pipeline.core.storage import open_store
+
+    make_l2iu(tmp_path / "u", n_shards=1, per_shard=4, seed=3, inline_scores=True)
+    argv = ["filter", "--input", str(tmp_path / "u"), "--output", new_url(), "--min-mask-score", "0.5"]
+    assert main(argv) == 2
+    assert "does not support exclusive creates" in capsys.readouterr().err
+    assert main([*argv, "--no-lock"]) == 0
+    assert json.loads(open_store(argv[4]).get("filter_report.json"))["kept"] == 2
