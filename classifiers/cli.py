@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from l2i_pipeline.core.lock import NO_LOCK_HELP
+
 log = logging.getLogger(__name__)
 
 
@@ -127,7 +129,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     r = run_filter(FilterJob(input=args.input, output=args.output, min_mask_score=args.min_mask_score,
                              min_inpaint_score=args.min_inpaint_score, scores_dir=args.scores_dir,
-                             dry_run=args.dry_run))
+                             dry_run=args.dry_run, lock=not args.no_lock))
     rows = [("shards", r["shards"]), ("skipped (done, same thresholds)", r["shards_skipped"]),
             ("rows", r["rows"]), ("kept", r["kept"]),
             ("kept fraction", r["kept"] / r["rows"] if r["rows"] else 0.0)]
@@ -213,4 +215,5 @@ def register(subparsers) -> None:
     f.add_argument("--min-inpaint-score", type=float, help="keep P(good inpainting) >= Y (omit: none)")
     f.add_argument("--scores-dir", help="where `l2i score` wrote sidecars (default: the input dir)")
     f.add_argument("--dry-run", action="store_true", help="print the kept/dropped table, write nothing")
+    f.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     f.set_defaults(func=cmd_filter)

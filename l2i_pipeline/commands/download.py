@@ -17,6 +17,8 @@ import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -97,14 +99,42 @@ def _columns(files: list[Path]) -> tuple[str, str | None, list[str]]:
     return url, caption, [c for c in LAION_COLUMNS if c in common]
 
 
-def _init_ray(processes: int) -> bool:
+@contextmanager
+def _fsspec_defaults(out: Store) -> Iterator[dict[str, str]]:
+    """img2dataset opens `out.url` with fsspec itself, without options: make the `--storage-options`
+    fsspec's defaults for that protocol, here (`fsspec.config.conf`) and in the workers img2dataset spawns
+    (`FSSPEC_<PROTOCOL>`, read by fsspec at import), for the duration of the download. Yields that variable
+    for Ray workers. Credentials pass only to this job's own processes; nothing is logged."""
+    if out.local or not out.storage_options:
+        yield {}
+        return
+    import fsspec.config
+
+    key, value = f"FSSPEC_{out.protocol.upper()}", json.dumps(out.storage_options)
+    saved_conf, saved_env = fsspec.config.conf.get(out.protocol), os.environ.get(key)
+    fsspec.config.conf[out.protocol] = {**(saved_conf or {}), **out.storage_options}
+    os.environ[key] = value
+    try:
+        yield {key: value}
+    finally:
+        if saved_conf is None:
+            fsspec.config.conf.pop(out.protocol, None)
+        else:
+            fsspec.config.conf[out.protocol] = saved_conf
+        if saved_env is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved_env
+
+
+def _init_ray(processes: int, env: dict[str, str]) -> bool:
     """Start a local Ray if none is running; workers get this package on their path. True if started."""
     import ray
 
     if ray.is_initialized():
         return False
     path = os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1"}}
+    runtime_env = {"env_vars": {"PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1", **env}}
     if os.environ.get("RAY_ADDRESS"):  # inside a cluster job: join it; num_cpus is the cluster's business
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
     else:
@@ -132,27 +162,28 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
 
     if PACKAGE_ROOT not in sys.path:  # spawned workers unpickle SafeDownloader with the parent's sys.path
         sys.path.append(PACKAGE_ROOT)
-    started_ray = _init_ray(processes) if distributor == "ray" else False
-    original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
-    i2d.Downloader = partial(adapters.SafeDownloader, allow_private_network=allow_private_network,
-                             max_pixels=max_pixels)
-    try:
-        i2d.download(
-            url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
-            save_additional_columns=extra or None, output_folder=out.url, output_format="webdataset",
-            processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
-            distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
-            resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
-            enable_wandb=False, compute_hash="sha256", extract_exif=True,
-        )
-    finally:
-        i2d.Downloader = original
-        if signal.getsignal(signal.SIGINT) is not sigint and sigint is not None:
-            signal.signal(signal.SIGINT, sigint)  # img2dataset installs one that exits with status 0
-        if started_ray:
-            import ray
+    with _fsspec_defaults(out) as fsspec_env:
+        started_ray = _init_ray(processes, fsspec_env) if distributor == "ray" else False
+        original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
+        i2d.Downloader = partial(adapters.SafeDownloader, allow_private_network=allow_private_network,
+                                 max_pixels=max_pixels)
+        try:
+            i2d.download(
+                url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
+                save_additional_columns=extra or None, output_folder=out.url, output_format="webdataset",
+                processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
+                distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
+                resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
+                enable_wandb=False, compute_hash="sha256", extract_exif=True,
+            )
+        finally:
+            i2d.Downloader = original
+            if signal.getsignal(signal.SIGINT) is not sigint and sigint is not None:
+                signal.signal(signal.SIGINT, sigint)  # img2dataset installs one that exits with status 0
+            if started_ray:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
     return summarize(out)
 
 
@@ -207,7 +238,7 @@ def format_summary(summary: dict[str, Any], width: int = 72) -> str:
 
 def run_download(args: argparse.Namespace) -> int:
     """CLI entry: 0 when every shard completed and at least one image arrived, else 1."""
-    check_output(args.output)
+    check_output(args.output, storage_options=args.storage_options)
     summary = download(args.input, args.output, allow_private_network=args.allow_private_network,
                        processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
                        distributor=args.distributor, timeout=args.timeout, retries=args.retries,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from l2i_pipeline.commands.plan_requests import format_requests
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 
 STAGE_ORDER = ["download", "decode", "saliency", "layers", "inpaint", "encode", "score"]
@@ -95,22 +96,29 @@ class Row:
         return None if not self.rate else self.items / self.rate / 3600
 
 
+ITEMS_OF_JOB = {"download": "inputs", "synthesize": "downloaded", "score": "synthesized"}
+
+
 def build_rows(figs: dict[str, Any], inputs: float, rates: dict[str, float],
                yields: dict[str, float]) -> tuple[list[Row], dict[str, float]]:
-    """One row per stage with the items it processes; returns the rows and the counts per job."""
+    """One row per stage with the items it processes; returns the rows and the counts
+    {inputs, downloaded, synthesized}. A stage's `items` (figures) says what it sees: inpaint and encode
+    only the samples that passed the mask checks (`--yield synthesize`), the others all downloaded images."""
     unknown = set(rates) - set(figs["rates"]) | set(yields) - set(figs["yields"])
     if unknown:
         raise ConfigError(f"unknown stage or yield {sorted(unknown)}; known stages: {sorted(figs['rates'])}, "
                           f"yields: {sorted(figs['yields'])}")
     y = {k: yields.get(k, v["value"]) for k, v in figs["yields"].items()}
-    downloaded = inputs * y["download"]
-    counts = {"download": inputs, "synthesize": downloaded, "score": downloaded * y["synthesize"]}
+    if any(not 0 < v <= 1 for v in y.values()):
+        raise ConfigError(f"--yield: a yield is a fraction in (0, 1], got {y}")
+    counts = {"inputs": inputs, "downloaded": inputs * y["download"]}
+    counts["synthesized"] = counts["downloaded"] * y["synthesize"]
     rows = []
     for stage in sorted(figs["rates"], key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
         f = figs["rates"][stage]
         rate = rates.get(stage, f["rate"])
         source = "--rate (command line)" if stage in rates else f.get("ref") or f["source"]
-        rows.append(Row(f["job"], stage, f["per"], rate, counts[f["job"]], source))
+        rows.append(Row(f["job"], stage, f["per"], rate, counts[f.get("items", ITEMS_OF_JOB[f["job"]])], source))
     return rows, counts
 
 
@@ -129,18 +137,32 @@ def _gb(b: float) -> str:
     return f"{b / 1e12:,.1f} TB" if b >= 1e12 else f"{b / 1e9:,.1f} GB"
 
 
+def _e2e_hours(figs: dict[str, Any], rates: dict[str, float], counts: dict[str, float]) -> float | None:
+    """GPU-hours of synthesize at the measured end-to-end rate: per downloaded image everything but SD2
+    (1/e2e - 1/inpaint s), plus SD2 only for the samples that passed the mask checks."""
+    e2e, inpaint = figs.get("end_to_end", {}).get("synthesize"), figs["rates"].get("inpaint", {}).get("rate")
+    if not (e2e and e2e.get("rate")) or "saliency" in rates or "inpaint" in rates:
+        return None
+    sd2 = 1 / inpaint if inpaint else 0.0
+    return (counts["downloaded"] * max(1 / e2e["rate"] - sd2, 0.0) + counts["synthesized"] * sd2) / 3600
+
+
 def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
     rates, yields, prices = _pairs(args.rate, "rate"), _pairs(args.yield_, "yield"), _pairs(args.price, "price")
     if set(prices) - PRICE_KEYS:
         raise ConfigError(f"--price: unknown {sorted(set(prices) - PRICE_KEYS)}; known: {sorted(PRICE_KEYS)}")
     if args.inputs <= 0 or args.hours <= 0:
         raise ConfigError("--inputs and --hours must be positive")
+    bandwidth = args.bandwidth_gbps if args.bandwidth_gbps is not None else figs["download_node"]["bandwidth_gbps"]
+    if bandwidth <= 0:
+        raise ConfigError("--bandwidth-gbps must be positive")
     rows, counts = build_rows(figs, args.inputs, rates, yields)
-    kept = args.kept if args.kept is not None else counts["score"]
-    out = [f"l2i plan: {_n(args.inputs)} inputs -> {_n(counts['score'])} synthesized -> {_n(kept)} kept; "
-           f"wall-clock target {args.hours:g} h; nodes of {args.gpus_per_node} GPUs + {args.cpus_per_node} cores "
-           f"(downloads: {args.cpus_per_node}-core nodes); figures {args.figures}", ""]
-    out.append(f"{'job':<11}{'stage':<10}{'on':<5}{'items/s/unit':>13}{'items':>10}{'unit-hours':>13}  source")
+    kept = args.kept if args.kept is not None else counts["synthesized"]
+    shown = "bench/figures.json" if Path(args.figures) == default_figures_path() else args.figures
+    out = [f"l2i plan: {_n(args.inputs)} inputs -> {_n(counts['downloaded'])} downloaded -> "
+           f"{_n(counts['synthesized'])} synthesized -> {_n(kept)} kept; wall-clock target {args.hours:g} h per job; "
+           f"nodes of {args.gpus_per_node} GPUs + {args.cpus_per_node} cores, {bandwidth:g} Gbit/s; figures {shown}",
+           "", f"{'job':<11}{'stage':<10}{'on':<5}{'items/s/unit':>13}{'items':>10}{'unit-hours':>13}  source"]
     hours_by: dict[tuple[str, str], float] = {}
     missing = []
     for r in rows:
@@ -150,41 +172,54 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
         else:
             hours_by[(r.job, r.per)] = hours_by.get((r.job, r.per), 0.0) + uh
         rate = f"{r.rate:g}" if r.rate else "-"
-        shown = f"{uh:,.0f}" if uh is not None else "not measured"
-        out.append(f"{r.job:<11}{r.stage:<10}{r.per.upper():<5}{rate:>13}{_n(r.items):>10}{shown:>13}  {r.source}")
+        cell = f"{uh:,.0f}" if uh is not None else "not measured"
+        out.append(f"{r.job:<11}{r.stage:<10}{r.per.upper():<5}{rate:>13}{_n(r.items):>10}{cell:>13}  {r.source}")
     gpu_total = sum(h for (_, per), h in hours_by.items() if per == "gpu")
     cpu_total = sum(h for (_, per), h in hours_by.items() if per == "cpu")
     out.append(f"\nGPU-hours (stages with a rate): {gpu_total:,.0f}; CPU core-hours: {cpu_total:,.0f}")
-    e2e = figs.get("end_to_end", {}).get("synthesize")
-    if e2e and e2e.get("rate") and "saliency" not in rates and "inpaint" not in rates:
-        e2e_h = counts["synthesize"] / e2e["rate"] / 3600
-        out.append(f"synthesize at the measured end-to-end rate ({e2e['rate']:g} img/s per GPU): {e2e_h:,.0f} GPU-hours"
-                   f"  [{e2e.get('ref') or e2e['source']}]")
+    e2e_h = _e2e_hours(figs, rates, counts)
+    if e2e_h is not None:
+        e2e = figs["end_to_end"]["synthesize"]
+        out.append(f"synthesize at the measured end-to-end rate ({e2e['rate']:g} img/s per GPU, SD2 only after the "
+                   f"mask checks): {e2e_h:,.0f} GPU-hours  [{e2e.get('ref') or e2e['source']}]")
         hours_by[("synthesize", "gpu")] = max(hours_by.get(("synthesize", "gpu"), 0.0), e2e_h)
     if missing:
         out.append(f"not measured, left out of the totals: {', '.join(missing)} (--rate STAGE=IMG_S to add them)")
 
-    out.append(f"\nnodes to finish each job in {args.hours:g} h:")
+    raw_b, l2i_b, raw_src, l2i_src = _storage(args, figs)
+    raw_total, l2iu_total, l2i_total = counts["downloaded"] * raw_b, counts["synthesized"] * l2i_b, kept * l2i_b
+    link_h = raw_total * 8 / (bandwidth * 1e9) / 3600  # node-hours of the download at line rate
+    out.append(f"\nnodes to finish each job in {args.hours:g} h, and its wall-clock on them:")
+    walls: list[tuple[str, float]] = []
     for job in ("download", "synthesize", "score"):
         g, c = hours_by.get((job, "gpu"), 0.0), hours_by.get((job, "cpu"), 0.0)
         if not g and not c:
             out.append(f"  {job:<11} unknown (no measured rate)")
             continue
-        n = max(nodes_needed(g, args.hours, args.gpus_per_node) if g else 0,
-                nodes_needed(c, args.hours, args.cpus_per_node))
+        bounds = {"GPUs": nodes_needed(g, args.hours, args.gpus_per_node) if g else 0,
+                  "CPUs": nodes_needed(c, args.hours, args.cpus_per_node),
+                  "bandwidth": nodes_needed(link_h, args.hours, 1) if job == "download" else 0}
+        bound = max(bounds, key=lambda k: bounds[k])
+        n = bounds[bound]
+        wall = max(g / (n * args.gpus_per_node), c / (n * args.cpus_per_node), link_h / n if job == "download" else 0)
+        walls.append((job, wall))
         kind = "GPU" if g else "CPU"
-        out.append(f"  {job:<11} {n:>6} {kind} nodes  ({g:,.0f} GPU-h, {c:,.0f} core-h; "
-                   f"bound by {'GPUs' if g and nodes_needed(g, args.hours, args.gpus_per_node) == n else 'CPUs'})")
+        extra = f", {link_h:,.0f} node-h at {bandwidth:g} Gbit/s" if job == "download" else ""
+        out.append(f"  {job:<11} {n:>6} {kind} nodes  ({g:,.0f} GPU-h, {c:,.0f} core-h{extra}; bound by {bound}) "
+                   f"{wall:,.1f} h")
+    chain = " + ".join(f"{job} {w:,.1f} h" for job, w in walls)
+    unknown = [j for j in ("download", "synthesize", "score") if j not in dict(walls)]
+    out.append(f"  whole chain (jobs run one after another): {chain} = {sum(w for _, w in walls):,.1f} h"
+               + (f" + {', '.join(unknown)} (not measured)" if unknown else "") + "; filter: copies, not modelled")
 
-    raw_b, l2i_b, raw_src, l2i_src = _storage(args, figs)
-    raw_total, l2iu_total, l2i_total = counts["download"] * raw_b, counts["score"] * l2i_b, kept * l2i_b
     out.append("\nstorage (per million, and for this run):")
-    for what, per, total, src in (("raw shards", raw_b, raw_total, f"per input row; {raw_src}"),
+    for what, per, total, src in (("raw shards", raw_b, raw_total, f"per downloaded image; {raw_src}"),
                                   ("L2I(U) shards", l2i_b, l2iu_total, f"per sample; {l2i_src}"),
                                   ("L2I shards", l2i_b, l2i_total, "per kept sample")):
         out.append(f"  {what:<14} {_gb(per * 1e6):>10} /M  {_gb(total):>10}  [{src}]")
     stored = raw_total + l2iu_total + l2i_total
     out.append(f"  all three      {_gb(stored):>24}  (delete raw after synthesize: {_gb(stored - raw_total)})")
+    out += format_requests(args.raw_shard_size, counts, kept, raw_b, l2i_b, _n)
 
     egress = args.egress_copies * l2i_total + (raw_total + 2 * l2iu_total if args.cross_region else 0)
     out.append("\nnetwork:")
@@ -204,12 +239,12 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
 
 def _storage(args: argparse.Namespace, figs: dict[str, Any]) -> tuple[float, float, str, str]:
     st = figs["storage"]
-    raw, l2i = st["raw_bytes_per_row"], st["l2i_bytes_per_sample"]
+    raw, l2i = st["raw_bytes_per_image"], st["l2i_bytes_per_sample"]
     raw_b, raw_src = raw["value"], "figures: " + (raw.get("ref") or raw["source"])
     l2i_b, l2i_src = l2i["value"], "figures: " + (l2i.get("ref") or l2i["source"])
     if args.raw:
         m = measure_shards(args.raw)
-        raw_b, raw_src = m["bytes_per_row"], f"measured: {m['rows']} rows in {m['shards']} shards of {args.raw}"
+        raw_b, raw_src = m["bytes_per_ok"], f"measured: {m['ok']} images in {m['shards']} shards of {args.raw}"
     if args.shards:
         m = measure_shards(args.shards)
         l2i_b, l2i_src = m["bytes_per_ok"], f"measured: {m['ok']} samples in {m['shards']} shards of {args.shards}"
@@ -240,7 +275,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-node", type=int, default=96, help="cores per node (default: %(default)s)")
     p.add_argument("--figures", default=str(default_figures_path()), help="rates file (default: %(default)s)")
     p.add_argument("--rate", action="append", default=[], metavar="STAGE=ITEMS_PER_S",
-                   help="override a stage's rate per CPU core or GPU, e.g. --rate saliency=40 (repeatable)")
+                   help="override a stage's rate per CPU core or GPU, e.g. --rate saliency=40 (repeatable); "
+                        "--rate download=50 is the per-core rate measured here on loopback (an upper bound)")
+    p.add_argument("--bandwidth-gbps", type=float, default=None,
+                   help="internet bandwidth per download node, Gbit/s (default: figures' download_node)")
+    p.add_argument("--raw-shard-size", type=int, default=10_000,
+                   help="`l2i download --raw-shard-size` (default: %(default)s), for the request counts")
     p.add_argument("--yield", dest="yield_", action="append", default=[], metavar="STEP=FRACTION",
                    help="override a yield, e.g. --yield download=0.85 (repeatable)")
     p.add_argument("--shards", help="L2I output dir (or URL) to measure bytes per sample from")

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from l2i_pipeline.core.config import config_help, load_config
+from l2i_pipeline.core.lock import NO_LOCK_HELP
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.storage import add_storage_options_arg
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
@@ -25,11 +26,11 @@ def print_summary(summary: dict) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
-    check_output(args.output)
+    check_output(args.output, storage_options=args.storage_options)
     try:
         summary = synthesize(args.input, args.output, cfg, runner=args.runner, ray_address=args.ray_address,
                              num_cpus=args.num_cpus, storage_options=args.storage_options,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, lock=not args.no_lock)
     except ShardsFailed as e:
         print_summary(e.summary)
         return 1
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="redo what another input, changed input shards or other settings made in --output "
                         "(default: such a rerun is refused, naming what differs)")
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     add_config_args(p)
     p.add_argument("--runner", choices=["ray", "local"], default="ray",
                    help="ray (default): Ray Data pipeline; local: one process, for debugging")

@@ -4,6 +4,11 @@
 only if absent (local O_EXCL, S3 If-None-Match, GCS generation match). The holder refreshes it while it
 runs; a lock whose holder is gone (a dead pid on this host, or no refresh for `stale_after` seconds) is
 broken by the next job, so a rerun after kill -9 proceeds.
+
+A store that ignores the condition (some emulators and S3-compatible servers overwrite instead) would make
+the lock silently non-exclusive, so a job first probes it: one probe object created twice, the second
+must be refused. Such a store is refused with one line; `--no-lock` runs without the lock (the caller then
+makes sure no two jobs write one output).
 """
 from __future__ import annotations
 
@@ -22,10 +27,36 @@ from l2i_pipeline.core.storage import Store
 
 log = logging.getLogger(__name__)
 LOCK = "_lock.json"
+PROBE = ".l2i-lock-probe-"
+NO_LOCK_HELP = "run without the output lock (only when no other job can write to this output)"
 
 
 class LockedError(UserError):
     """Another job holds the output location."""
+
+
+class NoExclusiveCreate(UserError):
+    """The store does not refuse a second conditional create of one object."""
+
+
+def check_exclusive_create(out: Store) -> None:
+    """Create one probe object twice with a conditional create; a store that accepts the second is refused.
+    Local directories (O_EXCL) are not probed. Costs two creates and a delete per job."""
+    if out.local:
+        return
+    name = f"{PROBE}{uuid.uuid4().hex}"
+    why = ""
+    try:
+        first, second = out.create_exclusive(name, b"1"), out.create_exclusive(name, b"2")
+        if not first or second:
+            why = "a second create of one object succeeded" if second else "the first create was refused"
+    except (NotImplementedError, TypeError, ValueError) as e:  # no mode="create" in this fsspec backend
+        why = f"{type(e).__name__}: {e}"
+    finally:
+        out.delete(name)
+    if why:
+        raise NoExclusiveCreate(f"{out.url}: this store does not support exclusive creates ({why}); use --no-lock "
+                                f"to run without the output lock")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -60,6 +91,7 @@ def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_ev
         return json.dumps({**me, "refreshed": time.time()}).encode()
 
     out.makedirs()
+    check_exclusive_create(out)
     for _ in range(3):
         if out.create_exclusive(LOCK, body()):
             break

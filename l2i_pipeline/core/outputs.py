@@ -10,12 +10,14 @@ from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageE
 from l2i_pipeline.core.storage import Store, as_store, open_store, split_protocol
 
 
-def check_output(url: str | os.PathLike, flag: str = "--output") -> None:
-    """An output location must be a directory (or not exist yet) and writable; nothing is created here."""
+def check_output(url: str | os.PathLike, flag: str = "--output",
+                 storage_options: dict | str | None = None) -> None:
+    """An output location must be a directory (or not exist yet) and writable; nothing is created here.
+    `storage_options` (`--storage-options`) are the ones the job will use: credentials may be only there."""
     url = os.fspath(url)
     protocol, path = split_protocol(url)
     if protocol != "file":
-        open_store(url).check_writable()  # a probe object, deleted again
+        open_store(url, storage_options).check_writable()  # a probe object, deleted again
         return
     p = Path(path)
     if p.exists() and not p.is_dir():

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # protocol -> the pip extra that brings its fsspec implementation
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 RETRIES = 5
 BACKOFF_S = 0.5
 _REACHED: set[str] = set()  # protocol://bucket of the stores that answered in this process

@@ -10,6 +10,7 @@ import logging
 import platform
 import sys
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from l2i_pipeline.core.config import Config, ConfigError
@@ -78,10 +79,11 @@ def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: 
 
 def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray_address: str | None = None,
                num_cpus: int | None = None, storage_options: dict | str | None = None,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, lock: bool = True) -> dict:
     """Process every pending unit; returns a summary with counts by status and reason.
 
     Raises ShardsFailed (after writing everything it could) when some planned shard was not written.
+    `lock=False` (`--no-lock`) writes without OUT/_lock.json, for a store without conditional creates.
     """
     raw, out = open_store(raw_url, storage_options), open_store(out_url, storage_options)
     if not raw.exists():
@@ -91,7 +93,7 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     check_backends(cfg)
     out.check_writable()
     t0 = time.time()
-    with output_lock(out, "synthesize"):
+    with output_lock(out, "synthesize") if lock else nullcontext():
         write_run_json(out, cfg, raw, runner, overwrite)
         out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
         out.delete_tree(PARTS)

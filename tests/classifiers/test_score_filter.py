@@ -206,3 +206,16 @@ def test_score_with_wrong_credentials_is_one_line(trained, monkeypatch, capsys):
         server.stop()
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "access denied" in err[0] and "s3://bucket/l2iu" in err[0]
+
+
+def test_filter_refuses_a_store_without_exclusive_creates_unless_no_lock(tmp_path, make_l2iu, capsys):
+    from fakestores import new_url
+
+    from l2i_pipeline.core.storage import open_store
+
+    make_l2iu(tmp_path / "u", n_shards=1, per_shard=4, seed=3, inline_scores=True)
+    argv = ["filter", "--input", str(tmp_path / "u"), "--output", new_url(), "--min-mask-score", "0.5"]
+    assert main(argv) == 2
+    assert "does not support exclusive creates" in capsys.readouterr().err
+    assert main([*argv, "--no-lock"]) == 0
+    assert json.loads(open_store(argv[4]).get("filter_report.json"))["kept"] == 2

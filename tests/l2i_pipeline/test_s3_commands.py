@@ -46,3 +46,48 @@ def test_a_second_job_into_the_same_bucket_output_is_refused(s3_bucket, raw_dir,
     assert main(["synthesize", "--input", str(raw_dir), "--output", out.url, "--runner", "local",
                  "--set", "resolution=96"]) == 0
     assert not out.exists("_lock.json")
+
+
+AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+
+
+@pytest.fixture
+def options_only(s3_server, monkeypatch, tmp_path) -> str:
+    """--storage-options JSON holding the endpoint and credentials; none in the environment or config files."""
+    for k in AWS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return json.dumps({"endpoint_url": s3_server.endpoint, "key": "testing", "secret": "testing",
+                       "client_kwargs": {"region_name": "us-east-1"}})
+
+
+def test_synthesize_with_credentials_only_in_storage_options(s3_bucket, raw_dir, options_only, capsys):
+    out = f"{s3_bucket}/l2i"
+    assert main(["synthesize", "--input", str(raw_dir), "--output", out, "--runner", "local",
+                 "--storage-options", options_only, "--set", "resolution=96"]) == 0, capsys.readouterr().err
+    assert len(read_output_index(open_store(out, options_only)).to_pylist()) == 12
+    assert main(["stats", out, "--max-masks", "5", "--storage-options", options_only]) == 0
+
+
+def test_download_pre_flight_uses_storage_options(tmp_path, s3_bucket, options_only, capsys):
+    """The write check passes with the options' credentials; the next check (the input) is what fails."""
+    rc = main(["download", "--input", str(tmp_path / "missing.parquet"), "--output", f"{s3_bucket}/raw",
+               "--storage-options", options_only])
+    err = capsys.readouterr().err
+    assert rc == 2 and "input not found" in err and "cannot write" not in err, err
+
+
+@pytest.mark.slow
+def test_download_with_credentials_only_in_storage_options(tmp_path, s3_bucket, options_only, capsys):
+    files = photos()[:2]
+    write_files(tmp_path / "www", files)
+    with LoopbackServer(tmp_path / "www") as server:
+        urls = [server.url(f.filename) for f in files]
+        parquet = write_laion_parquet(tmp_path / "in.parquet", urls, [f.description for f in files])
+        rc = main(["download", "--input", str(parquet), "--output", f"{s3_bucket}/raw", "--storage-options",
+                   options_only, "--allow-private-network", "--processes", "1", "--threads", "2"])
+    assert rc == 0, capsys.readouterr().err
+    raw = open_store(f"{s3_bucket}/raw", options_only)
+    assert {"00000.tar", "00000.parquet", "00000_stats.json"} <= set(raw.list())

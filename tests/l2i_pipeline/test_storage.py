@@ -39,11 +39,18 @@ def test_local_paths_and_file_urls_are_one_store(tmp_path):
     assert b.get("x") == b"1"
 
 
-def test_unknown_protocol_and_missing_extra_are_one_clear_error():
+def test_unknown_protocol_and_missing_extra_are_one_clear_error(monkeypatch):
+    import sys
+
+    from fsspec.registry import _registry
+
     with pytest.raises(StorageError, match="unknown storage protocol 'nosuch'"):
         open_store("nosuch://bucket/x")
-    with pytest.raises(StorageError, match=r"l2i-pipeline\[gcs\]"):
-        open_store("gs://bucket/x")  # gcsfs is not installed here
+    for proto, module, extra in (("gs", "gcsfs", "gcs"), ("az", "adlfs", "azure")):  # as if not installed
+        monkeypatch.setitem(sys.modules, module, None)
+        monkeypatch.delitem(_registry, proto, raising=False)
+        with pytest.raises(StorageError, match=rf"l2i-pipeline\[{extra}\]"):
+            open_store(f"{proto}://bucket/x")
     with pytest.raises(StorageError, match="not valid JSON"):
         open_store("memory://x", "{nope")
 
