@@ -9,6 +9,10 @@ A store that ignores the condition (some emulators and S3-compatible servers ove
 the lock silently non-exclusive, so a job first probes it: one probe object created twice, the second
 must be refused. Such a store is refused with one line; `--no-lock` runs without the lock (the caller then
 makes sure no two jobs write one output).
+
+A job started with `L2I_LOCK_OWNER` set (set it to the RayJob's namespace and name)
+records it, and a later job with the same owner takes the lock over at once: a RayJob retry (backoffLimit)
+runs on a new cluster right after the old driver died, and must not wait `stale_after` for its lock.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 LOCK = "_lock.json"
 PROBE = ".l2i-lock-probe-"
 NO_LOCK_HELP = "run without the output lock (only when no other job can write to this output)"
+OWNER_ENV = "L2I_LOCK_OWNER"
 
 
 class LockedError(UserError):
@@ -85,7 +90,7 @@ def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_ev
                 settings: dict | None = None) -> Iterator[str]:
     """Hold the lock of `out` for the block; yields this job's lock id. `settings` are shown to a refused job."""
     me = {"id": uuid.uuid4().hex, "command": command, "host": platform.node(), "pid": os.getpid(),
-          "started": time.time(), **(settings or {})}
+          "owner": os.environ.get(OWNER_ENV) or None, "started": time.time(), **(settings or {})}
 
     def body() -> bytes:
         return json.dumps({**me, "refreshed": time.time()}).encode()
@@ -99,12 +104,16 @@ def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_ev
             holder = json.loads(out.get(LOCK))
         except Exception:  # noqa: BLE001 - vanished or garbled: try again
             holder = {}
-        if holder and not _stale(holder, stale_after):
+        if me["owner"] and holder.get("owner") == me["owner"]:
+            log.warning("taking over the lock of %s from an earlier attempt of %s", out.url, me["owner"])
+        elif holder and not _stale(holder, stale_after):
             raise LockedError(f"another `l2i {holder.get('command', command)}` is writing to {out.url} (host "
                               f"{holder.get('host')}, pid "
                               f"{holder.get('pid')}); if it is gone, delete "
                               f"{out.url_of(LOCK)} or wait {int(stale_after)} s")
-        log.warning("breaking the stale lock of %s (held by %s pid %s)", out.url, holder.get("host"), holder.get("pid"))
+        else:
+            log.warning("breaking the stale lock of %s (held by %s pid %s)", out.url, holder.get("host"),
+                        holder.get("pid"))
         out.delete(LOCK)
     else:
         raise LockedError(f"could not take the lock {out.url_of(LOCK)}")
