@@ -1,4 +1,4 @@
-"""Issue 25 item 18: the smallest object the default (classical) pipeline keeps, as the README states it:
+"""Issue 25 item 18: the smallest object the classical backend keeps, as the README states it:
 a disc under ~10% of the short side (under ~1% of the image) finds no mask (`saliency:no_salient_object`);
 from ~12% of the side it is found, with a mask over `layers.min_area` (1%)."""
 import cv2
@@ -20,7 +20,7 @@ def _disc(size: int, frac: float) -> np.ndarray:
 @pytest.mark.parametrize("frac, reason", [(0.06, "saliency:no_salient_object"), (0.09, "saliency:no_salient_object"),
                                           (0.16, None)])
 def test_the_smallest_object_kept(frac, reason):
-    cfg = load_config(None, ["resolution=512"])
+    cfg = load_config(None, ["resolution=512", "saliency.backend=classical"])
     samples = [Sample("k", "u", image=_disc(512, frac))]
     samples = LayersStage(cfg).run(SaliencyStage(cfg).run(samples))
     assert samples[0].reason == reason
