@@ -1,4 +1,4 @@
-"""Encode: arrays -> the tar members of ARCHITECTURE.md, done in workers so the writer only moves bytes.
+"""Encode: arrays -> the tar members of docs/ARCHITECTURE.md, done in workers so the writer only moves bytes.
 
 PNG is lossless, so the encoder only trades CPU for bytes: fpng writes the RGB layers (~1 ms instead of
 ~25 ms for zlib level 3 at 512x512, ~15% larger files); the masks are flat, so OpenCV's zlib with the Up

@@ -1,1 +1,1 @@
-"""Training on LAION-L2I shards: CaT2I-AE, latent diffusion, sampling, evaluation (TRAINING.md)."""
+"""Training on LAION-L2I shards: CaT2I-AE, latent diffusion, sampling, evaluation (docs/TRAINING.md)."""

@@ -1,4 +1,4 @@
-"""Checkpoints without pickle: tensors in safetensors, everything else in JSON (TRAINING.md, "Resume").
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON (docs/TRAINING.md, "Resume").
 
 `checkpoints/step_NNNNNNN/` holds `MODULE.safetensors` for each module a task saves (model, EMA,
 discriminator ...), `optim_NAME.safetensors` for each optimiser's tensors (Adam's moments and step) with its

@@ -1,4 +1,4 @@
-"""`l2i train ae`: train the CaT2I-AE on L2I shards (TRAINING.md). Other models add sub-commands here.
+"""`l2i train ae`: train the CaT2I-AE on L2I shards (docs/TRAINING.md). Other models add sub-commands here.
 
 `register()` builds `l2i train` with one sub-parser per model; `add_common_args` gives each the same
 data, run-dir, config and runner options, so `l2i train ldm` reads exactly like `l2i train ae`.

@@ -1,4 +1,4 @@
-"""The typed training config: defaults here, a preset, a YAML file, then `--set a.b=v` (TRAINING.md).
+"""The typed training config: defaults here, a preset, a YAML file, then `--set a.b=v` (docs/TRAINING.md).
 
 Loaded with the project's one typed-config loader (`l2i_pipeline.core.typedconfig.load_typed`), so an
 unknown key or a wrong type is refused before any work. Every choice the paper leaves open is a key here
@@ -43,7 +43,7 @@ class AEConfig:
 
 @dataclass
 class LDMConfig:
-    """The latent diffusion model on AE latents (paper eq. 5, TRAINING.md; `l2i train ldm`)."""
+    """The latent diffusion model on AE latents (paper eq. 5, docs/TRAINING.md; `l2i train ldm`)."""
 
     target: str = "layers"  # layers | image (SD-LAION-L2I: plain text-to-image on I, --ae an SD autoencoder)
     data: str = "auto"  # auto (latents when --data holds `l2i encode` output) | latents | shards
@@ -204,7 +204,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# `l2i train ldm` starts from these instead of the AE's optimiser defaults (TRAINING.md: AdamW lr 1e-4,
+# `l2i train ldm` starts from these instead of the AE's optimiser defaults (docs/TRAINING.md: AdamW lr 1e-4,
 # EMA 0.9999; paper: 75k UNet steps); a preset, the YAML file and --set apply over them.
 # The LDM's lr is SD's absolute 1e-4 (not scaled), and it does not flip: `l2i encode` stores the latents
 # of unflipped samples, so ldm.data=latents (the default path) and ldm.data=shards see the same images.

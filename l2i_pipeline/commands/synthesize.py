@@ -1,4 +1,4 @@
-"""`l2i synthesize`: raw shards -> L2I(U) shards, resumable and exactly once (ARCHITECTURE.md)."""
+"""`l2i synthesize`: raw shards -> L2I(U) shards, resumable and exactly once (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse

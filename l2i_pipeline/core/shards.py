@@ -1,4 +1,4 @@
-"""Shard formats: img2dataset raw shards in, LAION-L2I shards out (ARCHITECTURE.md, "Shard format").
+"""Shard formats: img2dataset raw shards in, LAION-L2I shards out (docs/ARCHITECTURE.md, "Shard format").
 
 Every location is a `Store` (or a path/URL turned into one). An output shard is `NAME.tar`, `NAME.parquet`
 and `NAME_stats.json`. Commit protocol (it works on stores without rename):

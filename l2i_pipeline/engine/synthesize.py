@@ -1,4 +1,4 @@
-"""The synthesize job: plan units, lock the output, record provenance, run the stages (ARCHITECTURE.md).
+"""The synthesize job: plan units, lock the output, record provenance, run the stages (docs/ARCHITECTURE.md).
 
 Inputs and outputs are storage URLs. The driver holds the plan (one small record per shard) and the
 per-shard results; workers write the shards.

@@ -1,5 +1,5 @@
 """Workers write: encoded samples leave the pipeline as parts in the output store, and a worker assembles
-each finished shard from its parts (ARCHITECTURE.md, "Unit of work").
+each finished shard from its parts (docs/ARCHITECTURE.md, "Unit of work").
 
 Why parts: GPU stages need full batches of samples, and a batch mixes shards, so a shard's samples finish
 in many workers at different times. Each batch's last task writes one part per shard it holds

@@ -31,7 +31,7 @@ def test_shards_have_members_identities_and_full_accounting(raw_dir, tmp_path):
     index = read_output_index(out).to_pylist()
     assert sorted(r["key"] for r in index) == sorted(f"00000{i:04d}" for i in range(7)) + sorted(
         f"00001{i:04d}" for i in range(5))  # every input row exactly once
-    # stock webdataset reads the shards with the members of ARCHITECTURE.md
+    # stock webdataset reads the shards with the members of docs/ARCHITECTURE.md
     urls = [str(out / f"{n}.tar") for n in names]
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert len(samples) == 11

@@ -1,4 +1,4 @@
-"""The AE task's GAN bookkeeping: the pitfalls of public AE-GAN scripts (TRAINING.md) are absent."""
+"""The AE task's GAN bookkeeping: the pitfalls of public AE-GAN scripts (docs/TRAINING.md) are absent."""
 from __future__ import annotations
 
 import pytest

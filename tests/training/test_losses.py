@@ -1,4 +1,4 @@
-"""The CaT2I-AE losses against hand-computed values (TRAINING.md, Appendix III)."""
+"""The CaT2I-AE losses against hand-computed values (docs/TRAINING.md, Appendix III)."""
 from __future__ import annotations
 
 import pytest

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-# SD v1's noise schedule (TRAINING.md): T = 1000, scaled-linear betas 0.00085 -> 0.012.
+# SD v1's noise schedule (docs/TRAINING.md): T = 1000, scaled-linear betas 0.00085 -> 0.012.
 SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
 
