@@ -64,3 +64,31 @@ def test_stage_resources_carry_the_models_device():
     cfg = load_config(None, ["saliency.backend=u2netp", "saliency.device=cuda", "saliency.num_gpus=0.5"])
     sal = SaliencyStage(cfg)
     assert (sal.resources.device, sal.resources.gpus) == ("cuda", 0.5)
+
+
+def test_the_autoscaler_ceiling_is_read_from_the_cluster_config_ray_publishes():
+    """Ray's GCS holds the autoscaler's node groups (what KubeRay's GPU group can bring up); put one there as
+    the autoscaler would and read it back through the same API Ray Data uses."""
+    import ray
+    from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, GCS_AUTOSCALER_STATE_NAMESPACE
+    from ray.core.generated import autoscaler_pb2
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
+
+    from l2i_pipeline.core.gpus import autoscaler_gpus, cluster_plan, private_ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        assert private_ray() and autoscaler_gpus() is None
+        assert cluster_plan([Ask()])[1] == Plan(0.0, 1, 1)  # nothing can bring a GPU: auto is CPU
+        config = autoscaler_pb2.ClusterConfig()
+        gpu_group = config.node_group_configs.add(name="gpu-workers", max_count=4)
+        gpu_group.resources["GPU"] = 2
+        gpu_group.resources["CPU"] = 8
+        config.node_group_configs.add(name="cpu-workers", max_count=16).resources["CPU"] = 4
+        key, ns = GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, GCS_AUTOSCALER_STATE_NAMESPACE
+        _internal_kv_put(key, config.SerializeToString(), namespace=ns)
+        assert autoscaler_gpus() == 8
+        assert cluster_plan([Ask(), Ask()])[1] == Plan(1.0, 1, 8)  # one actor now, up to one per GPU to come
+        _internal_kv_del(key, namespace=ns)
+    finally:
+        ray.shutdown()
