@@ -7,7 +7,7 @@ the band with pymatting's closed-form matting (Levin et al.), and the foreground
 multilevel estimator (Germer et al.), so that I = alpha F' + (1 - alpha) B' holds in the band.
 
 Cost: the closed-form solve and the foreground estimate run on the bounding box of the band only, at
-`layers.matting_scale` of the resolution (default 0.5: a quarter of the pixels), then alpha and F' are
+`layers.matting_scale` of the resolution (default 0.25: a sixteenth of the pixels), then alpha and F' are
 resized back and used in the band only; outside it alpha is the trimap's 0/1 and F' is I. Figures:
 bench/bench_matting.py.
 
@@ -50,13 +50,16 @@ def _band_box(unknown: np.ndarray, margin: int) -> tuple[slice, slice]:
 
 def _solve(image: np.ndarray, tri: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Alpha (HxW) and F' (HxWx3), float in [0, 1], for one crop, solved at `scale` and resized back."""
+    import numba
     from pymatting import estimate_alpha_cf, estimate_foreground_ml  # numba: import only when used
 
+    numba.set_num_threads(1)  # this thread only: workers parallelise over samples, and idle numba threads
+    # spinning on a busy node cost more CPU than they save (bench/bench_matting.py)
     h, w = tri.shape
     img = image.astype(np.float64) / 255.0
     if scale < 1.0:
         size = (max(2, round(w * scale)), max(2, round(h * scale)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        img = np.clip(cv2.resize(img, size, interpolation=cv2.INTER_AREA), 0, 1)
         tri = cv2.resize(tri, size, interpolation=cv2.INTER_NEAREST)
     if not (tri == UNKNOWN).any():  # the band vanished at this scale: nothing to solve
         return tri, img

@@ -45,8 +45,8 @@ class LayersConfig:
     max_area: float = 0.95  # ... or more than this fraction
     # soft alpha (issue 26; matting helper owns this block)
     alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
-    band: int = 8  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
-    matting_scale: float = 0.5  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
+    band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
+    matting_scale: float = 0.25  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
 
 
 @dataclass

@@ -6,12 +6,13 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from l2i_pipeline.core.config import load_config
+from l2i_pipeline.core.config import LayersConfig, load_config
 from l2i_pipeline.core.shards import MEMBERS, list_output_shards
 from l2i_pipeline.engine.synthesize import synthesize
 from stages.matting import trimap
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5", "saliency.backend=classical"]
+BAND = LayersConfig.band
 
 
 def _samples(out):
@@ -35,13 +36,13 @@ def test_matting_adds_members_and_leaves_the_paper_members_byte_identical(raw_di
         for m in MEMBERS[:-1]:  # jpg, fg, mask, inpaint_mask, bg, txt: the same bytes
             assert s[m] == b[m], (key, m)
         mb, ms = json.loads(b["json"]), json.loads(s["json"])
-        assert ms["layers"].pop("alpha") == "matting" and ms["layers"].pop("band") == 8
+        assert ms["layers"].pop("alpha") == "matting" and ms["layers"].pop("band") == BAND
         ms["layers"].pop("matting_scale")
         assert ms == mb
         alpha, rgba = _decode(s["alpha.png"]), _decode(s["fg_rgba.png"])
         assert alpha.shape == (96, 96) and rgba.shape == (96, 96, 4)
         assert np.array_equal(rgba[..., 3], alpha)
         img, mask = _decode(s["jpg"]), _decode(s["mask.png"]) / 255.0
-        sure = trimap(mask, 0.1, 8) == 1.0
+        sure = trimap(mask, 0.1, BAND) == 1.0
         assert (alpha[sure] == 255).all() and np.array_equal(rgba[..., :3][sure], img[sure])  # F' = I there
-        assert (alpha[trimap(mask, 0.1, 8) == 0.0] == 0).all()
+        assert (alpha[trimap(mask, 0.1, BAND) == 0.0] == 0).all()

@@ -68,7 +68,7 @@ def test_make_layers_adds_alpha_only_with_matting():
     s = Sample("k", "u", image=image, mask=mask)
     make_layers(s, LayersConfig(alpha="matting"))
     assert s.ok and s.alpha.shape == mask.shape and s.fg_rgba.shape == (128, 128, 4)
-    assert s.meta["layers"]["alpha"] == "matting" and s.meta["layers"]["band"] == 8
+    assert s.meta["layers"]["alpha"] == "matting" and s.meta["layers"]["band"] == LayersConfig.band
 
 
 def test_a_failed_solve_rejects_the_sample_with_a_reason(monkeypatch):
