@@ -49,31 +49,38 @@ def _band_box(unknown: np.ndarray, margin: int) -> tuple[slice, slice]:
 
 
 def _solve(image: np.ndarray, tri: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha (HxW) and F' (HxWx3), float in [0, 1], for one crop, solved at `scale` and resized back."""
+    """Alpha (HxW) and F' (HxWx3), float in [0, 1], for one crop: solved at `scale`, resized back, and F'
+    corrected at full resolution so that I = alpha F' + (1 - alpha) B' holds again (the least change to F'
+    and B' that removes the residual), which also gives F' = I where alpha = 1."""
     import numba
     from pymatting import estimate_alpha_cf, estimate_foreground_ml  # numba: import only when used
 
     numba.set_num_threads(1)  # this thread only: workers parallelise over samples, and idle numba threads
     # spinning on a busy node cost more CPU than they save (bench/bench_matting.py)
     h, w = tri.shape
-    img = image.astype(np.float64) / 255.0
+    full = image.astype(np.float32) / 255.0
+    img, small_tri = full.astype(np.float64), tri
     if scale < 1.0:
         size = (max(2, round(w * scale)), max(2, round(h * scale)))
         img = np.clip(cv2.resize(img, size, interpolation=cv2.INTER_AREA), 0, 1)
-        tri = cv2.resize(tri, size, interpolation=cv2.INTER_NEAREST)
-    if not (tri == UNKNOWN).any():  # the band vanished at this scale: nothing to solve
-        return tri, img
+        small_tri = cv2.resize(tri, size, interpolation=cv2.INTER_NEAREST)
+    if not (small_tri == UNKNOWN).any():  # the band vanished at this scale: nothing to solve
+        return np.where(tri == UNKNOWN, 0.0, tri), full
     try:
-        alpha = estimate_alpha_cf(img, tri, cg_kwargs={"maxiter": 2000})
-        fg = estimate_foreground_ml(img.astype(np.float32), alpha.astype(np.float32))
+        alpha = estimate_alpha_cf(img, small_tri, cg_kwargs={"maxiter": 2000})
+        fg, bg = estimate_foreground_ml(img.astype(np.float32), alpha.astype(np.float32), return_background=True)
     except (ValueError, ArithmeticError) as e:  # cg: "did not converge"; a singular system
         raise MattingError(str(e)[:200]) from e
-    if not (np.isfinite(alpha).all() and np.isfinite(fg).all()):
+    if not (np.isfinite(alpha).all() and np.isfinite(fg).all() and np.isfinite(bg).all()):
         raise MattingError("non-finite alpha or foreground")
     if scale < 1.0:
-        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
-        fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(alpha, 0, 1), np.clip(fg, 0, 1)
+        alpha, fg, bg = (cv2.resize(x.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                         for x in (alpha, fg, bg))
+    alpha = np.clip(alpha, 0, 1).astype(np.float32)
+    a = alpha[..., None]
+    residual = full - a * fg - (1 - a) * bg
+    fg = fg + a * residual / np.maximum(a * a + (1 - a) ** 2, 1e-6)
+    return alpha, np.clip(fg, 0, 1)
 
 
 def soft_alpha(image: np.ndarray, mask: np.ndarray, cfg: LayersConfig) -> tuple[np.ndarray, np.ndarray]:

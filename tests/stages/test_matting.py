@@ -45,7 +45,8 @@ def test_soft_alpha_beats_the_binary_cut_in_the_band_and_keeps_the_rest():
     assert np.array_equal(np.rint(alpha * 255).astype(np.uint8), rgba[..., 3])  # alpha is 8-bit exact
     assert (alpha[~band] == binary[~band]).all()  # sure regions keep the cut
     opaque = rgba[..., 3] == 255
-    assert np.array_equal(rgba[..., :3][opaque & ~band], image[opaque & ~band])  # F' = I where opaque
+    assert np.array_equal(rgba[..., :3][opaque & ~band], image[opaque & ~band])  # F' = I where sure
+    assert np.abs(rgba[..., :3][opaque].astype(int) - image[opaque]).max() <= 1  # and where alpha is 1 in the band
     assert (rgba[..., :3][rgba[..., 3] == 0] == 0).all()
 
 
