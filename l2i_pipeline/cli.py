@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "l2i_pipeline.commands.ls",
     "l2i_pipeline.commands.models",
     "l2i_pipeline.commands.plan",
+    "l2i_pipeline.commands.export",
     "annotations.cli",
     "classifiers.cli",
     "l2i_pipeline.commands.annotate_scoring",  # after annotations.cli: plugs the classifiers into it

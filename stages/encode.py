@@ -20,10 +20,13 @@ GRAY_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRIT
 
 
 def png(array: np.ndarray) -> bytes:
-    """RGB uint8 HxWx3 or gray uint8 HxW -> PNG bytes."""
+    """RGB uint8 HxWx3, RGBA uint8 HxWx4 or gray uint8 HxW -> PNG bytes."""
     if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
         return fpng.from_ndarray(np.ascontiguousarray(array))
-    img = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    if array.ndim == 3:
+        img = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    else:
+        img = array
     ok, buf = cv2.imencode(".png", img, GRAY_PNG)
     if not ok:
         raise ValueError("png encoding failed")
@@ -38,10 +41,20 @@ def encode_members(s: Sample) -> None:
         "mask.png": png(mask8),
         "inpaint_mask.png": png(s.inpaint_mask),
         "bg.png": png(s.bg),
+        **_alpha_members("", s.alpha, s.fg_rgba),
         "txt": s.caption.encode("utf-8"),
         "json": json.dumps({"key": s.key, **s.meta}, default=str, sort_keys=True).encode(),
     }
     s.image = s.mask = s.inpaint_mask = s.fg = s.bg = None  # only bytes travel to the writer
+    s.alpha = s.fg_rgba = None
+
+
+def _alpha_members(prefix: str, alpha: np.ndarray | None, fg_rgba: np.ndarray | None) -> dict[str, bytes]:
+    """layers.alpha=matting: `{prefix}alpha.png` (8-bit) and `{prefix}fg_rgba.png` (F' with alpha); none
+    without matting, so the paper's members stay byte-identical."""
+    if alpha is None:
+        return {}
+    return {f"{prefix}alpha.png": png(np.rint(alpha * 255).astype(np.uint8)), f"{prefix}fg_rgba.png": png(fg_rgba)}
 
 
 class EncodeStage(PerSampleStage):

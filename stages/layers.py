@@ -1,6 +1,8 @@
 """Layers (paper III-C): F = I where m > t; m~ = dilation of the binarised mask; area and component checks."""
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 
@@ -8,6 +10,7 @@ from l2i_pipeline.core.config import LayersConfig
 from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
+log = logging.getLogger(__name__)
 MIN_COMPONENT = 100  # pixels; the paper's component statistics ignore smaller ones (Appendix II)
 
 
@@ -49,6 +52,22 @@ def make_layers(s: Sample, cfg: LayersConfig) -> None:
     s.meta["inpaint_area"] = round(float((s.inpaint_mask > 0).mean()), 6)
     s.meta["layers"] = {"threshold": cfg.threshold, "dilate_kernel": cfg.dilate_kernel,
                         "dilate_iterations": cfg.dilate_iterations}
+    if cfg.alpha == "matting":
+        add_soft_alpha(s, cfg)
+
+
+def add_soft_alpha(s: Sample, cfg: LayersConfig) -> None:
+    """layers.alpha=matting: s.alpha and s.fg_rgba beside the paper's layers; a failed solve rejects the
+    sample with the reason recorded (a shard made with matting has alpha members in every sample)."""
+    from stages.matting import MattingError, soft_alpha
+
+    try:
+        s.alpha, s.fg_rgba = soft_alpha(s.image, s.mask, cfg)
+    except MattingError as e:
+        log.warning("matting failed on %s: %s", s.key, e)
+        s.reject("layers:matting_failed")
+        return
+    s.meta["layers"].update({"alpha": cfg.alpha, "band": cfg.band, "matting_scale": cfg.matting_scale})
 
 
 class LayersStage(PerSampleStage):

@@ -43,6 +43,10 @@ class LayersConfig:
     dilate_iterations: int = 2
     min_area: float = 0.01  # reject masks covering less than this fraction of the image
     max_area: float = 0.95  # ... or more than this fraction
+    # soft alpha (issue 26; matting helper owns this block)
+    alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
+    band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
+    matting_scale: float = 0.25  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
 
 
 @dataclass
@@ -104,6 +108,8 @@ class Config:
         for key in ("saliency.device", "inpaint.device", "score.device"):
             if not DEVICE.fullmatch(self.get(key)):
                 raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
+        if self.layers.alpha not in ALPHAS:
+            raise ConfigError(f"config key 'layers.alpha' = {self.layers.alpha!r}: allowed {', '.join(ALPHAS)}")
         if self.inpaint.dtype not in DTYPES:
             raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
         if self.inpaint.compile_mode not in COMPILE_MODES:
@@ -143,6 +149,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "layers.dilate_iterations": (0, 10),
     "layers.min_area": (0.0, 1.0),
     "layers.max_area": (0.0, 1.0),
+    "layers.band": (1, 64),
+    "layers.matting_scale": (0.125, 1.0),
     "inpaint.radius": (1, 64),
     "inpaint.steps": (1, 1000),
     "inpaint.guidance_scale": (0.0, 100.0),
@@ -157,6 +165,7 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
+ALPHAS = ("binary", "matting")  # layers.alpha
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
@@ -171,6 +180,7 @@ def config_help() -> str:
     lines.append(f"  inpaint.dtype = {defaults.inpaint.dtype!r}  ({', '.join(DTYPES)})")
     lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
     lines.append("  saliency.backend: u2netp | classical | icon; inpaint.backend: telea | sd2")
+    lines.append(f"  layers.alpha = 'binary'  ({', '.join(ALPHAS)})")
     lines.append("  layers.min_area < layers.max_area")
     return "\n".join(lines)
 

@@ -28,6 +28,8 @@ class Sample:
     fg: np.ndarray | None = None  # F: uint8 RGB
     bg: np.ndarray | None = None  # B: uint8 RGB
     members: dict[str, bytes] | None = None  # encoded tar members, set by the encode stage
+    alpha: np.ndarray | None = None  # layers.alpha=matting: float32 HxW in [0, 1], the soft alpha
+    fg_rgba: np.ndarray | None = None  # layers.alpha=matting: uint8 HxWx4, F' (clean colours) with alpha
 
     @property
     def ok(self) -> bool:
@@ -38,6 +40,7 @@ class Sample:
         self.status, self.reason = REJECTED, reason
         self.raw = self.image = self.mask = self.inpaint_mask = self.fg = self.bg = None
         self.members = None
+        self.alpha = self.fg_rgba = None
         return self
 
 

@@ -1,4 +1,4 @@
-"""One generated two-layer image as files a designer opens: PNGs, RGBA foreground, OpenRaster.
+"""One generated two-layer image as files a designer opens: PNGs, RGBA foreground, OpenRaster, .psd.
 
 Arrays are uint8 HxWx3 (F̂, B̂, Î) and float HxW in [0, 1] (m̂). The RGBA foreground takes alpha = m̂.
 Its colour is F̂ where the mask is opaque; across the soft band (0 < m̂ < 1) it is the colour that, drawn
@@ -23,6 +23,8 @@ from xml.sax.saxutils import quoteattr
 import cv2
 import numpy as np
 from PIL import Image
+
+from l2i_pipeline.core import layerfiles
 
 FG_THRESHOLD = 0.1  # the synthesize stage's F = I where m > 0.1
 THUMBNAIL_MAX = 256
@@ -134,11 +136,21 @@ def ora_bytes(layers: Layers) -> bytes:
     return buf.getvalue()
 
 
-FORMATS = ("png", "rgba", "ora")
+FORMATS = ("png", "rgba", "ora", "psd")
+DEFAULT_FORMATS = ("png", "rgba", "ora")  # psd on request (`l2i sample --format ...,psd`)
 
 
-def export_files(layers: Layers, formats: tuple[str, ...] = FORMATS) -> dict[str, bytes]:
-    """{file name: bytes} for one sample: png -> fg/bg/mask/image/composite.png, rgba, ora.
+def psd_stack(layers: Layers) -> list[layerfiles.Layer]:
+    """The .psd's layers, top first: the mask (hidden), Î (hidden, when there is one), the halo-free
+    foreground with alpha (fg_rgba), the background; its merged image is what the .ora shows."""
+    stack = [layerfiles.Layer("mask", mask_uint8(layers.mask), visible=False)]
+    if layers.image is not None:
+        stack.append(layerfiles.Layer("image", layers.image, visible=False))
+    return stack + [layerfiles.Layer("foreground", fg_rgba(layers)), layerfiles.Layer("background", layers.bg)]
+
+
+def export_files(layers: Layers, formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, bytes]:
+    """{file name: bytes} for one sample: png -> fg/bg/mask/image/composite.png, rgba, ora, psd.
 
     A plain text-to-image sample (the SD-LAION-L2I baseline) has only image.png and composite.png.
     """
@@ -157,6 +169,8 @@ def export_files(layers: Layers, formats: tuple[str, ...] = FORMATS) -> dict[str
         out["fg_rgba.png"] = png_bytes(fg_rgba(layers))
     if "ora" in formats:
         out["layers.ora"] = ora_bytes(layers)
+    if "psd" in formats:
+        out["layers.psd"] = layerfiles.psd_bytes(psd_stack(layers))
     return out
 
 

@@ -1,4 +1,4 @@
-"""`l2i sample`: text -> layered images (F̂, B̂, m̂, Î, composite, RGBA, .ora) from an exported pipeline."""
+"""`l2i sample`: text -> layered images (F̂, B̂, m̂, Î, composite, RGBA, .ora, .psd) from an exported pipeline."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (paper: 7.5; 1 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--format", default="png,rgba,ora", help="comma list of png, rgba, ora")
+    p.add_argument("--format", default="png,rgba,ora", help="comma list of png, rgba, ora, psd")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per sampling process (0 = torch's "
                                                            "default, all cores; as train.cpu_threads)")

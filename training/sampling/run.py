@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
-from training.export.layers import FORMATS
+from training.export.layers import DEFAULT_FORMATS, FORMATS
 from training.fingerprint import dir_fingerprint
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class SampleSettings:
 
     steps: int = 50
     guidance: float = 7.5
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     precision: str = "fp32"  # fp32 | bf16 | fp16
 
     def check(self) -> SampleSettings:

@@ -170,3 +170,15 @@ def test_export_files_and_image_only_baseline(layers, tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
     only = export_files(Layers(fg=None, bg=None, mask=None, image=layers.image))
     assert set(only) == {"image.png", "composite.png"}
+
+
+def test_psd_on_request_holds_the_ora_layers_and_merged_image(layers):
+    from psd_tools import PSDImage
+
+    assert "layers.psd" not in export_files(layers)  # the default formats are unchanged
+    files = export_files(layers, ("ora", "psd"))
+    psd = PSDImage.open(io.BytesIO(files["layers.psd"]))
+    assert [(x.name, x.visible) for x in reversed(list(psd))] == [
+        ("mask", False), ("image", False), ("foreground", True), ("background", True)]
+    merged = _png(zipfile.ZipFile(io.BytesIO(files["layers.ora"])).read("mergedimage.png")).astype(int)
+    assert np.abs(np.asarray(psd.composite())[..., :3].astype(int) - merged).max() <= 1
