@@ -43,6 +43,10 @@ class LayersConfig:
     dilate_iterations: int = 2
     min_area: float = 0.01  # reject masks covering less than this fraction of the image
     max_area: float = 0.95  # ... or more than this fraction
+    # peeling (issue 26; peeling helper owns this block)
+    count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
+    min_component_area: float = 0.01  # count > 1: a separate part of the mask covering at least this share
+    # of the image (and at least min_area) becomes a layer of its own; smaller parts go with the nearest one
 
 
 @dataclass
@@ -143,6 +147,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "layers.dilate_iterations": (0, 10),
     "layers.min_area": (0.0, 1.0),
     "layers.max_area": (0.0, 1.0),
+    "layers.count": (1, 4),
+    "layers.min_component_area": (0.0, 1.0),
     "inpaint.radius": (1, 64),
     "inpaint.steps": (1, 1000),
     "inpaint.guidance_scale": (0.0, 100.0),

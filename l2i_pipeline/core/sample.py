@@ -28,6 +28,7 @@ class Sample:
     fg: np.ndarray | None = None  # F: uint8 RGB
     bg: np.ndarray | None = None  # B: uint8 RGB
     members: dict[str, bytes] | None = None  # encoded tar members, set by the encode stage
+    peels: list = field(default_factory=list)  # layers k >= 2 (core/layered.py Layer), layers.count > 1
 
     @property
     def ok(self) -> bool:
@@ -38,6 +39,7 @@ class Sample:
         self.status, self.reason = REJECTED, reason
         self.raw = self.image = self.mask = self.inpaint_mask = self.fg = self.bg = None
         self.members = None
+        self.peels = []
         return self
 
 

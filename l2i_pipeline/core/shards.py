@@ -240,7 +240,8 @@ def tar_bytes(entries: list[Entry]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
         for key, _, members in entries:
-            for ext in MEMBERS if members is not None else ():
+            # the paper's members in their order, then any others (issue 26: layers k >= 2, alpha) sorted
+            for ext in [*MEMBERS, *sorted(set(members) - set(MEMBERS))] if members is not None else ():
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
                 tf.addfile(info, io.BytesIO(members[ext]))
