@@ -8,12 +8,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from peelscenes import scene
 from rawshards import jpeg_bytes, make_rows, write_raw_shard
 
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
+from l2i_pipeline.demo.peel_scenes import shape_scene as scene
 from l2i_pipeline.engine.synthesize import synthesize
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "paper_shards.json"

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from peelscenes import scene
 from rawshards import jpeg_bytes, make_rows, write_raw_shard
 from trainshards import tiny_config
 
@@ -18,6 +17,7 @@ from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import ConfigError, InputError
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.core.storage import open_store
+from l2i_pipeline.demo.peel_scenes import shape_scene as scene
 from l2i_pipeline.engine.synthesize import synthesize
 from training.data.index import build_index, parse_item
 from training.data.stream import L2IData, decode_sample
