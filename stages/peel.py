@@ -71,7 +71,7 @@ class PeelStage(Stage):
         for k in range(2, self.cfg.layers.count + 1):
             if not active:
                 break
-            active = self._peel(active, k, log_of)
+            active = self._guarded_peel(active, k, log_of)
         for s in live:
             s.peels = [p for p in s.peels if p.done]
             for p in s.peels:
@@ -79,6 +79,26 @@ class PeelStage(Stage):
             s.meta["depth"] = 1 + len(s.peels)
             s.meta["peel"] = log_of[s.key]
         return samples
+
+    def _guarded_peel(self, active: list[Sample], k: int, log_of: dict[str, list[dict]]) -> list[Sample]:
+        """_peel on the batch; if it raises, on one sample at a time from the same state, so an unexpected
+        error ends that sample's peeling only (with the reason), never the job."""
+        state = {s.key: (list(s.peels), len(log_of[s.key])) for s in active}
+        try:
+            return self._peel(active, k, log_of)
+        except Exception as e:  # noqa: BLE001 - retried one by one below
+            log.warning("peel: layer %d of a batch of %d failed (%s); one by one", k, len(active), e)
+        done = []
+        for s in active:
+            s.peels, n = list(state[s.key][0]), state[s.key][1]
+            del log_of[s.key][n:]
+            try:
+                done += self._peel([s], k, log_of)
+            except Exception as e:  # noqa: BLE001 - this sample's peeling ends here, its layers done stay
+                s.peels = list(state[s.key][0][:k - 2])
+                del log_of[s.key][n:]
+                log_of[s.key].append({"layer": k, "stopped": f"peel:error:{type(e).__name__}"})
+        return done
 
     def _peel(self, active: list[Sample], k: int, log_of: dict[str, list[dict]]) -> list[Sample]:
         """Layer k of every active sample; returns the samples that got it."""

@@ -122,3 +122,22 @@ def test_in_a_device_actor_the_peel_stage_uses_the_actors_models_and_builds_the_
     actor = DeviceActor(cfg, tuple(type(st) for st in stages[first:]), open_store(tmp_path))
     peel = next(st for st in actor.stages if isinstance(st, PeelStage))
     assert peel.inpaint is actor.stages[0] and peel.saliency._ready  # its own saliency, set up
+
+
+def test_an_unexpected_error_ends_that_samples_peeling_only(monkeypatch):
+    import stages.peel as peel
+    from l2i_pipeline.demo.peel_scenes import photo_scene
+
+    def boom(binary):
+        raise MemoryError("a test's failure")
+
+    monkeypatch.setattr(peel, "count_components", boom)  # runs after each new saliency pass on a background
+    cfg = load_config(None, CFG)
+    busy = photo_scene(1001, 1, 256)[0]  # classical finds more on its background after layer 1
+    samples = [Sample("a", "u", image=busy), Sample("b", "u", image=scene(3, 2)[0])]
+    for st in build_stages(cfg)[1:4]:
+        samples = st.run(samples)
+    samples = PeelStage(cfg).run(samples)
+    assert [s.status for s in samples] == ["ok", "ok"] and [s.meta["depth"] for s in samples] == [1, 2]
+    assert samples[0].meta["peel"] == [{"layer": 2, "stopped": "peel:error:MemoryError"}]
+    assert samples[1].meta["peel"][0]["source"] == "split"  # the other sample of the batch peels on
