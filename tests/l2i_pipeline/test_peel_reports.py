@@ -69,3 +69,20 @@ def test_plan_counts_the_inpainting_passes_of_the_measured_depth(peeled, capsys)
     passes = float(re.search(r"per synthesized sample ([\d.]+) inpainting", out).group(1))
     assert passes >= np.mean(depths) - 1e-9 and passes > 1
     assert inpaint_items(out) != inpaint_items(plain)
+
+
+def test_filter_copies_every_layer_of_the_kept_samples(peeled, tmp_path):
+    import shutil
+
+    from classifiers.score import write_sidecar
+
+    src = tmp_path / "u"
+    shutil.copytree(peeled, src)
+    for name in list_output_shards(src):
+        keys = [k for k, _ in iter_output_samples(src, name)]
+        write_sidecar(src, name, {k: {"mask_score": 0.9 if i % 2 == 0 else 0.1} for i, k in enumerate(keys)}, {})
+    assert main(["filter", "--input", str(src), "--output", str(tmp_path / "o"), "--min-mask-score", "0.5"]) == 0
+    before = {k: m for n in list_output_shards(src) for k, m in iter_output_samples(src, n)}
+    after = {k: m for n in list_output_shards(tmp_path / "o") for k, m in iter_output_samples(tmp_path / "o", n)}
+    assert after and all(after[k] == before[k] for k in after)  # every member, l{k}.* included, byte for byte
+    assert any("l2.bg.png" in m for m in after.values())
