@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +117,18 @@ class ModelStage(Stage):
     def setup(self) -> None:
         self.backend.setup()
         self.describe = self.backend.describe()
+
+
+_DEVICE_LOCKS: dict[int, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def device_lock(stage: Stage) -> AbstractContextManager:
+    """The lock that serialises calls into a model stage whose backend does not guard its own device.
+
+    One per backend object in this process, so every stage calling the same backend (the peel stage calls
+    the saliency and inpaint stages, stages/peel.py) waits on the same lock; a no-op for other stages."""
+    if not isinstance(stage, ModelStage) or stage.thread_safe:
+        return nullcontext()
+    with _GUARD:
+        return _DEVICE_LOCKS.setdefault(id(stage.backend), threading.Lock())

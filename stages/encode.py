@@ -12,6 +12,7 @@ import cv2
 import fpng
 import numpy as np
 
+from l2i_pipeline.core.layered import Layer, prefix
 from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
@@ -45,8 +46,11 @@ def encode_members(s: Sample) -> None:
         "txt": s.caption.encode("utf-8"),
         "json": json.dumps({"key": s.key, **s.meta}, default=str, sort_keys=True).encode(),
     }
+    for k, layer in enumerate(s.peels, start=2):
+        s.members.update(_peel_members(k, layer))
     s.image = s.mask = s.inpaint_mask = s.fg = s.bg = None  # only bytes travel to the writer
     s.alpha = s.fg_rgba = None
+    s.peels = []
 
 
 def _alpha_members(prefix: str, alpha: np.ndarray | None, fg_rgba: np.ndarray | None) -> dict[str, bytes]:
@@ -55,6 +59,16 @@ def _alpha_members(prefix: str, alpha: np.ndarray | None, fg_rgba: np.ndarray | 
     if alpha is None:
         return {}
     return {f"{prefix}alpha.png": png(np.rint(alpha * 255).astype(np.uint8)), f"{prefix}fg_rgba.png": png(fg_rgba)}
+
+
+def _peel_members(k: int, layer: Layer) -> dict[str, bytes]:
+    """Layer k >= 2 of layers.count > 1 (stages/peel.py): the paper's four members prefixed `l{k}.`."""
+    p = prefix(k)
+    members = {p + "fg.png": png(layer.fg), p + "mask.png": png(np.round(layer.mask * 255).astype(np.uint8)),
+               p + "inpaint_mask.png": png(layer.inpaint_mask), p + "bg.png": png(layer.bg)}
+    if layer.alpha is not None:  # layers.alpha=matting: the matting helper's encoder (issue 26 contract)
+        members.update(_alpha_members(p, layer.alpha, layer.fg_rgba))
+    return members
 
 
 class EncodeStage(PerSampleStage):

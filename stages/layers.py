@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from l2i_pipeline.core.config import LayersConfig
+from l2i_pipeline.core.layered import Layer
 from l2i_pipeline.core.sample import Sample
 from stages.base import PerSampleStage
 
@@ -33,20 +34,60 @@ def count_components(binary: np.ndarray, min_area: int = MIN_COMPONENT) -> int:
     return int((stats[1:, cv2.CC_STAT_AREA] >= min_area).sum())
 
 
+def split_components(mask: np.ndarray, threshold: float, min_share: float) -> list[np.ndarray]:
+    """The soft mask cut into one mask per separate object, most salient first (issue 26).
+
+    An object is an 8-connected component of `mask > threshold` covering at least `min_share` of the
+    image. Every pixel goes to its nearest object (smaller specks and the soft fringe below the threshold
+    included), so the parts add up to `mask` exactly. Order: the object holding the most saliency (the sum
+    of m over it: size times confidence) first; ties by the first pixel in raster order. Fewer than two
+    objects: [mask] unchanged."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > threshold).astype(np.uint8), connectivity=8)
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_share * mask.size]
+    if len(big) < 2:
+        return [mask]
+    sites = np.where(np.isin(labels, big), 0, 255).astype(np.uint8)  # distance to the nearest object
+    _, nearest = cv2.distanceTransformWithLabels(sites, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    owner = np.zeros(int(nearest.max()) + 1, np.int32)  # nearest object pixel -> its component
+    ys, xs = np.nonzero(sites == 0)
+    owner[nearest[ys, xs]] = labels[ys, xs]
+    region = owner[nearest]
+    mass = {i: float(mask[labels == i].sum()) for i in big}
+    first = {i: int(np.argmax((labels == i).ravel())) for i in big}
+    order = sorted(big, key=lambda i: (-mass[i], first[i]))
+    return [np.where(region == i, mask, 0).astype(mask.dtype) for i in order]
+
+
+def check_area(area: float, cfg: LayersConfig) -> str | None:
+    """The paper's mask checks: the reason a mask of this area is not a layer, else None."""
+    if area == 0.0:
+        return "layers:mask_empty"
+    if area < cfg.min_area:
+        return "layers:mask_too_small"
+    if area > cfg.max_area:
+        return "layers:mask_too_large"
+    return None
+
+
+def split_for_peeling(mask: np.ndarray, cfg: LayersConfig, room: int) -> tuple[np.ndarray, list[Layer]]:
+    """With layers.count > 1: the first object's mask, and up to `room` further objects queued as layers
+    (mask only) for the peel stage."""
+    parts = split_components(mask, cfg.threshold, max(cfg.min_component_area, cfg.min_area))
+    return parts[0], [Layer(mask=p, meta={"from_split": True}) for p in parts[1:1 + room]]
+
+
 def make_layers(s: Sample, cfg: LayersConfig) -> None:
     binary = s.mask > cfg.threshold
     area = float(binary.mean())
     s.meta["mask_area"] = round(area, 6)
     s.meta["components"] = count_components(binary)
-    if area == 0.0:
-        s.reject("layers:mask_empty")
+    reason = check_area(area, cfg)
+    if reason:  # the whole mask: a sample is kept or rejected as with layers.count=1
+        s.reject(reason)
         return
-    if area < cfg.min_area:
-        s.reject("layers:mask_too_small")
-        return
-    if area > cfg.max_area:
-        s.reject("layers:mask_too_large")
-        return
+    if cfg.count > 1:  # layer 1 is the first object; the others wait for the peel stage (stages/peel.py)
+        s.mask, s.peels = split_for_peeling(s.mask, cfg, cfg.count - 1)
+        s.meta["mask_area"] = round(float((s.mask > cfg.threshold).mean()), 6)
     s.fg = foreground(s.image, s.mask, cfg.threshold)
     s.inpaint_mask = dilated_mask(s.mask, cfg.threshold, cfg.dilate_kernel, cfg.dilate_iterations)
     s.meta["inpaint_area"] = round(float((s.inpaint_mask > 0).mean()), 6)

@@ -44,3 +44,38 @@ class ThreadSafeCountingInpainter(CountingInpainter):
     lock = threading.Lock()
     inside = 0
     peak = 0
+
+
+class FailsOnLayer3:
+    """Inpaints with each image's median colour; raises for the peel views of layer 3 (keys `KEY/l3`)."""
+
+    uses_gpu = False
+
+    def __init__(self, cfg, seed: int = 0):
+        self.cfg = cfg
+
+    def check(self) -> None:
+        """Nothing to load."""
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def inpaint(self, images: list[np.ndarray], masks: list[np.ndarray], keys: list[str]) -> list[np.ndarray]:
+        if any(k.endswith("/l3") for k in keys):
+            raise RuntimeError("out of memory (a test's failure)")
+        return [np.broadcast_to(np.median(im.reshape(-1, 3), 0).astype(np.uint8), im.shape).copy() for im in images]
+
+    def describe(self) -> dict:
+        return {"backend": "fails_on_layer_3"}
+
+
+class GpuMedianInpainter(FailsOnLayer3):
+    """The median fill on a (pretend) GPU: the runners put it, and the peel stage, in the device actors."""
+
+    uses_gpu = True
+
+    def inpaint(self, images: list[np.ndarray], masks: list[np.ndarray], keys: list[str]) -> list[np.ndarray]:
+        return [np.broadcast_to(np.median(im.reshape(-1, 3), 0).astype(np.uint8), im.shape).copy() for im in images]
+
+    def describe(self) -> dict:
+        return {"backend": "gpu_median"}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from l2i_pipeline.core.errors import ConfigError, StorageError
-from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
+from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions, with_new_keys
 from training.config import OPTIMISER_KEYS, RUNTIME_KEYS, TrainConfig
 
 PACKAGES = ["l2i-pipeline", "torch", "ray", "diffusers", "safetensors", "lpips", "numpy", "pillow"]
@@ -49,7 +49,8 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str, l
         if old.get("task") != task:
             raise ConfigError(f"{run_dir} holds a {old.get('task')!r} run, not {task!r}; use another --out")
         fixed = RUNTIME_KEYS | OPTIMISER_KEYS
-        diff = differing_keys(output_affecting(old.get("config", {}), fixed), output_affecting(new["config"], fixed))
+        recorded = with_new_keys(old.get("config", {}), type(cfg)().to_dict())  # a run older than a key
+        diff = differing_keys(output_affecting(recorded, fixed), output_affecting(new["config"], fixed))
         if diff:
             raise ConfigError(f"{run_dir} was started with a different config; differing keys: {', '.join(diff)} "
                               f"(see {path}); use another --out or the same settings (optimiser settings such "

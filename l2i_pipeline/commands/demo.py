@@ -2,10 +2,11 @@
 
 Real photographs (scikit-image ships them) plus the bad-input set are served from a loopback HTTP
 server, downloaded with `l2i download`, synthesized on a local Ray, summarised with `l2i stats`, and
-drawn as DIR/contact_sheet.png (one row per sample: I | m | F | B). Then the training half on those shards:
-a tiny CaT2I-AE, `l2i encode`, a tiny LDM (its text encoder built in DIR/training), `l2i sample` with
-layered `.ora` files, and `l2i eval` on its own samples (offline: the mask IOU against the classical
-saliency backend; every other metric named with the weight file it needs).
+drawn as DIR/contact_sheet.png (one row per sample: I | m | F | B, then m_k | F_k | B_k for each further
+layer with `--set layers.count=2..4`). Then the training half on those shards: a tiny CaT2I-AE,
+`l2i encode`, a tiny LDM (its text encoder built in DIR/training), `l2i sample` with layered `.ora` files,
+and `l2i eval` on its own samples (offline: the mask IOU against the classical saliency backend; every
+other metric named with the weight file it needs).
 """
 from __future__ import annotations
 
@@ -70,28 +71,38 @@ def _tile(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24) -> int:
-    """One row per ok sample: I | m | F | B, with the key and caption above. Returns rows drawn."""
+    """One row per ok sample: I | m | F | B, then m_k | F_k | B_k for each further layer of a peeled
+    sample (layers.count > 1), with the key, caption and depth above. Returns rows drawn."""
     from PIL import ImageDraw
 
-    rows = []
+    from l2i_pipeline.core.layered import depth_of, prefix
+
+    rows, deepest = [], 1
     for name in list_output_shards(l2i_dir):
         if len(rows) >= max_rows:
             break
         for key, m in iter_output_samples(l2i_dir, name):
             if len(rows) >= max_rows:
                 break
-            tiles = [np.asarray(Image.open(io.BytesIO(m[k])).convert("RGB"))
-                     for k in ("jpg", "mask.png", "fg.png", "bg.png")]
+            depth = depth_of(m)
+            deepest = max(deepest, depth)
+            names = ["jpg"] + [prefix(k) + n for k in range(1, depth + 1) for n in ("mask.png", "fg.png", "bg.png")]
+            tiles = [np.asarray(Image.open(io.BytesIO(m[n])).convert("RGB")) for n in names]
             strip = np.concatenate([_tile(t, size) for t in tiles], axis=1)
             label = Image.new("RGB", (strip.shape[1], 18), "white")
             caption = m["txt"].decode("utf-8", "replace")
-            ImageDraw.Draw(label).text((4, 3), f"{key}  {caption}"[:110], fill="black")
+            text = f"{key}  {caption}"[:110] + (f"  (depth {depth})" if depth > 1 else "")
+            ImageDraw.Draw(label).text((4, 3), text, fill="black")
             rows.append(np.concatenate([np.asarray(label), strip], axis=0))
     if not rows:
         return 0
-    header = Image.new("RGB", (rows[0].shape[1], 20), (230, 230, 230))
+    width = (1 + 3 * deepest) * size
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    header = Image.new("RGB", (width, 20), (230, 230, 230))
     draw = ImageDraw.Draw(header)
-    for i, title in enumerate(["I (image)", "m (mask)", "F (foreground)", "B (background)"]):
+    titles = ["I (image)", "m (mask)", "F (foreground)", "B (background)"]
+    titles += [t for k in range(2, deepest + 1) for t in (f"m{k} (layer {k})", f"F{k}", f"B{k}")]
+    for i, title in enumerate(titles):
         draw.text((i * size + 4, 4), title, fill="black")
     sheet = np.concatenate([np.asarray(header)] + rows, axis=0)
     Image.fromarray(sheet).save(path)

@@ -2,7 +2,8 @@
 
 Rates come from a committed figures file (`bench/figures.json`: each number with its source), so the
 plan is as good as the benchmarks behind it; `--rate`, `--yield` and `--shards/--raw` replace any of them.
-Nothing here runs a model: it is arithmetic a data engineer would otherwise do in a spreadsheet.
+Nothing here runs a model: it is arithmetic a data engineer would otherwise do in a spreadsheet. With
+`--shards` of peeled output (layers.count > 1) the measured depth sets the inpainting and saliency passes.
 """
 from __future__ import annotations
 
@@ -82,6 +83,48 @@ def measure_shards(url: str) -> dict[str, float]:
             "bytes_per_ok": total / ok, "bytes_per_row": total / max(rows, 1)}
 
 
+def measure_depth(url: str, max_shards: int = 20) -> dict[str, Any] | None:
+    """Peeling (layers.count > 1, issue 26) measured on the ok samples of up to `max_shards` complete shards
+    under `url`, from their parquet indexes: the depth histogram and the model passes per synthesized sample.
+    None when no sample records a depth (layers.count=1 or older shards)."""
+    from l2i_pipeline.core.shards import list_output_shards, read_output_index
+
+    names = list_output_shards(url)[:max_shards]
+    depths: dict[int, int] = {}
+    saliency = inpaint = 0
+    try:
+        rows = read_output_index(url, names).to_pylist() if names else []
+    except (OSError, ValueError, KeyError):  # not L2I indexes (raw shards, foreign files): no depth to measure
+        return None
+    for row in rows:
+        try:
+            meta = json.loads(row.get("meta") or "{}") if row["status"] == "ok" else {}
+        except ValueError:
+            continue
+        if not isinstance(meta.get("depth"), int):
+            continue
+        depths[meta["depth"]] = depths.get(meta["depth"], 0) + 1
+        peel = [e for e in meta.get("peel") or [] if isinstance(e, dict)]
+        saliency += 1 + sum(e.get("source") == "saliency" or str(e.get("stopped", "")).startswith(
+            ("saliency:", "layers:")) for e in peel)  # a stop there came after a saliency pass
+        inpaint += meta["depth"] + sum(str(e.get("stopped", "")).startswith("inpaint:") for e in peel)
+    n = sum(depths.values())
+    if not n:
+        return None
+    return {"samples": n, "shards": len(names), "depth": dict(sorted(depths.items())),
+            "saliency_passes": saliency / n, "inpaint_passes": inpaint / n}
+
+
+def apply_depth(rows: list[Row], counts: dict[str, float], depth: dict[str, Any]) -> None:
+    """More model passes per synthesized sample with peeling: inpainting runs once per layer made (and per
+    failed try), saliency once more per pass on a background."""
+    for r in rows:
+        if r.stage == "inpaint":
+            r.items = counts["synthesized"] * depth["inpaint_passes"]
+        elif r.stage == "saliency":
+            r.items += counts["synthesized"] * (depth["saliency_passes"] - 1)
+
+
 @dataclass
 class Row:
     job: str
@@ -137,14 +180,15 @@ def _gb(b: float) -> str:
     return f"{b / 1e12:,.1f} TB" if b >= 1e12 else f"{b / 1e9:,.1f} GB"
 
 
-def _e2e_hours(figs: dict[str, Any], rates: dict[str, float], counts: dict[str, float]) -> float | None:
+def _e2e_hours(figs: dict[str, Any], rates: dict[str, float], counts: dict[str, float],
+               passes: float = 1.0) -> float | None:
     """GPU-hours of synthesize at the measured end-to-end rate: per downloaded image everything but SD2
     (1/e2e - 1/inpaint s), plus SD2 only for the samples that passed the mask checks."""
     e2e, inpaint = figs.get("end_to_end", {}).get("synthesize"), figs["rates"].get("inpaint", {}).get("rate")
     if not (e2e and e2e.get("rate")) or "saliency" in rates or "inpaint" in rates:
         return None
     sd2 = 1 / inpaint if inpaint else 0.0
-    return (counts["downloaded"] * max(1 / e2e["rate"] - sd2, 0.0) + counts["synthesized"] * sd2) / 3600
+    return (counts["downloaded"] * max(1 / e2e["rate"] - sd2, 0.0) + counts["synthesized"] * sd2 * passes) / 3600
 
 
 def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
@@ -157,12 +201,20 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
     if bandwidth <= 0:
         raise ConfigError("--bandwidth-gbps must be positive")
     rows, counts = build_rows(figs, args.inputs, rates, yields)
+    depth = measure_depth(args.shards) if args.shards else None
+    if depth:
+        apply_depth(rows, counts, depth)
     kept = args.kept if args.kept is not None else counts["synthesized"]
     shown = "bench/figures.json" if Path(args.figures) == default_figures_path() else args.figures
     out = [f"l2i plan: {_n(args.inputs)} inputs -> {_n(counts['downloaded'])} downloaded -> "
            f"{_n(counts['synthesized'])} synthesized -> {_n(kept)} kept; wall-clock target {args.hours:g} h per job; "
            f"nodes of {args.gpus_per_node} GPUs + {args.cpus_per_node} cores, {bandwidth:g} Gbit/s; figures {shown}",
            "", f"{'job':<11}{'stage':<10}{'on':<5}{'items/s/unit':>13}{'items':>10}{'unit-hours':>13}  source"]
+    if depth:
+        hist = ", ".join(f"{d}: {c / depth['samples']:.0%}" for d, c in depth["depth"].items())
+        out.insert(1, f"peeling measured on {depth['samples']} samples of {depth['shards']} shards of {args.shards}: "
+                      f"depth {hist}; per synthesized sample {depth['inpaint_passes']:.2f} inpainting and "
+                      f"{depth['saliency_passes']:.2f} saliency passes (counted below)")
     hours_by: dict[tuple[str, str], float] = {}
     missing = []
     for r in rows:
@@ -177,7 +229,7 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
     gpu_total = sum(h for (_, per), h in hours_by.items() if per == "gpu")
     cpu_total = sum(h for (_, per), h in hours_by.items() if per == "cpu")
     out.append(f"\nGPU-hours (stages with a rate): {gpu_total:,.0f}; CPU core-hours: {cpu_total:,.0f}")
-    e2e_h = _e2e_hours(figs, rates, counts)
+    e2e_h = _e2e_hours(figs, rates, counts, depth["inpaint_passes"] if depth else 1.0)
     if e2e_h is not None:
         e2e = figs["end_to_end"]["synthesize"]
         out.append(f"synthesize at the measured end-to-end rate ({e2e['rate']:g} img/s per GPU, SD2 only after the "

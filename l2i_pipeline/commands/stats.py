@@ -2,7 +2,8 @@
 
 Counts by status and reason; mask-area histograms at several binarisation thresholds (Fig. 17);
 8-connected component counts ignoring components under 100 px (Fig. 18); caption-length percentiles
-with stopwords, symbols and punctuation removed (Table IV), for all input rows vs the kept ones.
+with stopwords, symbols and punctuation removed (Table IV), for all input rows vs the kept ones; with
+peeled shards (layers.count > 1, issue 26) the depth histogram and why peeling stopped.
 """
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def collect(out_dir: str | Path, max_masks: int = 2000, storage_options: dict | 
             "ok samples": _percentiles([caption_tokens(r["caption"]) for r in ok]),
         },
     }
+    depth = depth_counts(ok)
+    if depth:
+        result["depth"], result["peel_stopped"] = depth
     areas = {t: [] for t in AREA_THRESHOLDS}
     comps = {t: [] for t in COMPONENT_THRESHOLDS}
     seen = 0
@@ -76,6 +80,26 @@ def collect(out_dir: str | Path, max_masks: int = 2000, storage_options: dict | 
     result["mask_area"] = {str(t): v for t, v in areas.items()}
     result["components"] = {str(t): v for t, v in comps.items()}
     return result
+
+
+def depth_counts(ok_rows: list[dict]) -> tuple[dict[str, int], dict[str, int]] | None:
+    """({depth: samples}, {why peeling stopped: samples}) from the index's meta of the ok samples, or None when
+    no sample records a depth (shards made with layers.count=1 or before issue 26)."""
+    depths: Counter = Counter()
+    stopped: Counter = Counter()
+    for r in ok_rows:
+        try:
+            meta = json.loads(r.get("meta") or "{}")
+        except ValueError:
+            continue
+        if isinstance(meta.get("depth"), int):
+            depths[meta["depth"]] += 1
+            for e in meta.get("peel") or []:
+                if isinstance(e, dict) and e.get("stopped"):
+                    stopped[e["stopped"]] += 1
+    if not depths:
+        return None
+    return {str(d): depths[d] for d in sorted(depths)}, dict(stopped.most_common())
 
 
 def _percentiles(values: list[int]) -> dict[str, float]:
@@ -108,6 +132,11 @@ def format_report(r: dict) -> str:
     for t, v in r["components"].items():
         c = Counter(min(x, 5) for x in v)
         lines.append(f"{t:<12}" + "".join(f"{c.get(i, 0):>6}" for i in range(6)))
+    if r.get("depth"):
+        n = max(sum(r["depth"].values()), 1)
+        lines += ["", "layers per ok sample (depth, layers.count > 1)", f"{'depth':<12}{'samples':>8}{'share':>8}"]
+        lines += [f"{d:<12}{c:>8}{c / n:>8.1%}" for d, c in r["depth"].items()]
+        lines += [f"  peeling stopped: {k[:40]:<40}{v:>8}" for k, v in r.get("peel_stopped", {}).items()]
     return "\n".join(lines)
 
 
@@ -117,7 +146,7 @@ def plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    fig, ax = plt.subplots(1, 4 if r.get("depth") else 3, figsize=(20 if r.get("depth") else 15, 4))
     for t, v in r["mask_area"].items():
         ax[0].hist(v, bins=20, range=(0, 1), histtype="step", label=f"t={t}")
     ax[0].set(title="mask area (Fig. 17)", xlabel="area ratio", ylabel="samples")
@@ -130,6 +159,9 @@ def plot(r: dict, path: Path) -> None:
         ax[2].plot(list(PERCENTILES), [pct[str(p)] for p in PERCENTILES], marker="o", label=label)
     ax[2].set(title="caption tokens by percentile (Table IV)", xlabel="percentile", ylabel="tokens")
     ax[2].legend()
+    if r.get("depth"):
+        ax[3].bar([int(d) for d in r["depth"]], list(r["depth"].values()))
+        ax[3].set(title="layers per sample (depth)", xlabel="depth", ylabel="samples", xticks=range(1, 5))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -47,6 +47,10 @@ class LayersConfig:
     alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
     band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
     matting_scale: float = 0.25  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
+    # peeling (issue 26; peeling helper owns this block)
+    count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
+    min_component_area: float = 0.01  # count > 1: a separate part of the mask covering at least this share
+    # of the image (and at least min_area) becomes a layer of its own; smaller parts go with the nearest one
 
 
 @dataclass
@@ -151,6 +155,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "layers.max_area": (0.0, 1.0),
     "layers.band": (1, 64),
     "layers.matting_scale": (0.125, 1.0),
+    "layers.count": (1, 4),
+    "layers.min_component_area": (0.0, 1.0),
     "inpaint.radius": (1, 64),
     "inpaint.steps": (1, 1000),
     "inpaint.guidance_scale": (0.0, 100.0),

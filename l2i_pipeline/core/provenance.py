@@ -38,3 +38,15 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
         elif a != b:
             out.append(f"{prefix}{k}")
     return out
+
+
+def with_new_keys(old: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`old` (a recorded config) with the keys added to the code since, at their defaults: a new key's
+    default keeps the old behaviour, so an output made before it existed resumes."""
+    out = dict(old)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_new_keys(out[k], v)
+    return out

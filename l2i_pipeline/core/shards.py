@@ -241,8 +241,7 @@ def tar_bytes(entries: list[Entry]) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
         for key, _, members in entries:
             # the paper's members in their order, then any others (alpha.png, l2.fg.png, ...) sorted
-            extra = sorted(set(members) - set(MEMBERS)) if members is not None else []
-            for ext in [*MEMBERS, *extra] if members is not None else ():
+            for ext in [*MEMBERS, *sorted(set(members) - set(MEMBERS))] if members is not None else ():
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
                 tf.addfile(info, io.BytesIO(members[ext]))

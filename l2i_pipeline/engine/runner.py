@@ -28,7 +28,7 @@ from l2i_pipeline.core.storage import Store
 from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
 from l2i_pipeline.engine.writer import finalize_unit, records_batch, write_parts
-from stages.base import ModelStage, Stage
+from stages.base import ModelStage, Stage, device_lock
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ def build_stages(cfg: Config) -> list[Stage]:
     from stages.saliency import SaliencyStage
 
     stages: list[Stage] = [DecodeStage(cfg), SaliencyStage(cfg), LayersStage(cfg), InpaintStage(cfg)]
+    if cfg.layers.count > 1:  # layers 2..count: saliency and inpainting again on each background (issue 26)
+        from stages.peel import PeelStage
+
+        stages.append(PeelStage(cfg))
+        stages[-1].attach(stages)
     if cfg.score.mask_classifier or cfg.score.inpaint_classifier:
         from stages.score import ScoreStage
 
@@ -71,7 +76,7 @@ def run_local(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dic
         for input_name, group in _by_input(units).items():
             yield from read_units(raw, input_name, group)  # tar order: units interleave
 
-    steps = [(st.resources.batch_size, st.run, _threads(st)) for st in stages]
+    steps = [(st.resources.batch_size, _locked(st), _threads(st)) for st in stages]
     pending: dict[str, list[Sample]] = defaultdict(list)
     for sample in run_threaded(source(), steps):
         done = pending[sample.unit]
@@ -86,6 +91,14 @@ def _commit(out: Store, unit: str, input_name: str, samples: list[Sample], extra
     except Exception as e:  # noqa: BLE001 - the shard stays unmarked, is named in the summary, and the job goes on
         log.error("could not write %s: %s: %s", unit, type(e).__name__, e)
         return {"name": unit, "failed": f"{type(e).__name__}: {e}"}
+
+
+def _locked(stage: Stage) -> Callable[[list[Sample]], list[Sample]]:
+    """stage.run under its backend's device lock (shared with the peel stage, which calls the same backends)."""
+    def run(samples: list[Sample]) -> list[Sample]:
+        with device_lock(stage):
+            return stage.run(samples)
+    return run
 
 
 def _threads(stage: Stage) -> int:
@@ -136,12 +149,14 @@ class DeviceActor(Chain):
                 stage = cls(cfg)
                 if isinstance(stage, ModelStage):
                     stage.backend.check()
+                if hasattr(stage, "attach"):  # the peel stage shares the models loaded here (stages/peel.py)
+                    stage.attach(stages)
                 stage.setup()
             except Exception as e:
                 raise UserError(f"{cls.__name__} cannot start on node {platform.node()}: {e}") from e
             stage._ready = True
             stages.append(stage)
-        super().__init__(stages, out, {id(st): threading.Lock() for st in stages
+        super().__init__(stages, out, {id(st): device_lock(st) for st in stages
                                        if isinstance(st, ModelStage) and not st.thread_safe})
 
 

@@ -17,7 +17,7 @@ from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import check_apart, check_raw_dir
-from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions
+from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions, with_new_keys
 from l2i_pipeline.core.rayutil import init_ray
 from l2i_pipeline.core.shards import MARKER, complete_shards, plan_units
 from l2i_pipeline.core.storage import Store, open_store
@@ -52,7 +52,8 @@ def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: 
            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node()}
     if out.exists("run.json"):
         old = json.loads(out.get("run.json"))
-        diff = differing_keys(output_affecting(old.get("config", {})), output_affecting(new["config"]))
+        recorded = with_new_keys(old.get("config", {}), Config().to_dict())
+        diff = differing_keys(output_affecting(recorded), output_affecting(new["config"]))
         changed = [n for n, fp in old.get("input_shards", {}).items() if new["input_shards"].get(n, fp) != fp]
         stale: list[str] | None = None  # input shards whose outputs must be redone (None: all of them)
         if diff or old.get("input") != raw.url:

@@ -25,10 +25,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from l2i_pipeline.core.errors import InputError, UserError
+from l2i_pipeline.core.layered import prefix
 from l2i_pipeline.core.shards import iter_output_samples
 from l2i_pipeline.core.storage import Store
 from training.config import DataConfig
-from training.data.index import DataIndex
+from training.data.index import DataIndex, parse_item
 
 log = logging.getLogger(__name__)
 BAD = object()  # a sample that was listed in the index but could not be used
@@ -66,8 +67,15 @@ def square(arr: np.ndarray, resolution: int) -> np.ndarray:
     return arr
 
 
-def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dict[str, np.ndarray | str]:
-    """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption."""
+def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer: int = 1,
+                  ) -> dict[str, np.ndarray | str]:
+    """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption.
+
+    `layer` k > 1 (data.view=peel): F_k, m_k, B_k and, as the image, the background they were cut from,
+    B_{k-1} (core/layered.py)."""
+    names = {"image": "jpg" if layer == 1 else prefix(layer - 1) + "bg.png", "fg": prefix(layer) + "fg.png",
+             "bg": prefix(layer) + "bg.png", "mask": prefix(layer) + "mask.png"}
+
     def image(ext: str, flags: int) -> np.ndarray:
         arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
         if arr is None:
@@ -78,10 +86,10 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dic
         return arr
 
     out: dict[str, np.ndarray | str] = {}
-    for name, ext in (("image", "jpg"), ("fg", "fg.png"), ("bg", "bg.png")):
-        rgb = image(ext, cv2.IMREAD_COLOR)[..., ::-1]
+    for name in ("image", "fg", "bg"):
+        rgb = image(names[name], cv2.IMREAD_COLOR)[..., ::-1]
         out[name] = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
-    out["mask"] = np.ascontiguousarray(image("mask.png", cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
+    out["mask"] = np.ascontiguousarray(image(names["mask"], cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
     out["caption"] = members.get("txt", b"").decode("utf-8", "replace")
     return out
 
@@ -91,13 +99,14 @@ def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_s
     """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar."""
     members = dict(iter_output_samples(store, name))  # raises ShardError for a torn or foreign tar
     for key in keys:
-        if key not in members:
+        sample, layer = parse_item(key)  # data.view=peel: KEY#lk is layer k of KEY
+        if sample not in members:
             log.warning("skipping sample %s of %s: not in the tar although the index lists it", key, name)
             yield key, BAD
             continue
         try:
             flip = flip_seed is not None and _flip(flip_seed[0], flip_seed[1], key)
-            yield key, decode_sample(members[key], resolution, flip)
+            yield key, decode_sample(members[sample], resolution, flip, layer)
         except (KeyError, ValueError, cv2.error) as e:
             log.warning("skipping sample %s of %s: %s", key, name, e)
             yield key, BAD
