@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from l2i_pipeline.core.storage import add_storage_options_arg
+
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="L2I shard directory or URL (output of `l2i filter`, or of "
@@ -23,6 +25,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                    help="existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-failures", type=int, default=3, help="Ray: worker-group restarts from the last checkpoint")
+    add_storage_options_arg(p)  # for --data (the run dir --out is local)
 
 
 def run_train_ae(args: argparse.Namespace) -> int:

@@ -24,7 +24,14 @@ from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store
 from training import checkpoint, rundir
-from training.config import TrainConfig, config_from_dict, describe_lr, load_train_config, lr_summary
+from training.config import (
+    TrainConfig,
+    config_from_dict,
+    describe_lr,
+    load_train_config,
+    lr_summary,
+    with_storage_options,
+)
 from training.data.index import build_index
 from training.data.stream import L2IData
 from training.loop import Context, train
@@ -62,7 +69,8 @@ def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
     run_dir = local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before any work
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
-    cfg = load_train_config(args.preset, args.config, args.set, cfg=base)
+    cfg = with_storage_options(load_train_config(args.preset, args.config, args.set, cfg=base),
+                               getattr(args, "storage_options", None))
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
