@@ -206,7 +206,9 @@ def register(subparsers) -> None:
     s.add_argument("--inpaint-classifier", metavar="CKPT")
     s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
     s.add_argument("--num-actors", type=int, default=1, help="actor pool size (one per GPU is typical)")
-    s.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per actor, asked only when the cluster has some")
+    s.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs per actor, always asked (default: one when the cluster has or can get GPUs and "
+                        "--device is not cpu)")
     s.add_argument("--overwrite", action="store_true",
                    help="rescore shards whose sidecar was made by other classifiers (else: refused)")
     s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")

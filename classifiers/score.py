@@ -43,7 +43,7 @@ class ScoreJob:
     scores_dir: str | Store | None = None  # default: beside the shards
     batch_size: int = 64
     num_actors: int = 1
-    num_gpus: float = 1.0  # per actor, only when the cluster has GPUs
+    num_gpus: float | None = None  # per actor; None: one GPU when the cluster has or can get GPUs (core/gpus.py)
     device: str = "auto"
     overwrite: bool = False
     use_ray: bool = True
@@ -171,13 +171,13 @@ def _expected(input_dir: str | Store, name: str) -> int:
 def _batches_ray(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> Iterator[dict[str, np.ndarray]]:
     import ray
 
-    from l2i_pipeline.core.rayutil import Watchdog, actor_pool_args, describe_waiting, feeder_cpus, init_ray, node_cpus
+    from l2i_pipeline.core.gpus import Ask
+    from l2i_pipeline.core.rayutil import Watchdog, describe_waiting, feeder_cpus, init_ray, model_pool, node_cpus
 
     init_ray(job.ray_address, job.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = False
-    resources = ray.cluster_resources()
-    pool = actor_pool_args(resources, job.num_gpus, job.num_actors, job.num_actors)
+    _, pool, _ = model_pool([Ask(job.num_gpus, job.num_actors, job.device)])
     ds = ray.data.from_items([{"shard": n} for n in pending], override_num_blocks=max(1, len(pending)))
     # the read tasks fit beside the actors even on a 1-CPU node (a whole CPU each would wait forever there)
     ds = ds.flat_map(_read_shard, fn_kwargs={"input_dir": job.input, "sizes": sizes},
@@ -212,7 +212,7 @@ def score(job: ScoreJob) -> dict[str, Any]:
     for flag, value, ok, allowed in (
             ("--batch-size", job.batch_size, job.batch_size >= 1, ">= 1"),
             ("--num-actors", job.num_actors, job.num_actors >= 1, ">= 1"),
-            ("--num-gpus", job.num_gpus, 0 <= job.num_gpus <= 8, "0..8"),
+            ("--num-gpus", job.num_gpus, job.num_gpus is None or 0 <= job.num_gpus <= 8, "0..8"),
             ("--device", job.device, bool(DEVICE.fullmatch(job.device)), "auto, cpu, cuda, cuda:N")):
         if not ok:  # before any work
             raise ConfigError(f"{flag} {value!r}: allowed {allowed}")

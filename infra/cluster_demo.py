@@ -47,11 +47,13 @@ def free_ports(n: int) -> list[int]:
 class LocalCluster:
     """A head and one worker node, each a `ray start --block` child of this process."""
 
+    MAX_NODES = 3
+
     def __init__(self, workdir: Path, cpus_per_node: int) -> None:
         self.workdir, self.cpus = workdir, cpus_per_node
         self.temp_dir = tempfile.mkdtemp(prefix="l2icd_", dir="/tmp")  # short: Ray puts sockets in it
         self.procs: list[subprocess.Popen] = []
-        (gcs, dash, client, *self.node_ports) = free_ports(3 + 2 * 6)
+        (gcs, dash, client, *self.node_ports) = free_ports(3 + self.MAX_NODES * 6)
         self.gcs_address, self.dashboard = f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
         self.head_ports = {"--port": gcs, "--dashboard-port": dash, "--ray-client-server-port": client}
         bindir = str(Path(sys.executable).parent)  # `python` in the job is this venv's
@@ -65,14 +67,14 @@ class LocalCluster:
         for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
             self.env.pop(var, None)
 
-    def _node_args(self, i: int) -> list[str]:
+    def _node_args(self, i: int, gpus: int = 0) -> list[str]:
         p = self.node_ports[6 * i: 6 * i + 6]
         return ["--node-ip-address", "127.0.0.1", "--node-manager-port", str(p[0]),
                 "--object-manager-port", str(p[1]), "--metrics-export-port", str(p[2]),
                 "--dashboard-agent-listen-port", str(p[3]), "--dashboard-agent-grpc-port", str(p[4]),
                 "--runtime-env-agent-port", str(p[5]),
                 "--min-worker-port", str(20000 + 2000 * i), "--max-worker-port", str(21999 + 2000 * i),
-                "--num-cpus", str(self.cpus), "--num-gpus", "0", "--object-store-memory", str(200 * 2**20),
+                "--num-cpus", str(self.cpus), "--num-gpus", str(gpus), "--object-store-memory", str(200 * 2**20),
                 "--temp-dir", self.temp_dir, "--disable-usage-stats", "--block"]
 
     def _start(self, name: str, args: list[str]) -> None:
@@ -82,7 +84,8 @@ class LocalCluster:
                                            start_new_session=True))
         print(f"[cluster-demo] started {name} node (pid {self.procs[-1].pid}), log {log.name}", flush=True)
 
-    def start(self) -> None:
+    def start(self, worker: bool = True) -> None:
+        """The head, then (`worker`) a second node; each waited for until Ray lists it alive."""
         print(f"[cluster-demo] Ray temp dir {self.temp_dir}", flush=True)
         head = ["--head", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                 "--resources", json.dumps({"demo_head": 1})]
@@ -90,9 +93,18 @@ class LocalCluster:
             head += [flag, str(port)]
         self._start("head", head + self._node_args(0))
         self.wait_for_nodes(1)
-        self._start("worker", ["--address", self.gcs_address, "--resources", json.dumps({"demo_worker": 1})]
-                    + self._node_args(1))
-        self.wait_for_nodes(2)
+        if worker:
+            self.add_node("worker", {"demo_worker": 1})
+
+    def add_node(self, name: str, resources: dict, gpus: int = 0) -> None:
+        """Another node joining the running cluster, declaring `gpus` GPUs (Ray believes it: on a CPU machine
+        that stands in for a GPU node an autoscaler brings up) and custom `resources`."""
+        i = len(self.procs)
+        if i >= self.MAX_NODES:
+            raise RuntimeError(f"at most {self.MAX_NODES} nodes")
+        self._start(name, ["--address", self.gcs_address, "--resources", json.dumps(resources)]
+                    + self._node_args(i, gpus))
+        self.wait_for_nodes(i + 1)
 
     def ray(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         r = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], env=self.env, text=True,

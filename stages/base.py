@@ -26,9 +26,10 @@ def sample_seed(key: str, run_seed: int) -> int:
 @dataclass
 class Resources:
     cpus: float = 1.0
-    gpus: float | None = 0.0  # per actor; the runner asks for it only when the cluster has GPUs; None: its share
+    gpus: float | None = 0.0  # per actor; None: its share of one GPU (core/gpus.py says when GPUs are asked)
     batch_size: int = 16
     num_actors: int | None = 0  # 0: a stateless CPU task; else in the device actors (>= 1: pool size; None: per GPU)
+    device: str = "cpu"  # auto | cpu | cuda[:N]: with gpus, the model's GPU ask (core/gpus.Ask)
 
 
 class Stage(ABC):
@@ -102,7 +103,8 @@ class ModelStage(Stage):
         gpus = c.num_gpus if backend.uses_gpu else 0.0
         # weight-free CPU backends need no actor: plain tasks scale with the cluster's CPUs
         actors = c.num_actors if backend.uses_gpu else 0
-        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors)
+        self.resources = Resources(cpus=1, gpus=gpus, batch_size=c.batch_size, num_actors=actors,
+                                   device=c.device if backend.uses_gpu else "cpu")
         self.describe: dict = {}
 
     @property

@@ -45,15 +45,17 @@ class IconBackend:
         device = self.cfg.device
         if not (device in ("auto", "cpu") or device.startswith("cuda")):
             raise ConfigError(f"saliency.device {device!r}: choose auto, cpu or cuda[:N]")
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(f"saliency.device {device!r} but CUDA is not available here")
+        # whether a GPU exists is not the driver's to say: on a cluster its GPU node may join later
+        # (core/gpus.py plans the ask); the actor that loads the model checks its own device
 
     def setup(self) -> None:
         """Actor side: load the checkpoint once (strictly; a wrong file names its keys)."""
         path = self._weights()
+        if self.cfg.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"saliency.device {self.cfg.device!r} but this process sees no CUDA device")
         try:
             self.model = IconSaliency(self.cfg.variant, path, device=self.cfg.device, batch_size=self.cfg.batch_size)
         except ValueError as e:

@@ -125,11 +125,13 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from l2i_pipeline.core.gpus import Ask, cluster_plan
     from l2i_pipeline.core.rayutil import init_ray
 
     init_ray(args.ray_address, num_cpus=None if args.ray_address else max(args.workers + 1, os.cpu_count() or 1),
              runtime_env={"worker_process_setup_hook": quiet_ray_train})
-    use_gpu = bool(ray.cluster_resources().get("GPU", 0)) and cfg.train.device != "cpu"
+    _, plan = cluster_plan([Ask(None, args.workers, cfg.train.device)])  # GPUs asked whether or not they exist yet
+    use_gpu = plan.gpus > 0
     per_worker = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
     config = {"cfg": cfg.to_dict(), "task_cls": task_cls, "data": data, "run_dir": str(run_dir.resolve()),
               "threads": max(1, (os.cpu_count() or 1) // max(args.workers, 1))}

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from l2i_pipeline.core.errors import ConfigError
+from l2i_pipeline.core.gpus import Ask, Plan, cluster_plan
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, runtime_en
         ray.init(address="local", num_cpus=num_cpus, **kwargs)  # never a stale cluster by accident
 
 
-def device_plan(resources: dict, requests: list[tuple[float | None, int | None]]) -> tuple[float, int]:
-    """(num_gpus per actor, pool size) for the actors that hold every model stage of a pipeline.
-
-    `requests` are the model stages' own (num_gpus, num_actors), None where unset. Unset GPU shares split
-    what is left of one GPU among those stages, so by default each actor holds one whole GPU with every
-    model on it; the pool is the largest num_actors set, else as many actors as the GPUs hold.
-    """
-    gpus = resources.get("GPU", 0)
-    fixed = sum(g for g, _ in requests if g is not None)
-    unset = sum(1 for g, _ in requests if g is None)
-    per_actor = fixed + (max(0.0, 1.0 - fixed) if unset else 0.0)
-    per_actor = float(math.ceil(per_actor)) if per_actor > 1 else round(per_actor, 4)  # Ray: > 1 must be whole
-    sizes = [n for _, n in requests if n is not None]
-    size = max(sizes) if sizes else max(1, int(gpus / per_actor + 1e-6) if per_actor else 1)
-    if gpus and per_actor * size > gpus + 1e-6:
-        log.warning("the model actors ask for %d x %.2f GPUs and the cluster has %.2f: some will wait for a "
-                    "GPU (leave num_gpus / num_actors unset to size them from the cluster)", size, per_actor, gpus)
-    return per_actor, size
-
-
-def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int, threads: int = 1) -> dict:
-    """map_batches arguments for an actor pool of `size`: GPUs only where the cluster has them.
+def actor_pool_args(resources: dict, plan: Plan, all_actors: int, threads: int = 1) -> dict:
+    """map_batches arguments for the actor pool of `plan` (core/gpus.py: its GPUs are asked for whether or not
+    the cluster has them yet; a pool whose max_size exceeds its size grows as GPU nodes join).
 
     The actors (`all_actors` of them across the pipeline) must leave CPUs for the tasks that feed them:
     two 1-CPU pools on a 2-CPU machine starve the reader and the pipeline stalls. A GPU actor mostly waits
@@ -104,11 +86,20 @@ def actor_pool_args(resources: dict, gpus: float, size: int, all_actors: int, th
 
     pool = {"max_concurrent_calls_per_actor": threads, "enable_true_multi_threading": True} if threads > 1 else {}
     queued = max(4, 2 * threads)
-    args: dict = {"compute": ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=queued, **pool)}
+    sizes = {"size": plan.size} if plan.max_size <= plan.size else {"min_size": plan.size, "max_size": plan.max_size}
+    args: dict = {"compute": ray.data.ActorPoolStrategy(**sizes, max_tasks_in_flight_per_actor=queued, **pool)}
     cpus = resources.get("CPU", 1)
-    if gpus and resources.get("GPU", 0) > 0:
-        return {**args, "num_cpus": round(min(1.0, max(0.1, cpus / (4 * max(all_actors, 1)))), 2), "num_gpus": gpus}
+    if plan.gpus:
+        return {**args, "num_cpus": round(min(1.0, max(0.1, cpus / (4 * max(all_actors, 1)))), 2),
+                "num_gpus": plan.gpus}
     return {**args, "num_cpus": min(1.0, max(0.1, (cpus - 1) / max(all_actors, 1)))}
+
+
+def model_pool(asks: list[Ask], threads: int = 1) -> tuple[dict, dict, Plan]:
+    """For a job whose actors hold `asks`' models (ray.init done): Ray's resources now, the map_batches
+    arguments of its actor pool and the GPU plan behind them."""
+    resources, plan = cluster_plan(asks)
+    return resources, actor_pool_args(resources, plan, plan.size, threads), plan
 
 
 def node_cpus() -> list[float]:

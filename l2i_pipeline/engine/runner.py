@@ -19,15 +19,8 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
-from l2i_pipeline.core.rayutil import (
-    RESERVED_CPUS,
-    Watchdog,
-    actor_pool_args,
-    describe_waiting,
-    device_plan,
-    feeder_cpus,
-    node_cpus,
-)
+from l2i_pipeline.core.gpus import Ask
+from l2i_pipeline.core.rayutil import RESERVED_CPUS, Watchdog, describe_waiting, feeder_cpus, model_pool, node_cpus
 from l2i_pipeline.core.reader import read_units
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
 from l2i_pipeline.core.shards import Unit, write_output_shard
@@ -195,8 +188,9 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
     first = next((i for i, st in enumerate(stages) if st.resources.num_actors != 0), None)
     if first is not None:  # read + decode tasks -> [CPU model stages as tasks] -> device actors, which write
         models = [st for st in stages[first:] if st.resources.num_actors != 0]
-        gpus, size = device_plan(resources, [(st.resources.gpus, st.resources.num_actors) for st in models])
-        pool = actor_pool_args(resources, gpus, size, size, threads=DeviceActor.THREADS)
+        resources, pool, plan = model_pool([Ask(st.resources.gpus, st.resources.num_actors, st.resources.device)
+                                            for st in models], threads=DeviceActor.THREADS)
+        size = plan.size
         read = ray.data.TaskPoolStrategy(size=cfg.read_tasks or max(4, 2 * size))  # ~2 units per task in flight
         batch = max(st.resources.batch_size for st in models)
         head = 0

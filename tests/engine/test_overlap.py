@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from l2i_pipeline.core.config import load_config
-from l2i_pipeline.core.rayutil import device_plan
 from l2i_pipeline.engine.threaded import run_threaded
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -67,16 +66,6 @@ def test_a_failing_step_stops_every_thread_and_raises():
         list(run_threaded(iter(range(1000)), [(4, boom), (4, lambda b: b)]))
     with pytest.raises(ValueError, match="bad batch"):
         list(run_threaded(iter(range(1000)), [(4, lambda b: b), (4, boom, 2), (4, lambda b: b)]))
-
-
-def test_device_actors_default_to_one_per_gpu_holding_every_model():
-    assert device_plan({"GPU": 1}, [(None, None), (None, None)]) == (1.0, 1)
-    assert device_plan({"GPU": 4}, [(None, None), (None, None)]) == (1.0, 4)
-    assert device_plan({"GPU": 4}, [(None, None), (None, None), (0.25, 1)]) == (1.0, 1)  # the set size wins
-    assert device_plan({"GPU": 4}, [(0.25, None), (0.25, None)]) == (0.5, 8)  # two actors per GPU
-    assert device_plan({"GPU": 8}, [(1.0, None), (1.0, 2)]) == (2.0, 2)
-    assert device_plan({"CPU": 2}, [(None, None), (None, 3)]) == (1.0, 3)
-    assert device_plan({"CPU": 2}, [(None, None)]) == (1.0, 1)  # no GPUs: one actor on the CPU
 
 
 def _sim_env(tmp_path, monkeypatch):

@@ -35,13 +35,15 @@ class _Extract:
 
 
 def fill_ray(cache: FeatureCache, keys: list[str], read: Callable[[set[str]], Iterator], factory: Callable,
-             batch_size: int, desc: str, actors: int = 1, address: str | None = None) -> dict[str, str]:
+             batch_size: int, desc: str, actors: int = 1, address: str | None = None,
+             device: str = "auto") -> dict[str, str]:
     import ray
 
-    from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
+    from l2i_pipeline.core.gpus import Ask
+    from l2i_pipeline.core.rayutil import init_ray, model_pool
 
     init_ray(address)
-    pool = actor_pool_args(ray.cluster_resources(), 1.0, actors, actors)
+    _, pool, _ = model_pool([Ask(None, actors, device)])  # one GPU per actor when the cluster has or gets them
     todo = {k for k in keys if k not in cache}
     bad: dict[str, str] = {}
     with tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"{desc} (ray)", unit="img", disable=None) as bar:

@@ -125,7 +125,7 @@ def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str,
         from training.eval.ray_runner import fill_ray
 
         bad = fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors,
-                       cfg.ray_address)
+                       cfg.ray_address, cfg.device)
     else:
         bad = fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
     if bad:

@@ -123,15 +123,14 @@ def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address:
     if todo and runner == "ray":
         import ray
 
-        from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
+        from l2i_pipeline.core.gpus import Ask
+        from l2i_pipeline.core.rayutil import init_ray, model_pool
 
         init_ray(ray_address, num_cpus)
-        resources = ray.cluster_resources()
-        size = workers or max(1, int(resources.get("GPU", 0)))
+        _, pool, _ = model_pool([Ask(None, workers or None, job.device or "auto")])  # one GPU per worker if any
         ds = ray.data.from_items([{"shard": name, "keys": json.dumps(keys)} for name, keys in todo],
                                  override_num_blocks=len(todo))
-        ds = ds.map_batches(EncodeWorker, fn_constructor_args=(job,), batch_size=1, batch_format="numpy",
-                            **actor_pool_args(resources, 1.0, size, size))
+        ds = ds.map_batches(EncodeWorker, fn_constructor_args=(job,), batch_size=1, batch_format="numpy", **pool)
         n = sum(int(r["count"]) for r in ds.iter_rows())
     elif todo:
         worker = EncodeWorker(job)

@@ -174,22 +174,21 @@ def run_local(model_dir, out: Path, items: list[Item], settings: SampleSettings,
 
 
 def run_ray(model_dir, out: Path, items: list[Item], settings: SampleSettings, batch_size: int, workers: int,
-            ray_address: str | None = None, num_cpus: int | None = None, threads: int = 0) -> int:
+            ray_address: str | None = None, num_cpus: int | None = None, threads: int = 0,
+            device: str | None = None) -> int:
     import ray
 
-    from l2i_pipeline.core.rayutil import actor_pool_args, init_ray
+    from l2i_pipeline.core.gpus import Ask
+    from l2i_pipeline.core.rayutil import init_ray, model_pool
 
     if not items:
         return 0
     init_ray(ray_address, num_cpus)
-    resources = ray.cluster_resources()
-    size = workers or max(1, int(resources.get("GPU", 0))) or 1
+    _, pool, plan = model_pool([Ask(None, workers or None, device or "auto")])  # one GPU per worker if any
     ds = ray.data.from_items([dataclasses.asdict(it) for it in items],
-                             override_num_blocks=max(1, min(len(items), 4 * size)))
-    args = (str(Path(model_dir).resolve()), str(out), settings, None, threads)
-    ds = ds.map_batches(SampleWorker, fn_constructor_args=args,
-                        batch_size=batch_size, batch_format="numpy",
-                        **actor_pool_args(resources, 1.0, size, size))
+                             override_num_blocks=max(1, min(len(items), 4 * plan.max_size)))
+    args = (str(Path(model_dir).resolve()), str(out), settings, device, threads)
+    ds = ds.map_batches(SampleWorker, fn_constructor_args=args, batch_size=batch_size, batch_format="numpy", **pool)
     return sum(1 for _ in ds.iter_rows())
 
 
@@ -230,7 +229,7 @@ def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: in
     todo = pending(out, items)
     log.info("%d samples planned, %d already done, %d to sample", len(items), len(items) - len(todo), len(todo))
     if runner == "ray":
-        made = run_ray(model, out, todo, settings, batch_size, workers, ray_address, num_cpus, threads)
+        made = run_ray(model, out, todo, settings, batch_size, workers, ray_address, num_cpus, threads, device)
     else:
         made = run_local(model, out, todo, settings, batch_size, device, threads=threads)
     index = write_index(out)
