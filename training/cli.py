@@ -12,7 +12,9 @@ import os
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="L2I shard directory or URL (output of `l2i filter`, or of "
                                                   "`l2i synthesize` for L2I(U))")
-    p.add_argument("--out", required=True, help="run directory; rerun the same command to resume from it")
+    p.add_argument("--out", required=True, help="run directory, a local path or a URL (s3://, gs://, ...: "
+                                                 "checkpoints and the export are committed there; local copies "
+                                                 "under $L2I_RUN_CACHE); rerun the same command to resume")
     p.add_argument("--preset", help="a named set of defaults applied before --config, e.g. tiny")
     p.add_argument("--config", help="YAML config file (see training/config.py for every key)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
