@@ -19,8 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
-from l2i_pipeline.core.errors import StorageError
-from l2i_pipeline.core.storage import Store, open_store
+from l2i_pipeline.core.errors import NotFound, StorageError
+from l2i_pipeline.core.storage import Store, open_store, split_protocol
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,45 @@ def cache_root() -> Path:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def pull_tree(store: Store, name: str, dest: Path, marker: bytes | None = None) -> None:
+    """The committed tree `name` of `store` (its marker lists the files) into `dest`, each file checked."""
+    listing = json.loads(marker if marker is not None else store.get(name + MARKER))
+    tmp = dest.with_name(f".pull_{dest.name}_{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, want in sorted(listing["files"].items()):
+        data = store.get(f"{name}/{rel}")
+        if len(data) != want["size"] or _sha256(data) != want["sha256"]:
+            raise StorageError(f"{store.url_of(name)}/{rel} does not match its marker {store.url_of(name + MARKER)} "
+                               f"(size {len(data)}, want {want['size']}): rerun the job that wrote it")
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def fetched(location: str | os.PathLike, storage_options: dict | str | None = None) -> Path:
+    """A model dir to load: a local path as it is; a URL, an export a URL run dir committed (RUN/ae,
+    RUN2/pipeline, with `NAME.done.json` beside it), fetched once into $L2I_RUN_CACHE/models/ with every
+    file checked against that marker (fetched again when the marker changes)."""
+    protocol, path = split_protocol(os.fspath(location))
+    if protocol == "file":
+        return Path(path)
+    url = os.fspath(location).rstrip("/")
+    parent, name = url.rsplit("/", 1)
+    store = open_store(parent, storage_options)
+    if not store.exists(name + MARKER):
+        raise NotFound(f"{url} is not a committed export (no {name}{MARKER} beside it): give RUN/ae or "
+                       f"RUN2/pipeline of an `l2i train ... --out URL` run, or a local directory")
+    marker = store.get(name + MARKER)
+    dest = cache_root() / "models" / f"{_sha256(url.encode())[:16]}-{name}"
+    seen = dest.with_name(dest.name + MARKER)
+    if not (dest.is_dir() and seen.is_file() and seen.read_bytes() == marker):
+        pull_tree(store, name, dest, marker)
+        seen.write_bytes(marker)
+    return dest
 
 
 class RunStore:
@@ -56,21 +95,6 @@ class RunStore:
         found = [STEP_MARKER.match(n) for n in self.store.child("checkpoints").list(MARKER)]
         return sorted(m.group(1) for m in found if m)
 
-    def pull_tree(self, name: str, dest: Path) -> None:
-        """The committed tree `name` (its marker lists the files) into `dest`, each file checked."""
-        marker = json.loads(self.store.get(name + MARKER))
-        tmp = dest.with_name(f".pull_{dest.name}_{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for rel, want in sorted(marker["files"].items()):
-            data = self.store.get(f"{name}/{rel}")
-            if len(data) != want["size"] or _sha256(data) != want["sha256"]:
-                raise StorageError(f"{self.store.url_of(name)}/{rel} does not match its marker "
-                                   f"{self.store.url_of(name + MARKER)} (size {len(data)}, want {want['size']})")
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-
     def pull(self) -> Path:
         """Make the local copy what the store holds: its files and newest committed checkpoint."""
         self.store.check_writable()  # one clear error before any work: bucket, credentials, permission
@@ -85,7 +109,7 @@ class RunStore:
         steps = self.committed_steps()
         if steps:
             (self.local / "checkpoints").mkdir()
-            self.pull_tree(f"checkpoints/{steps[-1]}", self.local / "checkpoints" / steps[-1])
+            pull_tree(self.store, f"checkpoints/{steps[-1]}", self.local / "checkpoints" / steps[-1])
             log.info("resuming from %s", self.store.url_of(f"checkpoints/{steps[-1]}"))
         return self.local
 
