@@ -64,9 +64,10 @@ def _summary(run_dir: Path, start_step: int, export: str) -> dict[str, Any]:
 def run_store(args: argparse.Namespace, cfg: TrainConfig) -> RunStore | None:
     """The run dir's store when --out is a URL (file:// and paths stay local run dirs); its fsspec options
     are --storage-options' (data.storage_options)."""
-    if split_protocol(str(args.out))[0] == "file":
+    out = getattr(args, "out", None)
+    if out is None or split_protocol(str(out))[0] == "file":
         return None
-    return RunStore(str(args.out), cfg.data.storage_options or getattr(args, "storage_options", None))
+    return RunStore(str(out), cfg.data.storage_options or getattr(args, "storage_options", None))
 
 
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
