@@ -9,6 +9,7 @@ else the one the sidecar's provenance names, else 0.5.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from annotations import db
 from annotations.pool import SampleFiles, sample_files
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +55,24 @@ def checkpoint_threshold(path: str | Path) -> float:
     return float(t if t is not None else DEFAULT_THRESHOLD)
 
 
-def read_sidecars(conn: sqlite3.Connection, scores_dir: str | Path, tasks: tuple[str, ...] = db.TASKS
+def read_sidecars(conn: sqlite3.Connection, scores_dir: str | Path | Store, tasks: tuple[str, ...] = db.TASKS
                   ) -> list[TaskScores]:
-    """Scores of the pool's samples from the sidecars of the shards they come from (other shards unread)."""
-    scores_dir = Path(scores_dir)
-    if not scores_dir.is_dir():
-        raise NotFound(f"scores directory not found: {scores_dir} (made by `l2i score`)")
+    """Scores of the pool's samples from the sidecars of the shards they come from (other shards unread).
+    `scores_dir` is a path, a URL, or a Store (which brings its --storage-options)."""
+    store = as_store(scores_dir)
+    if not store.exists() or (store.local and not Path(store.root).is_dir()):
+        raise NotFound(f"scores directory not found: {store.url} (made by `l2i score`)")
+    have = store.list("_scores.parquet")
     shards = [r[0] for r in conn.execute("SELECT DISTINCT shard FROM samples ORDER BY shard")]
     got: dict[str, dict[str, float]] = {t: {} for t in tasks}
     thresholds: dict[str, float] = {}
     found = 0
     for shard in shards:
-        path = scores_dir / f"{Path(shard).name}_scores.parquet"
-        if not path.is_file():
+        name = f"{Path(shard).name}_scores.parquet"
+        if name not in have:
             continue
         found += 1
-        table = pq.read_table(path)
+        table = pq.read_table(io.BytesIO(store.get(name)))
         meta = json.loads((table.schema.metadata or {}).get(b"l2i_scores", b"{}"))
         for task in tasks:
             t = (meta.get("classifiers") or {}).get(task, {}).get("threshold")

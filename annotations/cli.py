@@ -10,7 +10,7 @@ import logging
 from annotations import db
 from annotations.users_cli import register_users
 from l2i_pipeline.core.errors import ConfigError
-from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.core.storage import add_storage_options_arg, open_store
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def _load_scores(conn, args: argparse.Namespace) -> bool:
     checkpoints = _checkpoints(args)
     loaded = []
     if args.scores:
-        loaded += [ts for ts in active.read_sidecars(conn, args.scores) if ts.task not in checkpoints]
+        scores = open_store(args.scores, args.storage_options)
+        loaded += [ts for ts in active.read_sidecars(conn, scores) if ts.task not in checkpoints]
     if checkpoints:
         loaded += active.score_with_checkpoints(conn, checkpoints, getattr(args, "checkpoint_scorer", None))
     for ts in loaded:
@@ -141,7 +142,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-classifier", metavar="CKPT", help="mask classifier checkpoint to rank the pool with")
     p.add_argument("--inpaint-classifier", metavar="CKPT", help="inpaint classifier checkpoint to rank the pool with")
-    p.add_argument("--scores", metavar="DIR", help="directory of `l2i score` sidecars (NAME_scores.parquet)")
+    p.add_argument("--scores", metavar="DIR", help="directory or URL of `l2i score` sidecars (NAME_scores.parquet)")
+    add_storage_options_arg(p)
 
 
 def register(subparsers) -> None:

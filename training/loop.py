@@ -68,6 +68,9 @@ class Context:
     rank: int = 0
     world_size: int = 1
     report: Callable[[dict], None] | None = None  # ray.train.report on the Ray runner
+    # rank 0, after each checkpoint (its dir) and export (its dir) are written locally: a URL run dir
+    # uploads and commits them (training/runstore.py); the dirs are None when not written this time
+    on_checkpoint: Callable[[Path | None, Path | None], None] | None = None
     ddp: list = field(default_factory=list)
 
     @property
@@ -258,11 +261,15 @@ def train(task: Any, data: Any, cfg: TrainConfig, run_dir: Path, ctx: Context) -
                 state = {"positions": all_positions, "task": task.state_dict(), "scaler": scaler.state_dict(),
                          "seed_rule": "torch.manual_seed(SeedSequence([train.seed, step, rank])) before each step",
                          "world_size": ctx.world_size, "config": cfg.to_dict()}
-                checkpoint.save_checkpoint(run_dir, step, task.modules(), opts, state, cfg.ckpt.keep)
+                saved = checkpoint.save_checkpoint(run_dir, step, task.modules(), opts, state, cfg.ckpt.keep)
                 task.export(run_dir / task.name)
+                if ctx.on_checkpoint:
+                    ctx.on_checkpoint(saved, run_dir / task.name)
     bar.close()
     if hasattr(batches, "close"):
         batches.close()
     if ctx.is_main and not (run_dir / task.name).exists():
         task.export(run_dir / task.name)
+        if ctx.on_checkpoint:
+            ctx.on_checkpoint(None, run_dir / task.name)
     return {"start_step": start_step, "step": step, "bad_samples": bad_total}

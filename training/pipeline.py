@@ -32,8 +32,11 @@ class LayeredDiffusionPipeline(DiffusionPipeline):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
              dtype: torch.dtype = torch.float32) -> LayeredDiffusionPipeline:
-        """`from_pretrained` with one clear error for a missing dir or component, and the checks sampling needs."""
-        root = Path(path)
+        """`from_pretrained` with one clear error for a missing dir or component, and the checks sampling needs;
+        `path` may be the URL of an export a URL run dir committed (fetched once; training/runstore.py)."""
+        from training.runstore import fetched
+
+        root = fetched(path)
         if not (root / "model_index.json").is_file():
             raise NotFound(f"not a pipeline dir (no model_index.json): {root} (expected RUN2/pipeline from "
                            f"`l2i train ldm`)")

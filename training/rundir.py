@@ -41,7 +41,10 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, task: str, data_url: str, l
         probe.unlink()
     except OSError as e:
         raise StorageError(f"cannot write to run directory {run_dir}: {e}") from None
-    new = {"task": task, "data": data_url, "config": cfg.to_dict(), "versions": versions(PACKAGES), "lr": lr}
+    config = cfg.to_dict()
+    if config["data"].get("storage_options"):  # credentials may be in them: never recorded
+        config["data"]["storage_options"] = "(given, not recorded)"
+    new = {"task": task, "data": data_url, "config": config, "versions": versions(PACKAGES), "lr": lr}
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     path = run_dir / "run.json"
     if path.is_file():

@@ -7,7 +7,9 @@ NCCL on GPU) and reports its metrics every `log.every` steps; a failed worker gr
 restarts are ours (Ray's own FailureConfig is 0), so a user error (bad data, a NaN: `UserError`, which a
 restart would only repeat) ends the run at once with its one line. Ray Train's placement-group cleaner asks
 the State API every second, which a Ray without its dashboard (ours) does not serve; its warning is
-silenced in the Ray workers (`quiet_ray_train`). The run dir must be a path every worker can reach.
+silenced in the Ray workers (`quiet_ray_train`). The run dir is a local path every worker can reach, or a
+URL (training/runstore.py): then each rank trains in its own local copy pulled from the store, rank 0
+commits every checkpoint and export to it, and no shared filesystem is needed.
 """
 from __future__ import annotations
 
@@ -22,12 +24,20 @@ import torch
 
 from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.outputs import local_output
-from l2i_pipeline.core.storage import open_store
+from l2i_pipeline.core.storage import open_store, split_protocol
 from training import checkpoint, rundir
-from training.config import TrainConfig, config_from_dict, describe_lr, load_train_config, lr_summary
+from training.config import (
+    TrainConfig,
+    config_from_dict,
+    describe_lr,
+    load_train_config,
+    lr_summary,
+    with_storage_options,
+)
 from training.data.index import build_index
 from training.data.stream import L2IData
 from training.loop import Context, train
+from training.runstore import RunStore, commit_hook
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +62,28 @@ def _checkpoint_step(run_dir: Path) -> int:
     return json.loads((last / "state.json").read_text())["step"] if last else 0
 
 
-def _summary(run_dir: Path, start_step: int, task_name: str) -> dict[str, Any]:
+def _summary(run_dir: Path, start_step: int, export: str) -> dict[str, Any]:
     rows = rundir.read_metrics(run_dir)
     return {"start_step": start_step, "step": _checkpoint_step(run_dir),
-            "bad_samples": rows[-1].get("bad_samples", 0) if rows else 0, "export": str(run_dir / task_name)}
+            "bad_samples": rows[-1].get("bad_samples", 0) if rows else 0, "export": export}
+
+
+def run_store(args: argparse.Namespace, cfg: TrainConfig) -> RunStore | None:
+    """The run dir's store when --out is a URL (file:// and paths stay local run dirs); its fsspec options
+    are --storage-options' (data.storage_options)."""
+    out = getattr(args, "out", None)
+    if out is None or split_protocol(str(out))[0] == "file":
+        return None
+    return RunStore(str(out), cfg.data.storage_options)
 
 
 def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
-    run_dir = local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before any work
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
-    cfg = load_train_config(args.preset, args.config, args.set, cfg=base)
+    cfg = with_storage_options(load_train_config(args.preset, args.config, args.set, cfg=base),
+                               getattr(args, "storage_options", None))
+    runs = run_store(args, cfg)
+    run_dir = runs.pull() if runs else local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before work
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
@@ -70,12 +91,18 @@ def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
     lr = lr_summary(cfg, world_size)
     start = _checkpoint_step(run_dir) if run_dir.is_dir() else 0
     rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data, lr=lr, resume_step=start)
+    if runs:
+        runs.push_file("run.json")
     print(describe_lr(lr), flush=True)
     if args.runner == "local":
-        train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device)))
+        hook = commit_hook(runs, cfg.ckpt.keep) if runs else None
+        train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device), on_checkpoint=hook))
     else:
         run_ray(task_cls, cfg, data, run_dir, args)
-    return _summary(run_dir, start, task_cls.name)
+        if runs:
+            runs.pull()  # what the ranks committed, for the summary
+    export = runs.store.url_of(task_cls.name) if runs else str(run_dir / task_cls.name)
+    return _summary(run_dir, start, export)
 
 
 def _ray_worker(config: dict) -> None:
@@ -86,9 +113,15 @@ def _ray_worker(config: dict) -> None:
     cfg: TrainConfig = config_from_dict(config["cfg"])
     context = ray.train.get_context()
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
-    ctx = Context(device, context.get_world_rank(), context.get_world_size(), report=ray.train.report)
+    rank = context.get_world_rank()
+    ctx = Context(device, rank, context.get_world_size(), report=ray.train.report)
+    run_dir = Path(config["run_dir"])
+    if config.get("run_url"):  # no shared filesystem: this rank's own copy, resumed from the store
+        runs = RunStore(config["run_url"], config.get("storage_options"), f"rank{rank}")
+        run_dir = runs.pull()
+        ctx.on_checkpoint = commit_hook(runs, cfg.ckpt.keep) if rank == 0 else None
     torch.set_num_threads(max(1, int(config.get("threads", 1))))  # the loop applies train.cpu_threads if set
-    train(config["task_cls"](cfg), config["data"], cfg, Path(config["run_dir"]), ctx)
+    train(config["task_cls"](cfg), config["data"], cfg, run_dir, ctx)
 
 
 def _user_error_in(e: BaseException) -> UserError | None:
@@ -125,7 +158,9 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args:
     _, plan = cluster_plan([Ask(None, args.workers, cfg.train.device)])  # GPUs asked whether or not they exist yet
     use_gpu = plan.gpus > 0
     per_worker = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
+    runs = run_store(args, cfg)
     config = {"cfg": cfg.to_dict(), "task_cls": task_cls, "data": data, "run_dir": str(run_dir.resolve()),
+              "run_url": runs.url if runs else None, "storage_options": runs.store.storage_options if runs else None,
               "threads": max(1, (os.cpu_count() or 1) // max(args.workers, 1))}
     try:
         for attempt in range(args.max_failures + 1):

@@ -17,6 +17,7 @@ from typing import Any
 
 from l2i_pipeline.commands.plan_requests import format_requests
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.core.storage import add_storage_options_arg
 
 STAGE_ORDER = ["download", "decode", "saliency", "layers", "inpaint", "encode", "score"]
 PRICE_KEYS = {"gpu_hour", "cpu_hour", "storage_gb_month", "egress_gb"}
@@ -58,7 +59,7 @@ def _pairs(items: list[str], what: str) -> dict[str, float]:
     return out
 
 
-def measure_shards(url: str) -> dict[str, float]:
+def measure_shards(url: str, storage_options: dict | str | None = None) -> dict[str, float]:
     """Bytes and rows of the complete shards under `url` (L2I or raw img2dataset), from one listing.
 
     Only shards with a `_stats.json` marker count; every file of such a shard counts toward its size
@@ -66,7 +67,7 @@ def measure_shards(url: str) -> dict[str, float]:
     """
     from l2i_pipeline.core.storage import open_store
 
-    store = open_store(url)
+    store = open_store(url, storage_options)
     files = store.list()
     names = [n[: -len("_stats.json")] for n in files if n.endswith("_stats.json")]
     if not names:
@@ -295,10 +296,10 @@ def _storage(args: argparse.Namespace, figs: dict[str, Any]) -> tuple[float, flo
     raw_b, raw_src = raw["value"], "figures: " + (raw.get("ref") or raw["source"])
     l2i_b, l2i_src = l2i["value"], "figures: " + (l2i.get("ref") or l2i["source"])
     if args.raw:
-        m = measure_shards(args.raw)
+        m = measure_shards(args.raw, args.storage_options)
         raw_b, raw_src = m["bytes_per_ok"], f"measured: {m['ok']} images in {m['shards']} shards of {args.raw}"
     if args.shards:
-        m = measure_shards(args.shards)
+        m = measure_shards(args.shards, args.storage_options)
         l2i_b, l2i_src = m["bytes_per_ok"], f"measured: {m['ok']} samples in {m['shards']} shards of {args.shards}"
     return raw_b, l2i_b, raw_src, l2i_src
 
@@ -337,6 +338,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a yield, e.g. --yield download=0.85 (repeatable)")
     p.add_argument("--shards", help="L2I output dir (or URL) to measure bytes per sample from")
     p.add_argument("--raw", help="raw shard dir (or URL) to measure bytes per input row from")
+    add_storage_options_arg(p)  # for --shards and --raw
     p.add_argument("--egress-copies", type=float, default=1, help="copies of L2I leaving the region (default: 1)")
     p.add_argument("--cross-region", action="store_true", help="compute runs outside the bucket's region")
     p.add_argument("--price", action="append", default=[], metavar="KEY=USD",

@@ -10,10 +10,13 @@ from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageE
 from l2i_pipeline.core.storage import Store, as_store, open_store, split_protocol
 
 
-def check_output(url: str | os.PathLike, flag: str = "--output",
+def check_output(url: str | os.PathLike | Store, flag: str = "--output",
                  storage_options: dict | str | None = None) -> None:
     """An output location must be a directory (or not exist yet) and writable; nothing is created here.
-    `storage_options` (`--storage-options`) are the ones the job will use: credentials may be only there."""
+    `storage_options` (`--storage-options`) are the ones the job will use: credentials may be only there;
+    a Store brings its own."""
+    if isinstance(url, Store):
+        url, storage_options = url.url, url.storage_options
     url = os.fspath(url)
     protocol, path = split_protocol(url)
     if protocol != "file":

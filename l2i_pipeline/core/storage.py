@@ -126,6 +126,9 @@ class Store:
         self.protocol, self.root = split_protocol(self.url)
         self.url = self.root if self.protocol == "file" else f"{self.protocol}://{self.root}"
 
+    def __str__(self) -> str:  # messages name the location, never the options
+        return self.url
+
     def __getstate__(self) -> dict:
         return {"url": self.url, "storage_options": self.storage_options, "reached": self._reached}
 

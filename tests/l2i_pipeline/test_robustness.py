@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from rawshards import make_rows, write_raw_shard
+from rawshards import make_rows, output_members, write_raw_shard
 
 from l2i_pipeline.core.config import load_config
-from l2i_pipeline.core.shards import list_output_shards, read_output_index, read_tar
+from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.engine.synthesize import synthesize
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
@@ -76,14 +76,6 @@ def _cmd(raw: Path, out: Path) -> list[str]:
             "--set", "layers.dilate_kernel=5"]
 
 
-def _members(out: Path) -> dict[str, bytes]:
-    tars = {f"{n}/{k}.{ext}": data for n in list_output_shards(out)
-            for k, members in read_tar(out / f"{n}.tar").members.items() for ext, data in members.items()}
-    parquets = {f"{n}.parquet:rows": pq.read_table(out / f"{n}.parquet").to_pylist().__repr__().encode()
-                for n in list_output_shards(out)}
-    return {**tars, **parquets}
-
-
 def test_killed_and_rerun_writes_the_same_bytes_as_an_uninterrupted_run(tmp_path):
     raw = tmp_path / "raw"
     write_raw_shard(raw, "00000", make_rows(12))
@@ -100,6 +92,6 @@ def test_killed_and_rerun_writes_the_same_bytes_as_an_uninterrupted_run(tmp_path
     written_before_kill = len(list(out.glob("*_stats.json")))
     assert 1 <= written_before_kill < 6, "the kill must land mid-run for this test to mean anything"
     subprocess.run(_cmd(raw, out), check=True, capture_output=True, timeout=300, env=env)
-    clean, resumed = _members(tmp_path / "clean"), _members(out)
+    clean, resumed = output_members(tmp_path / "clean"), output_members(out)
     assert sorted(clean) == sorted(resumed)
     assert [k for k in clean if clean[k] != resumed[k]] == []

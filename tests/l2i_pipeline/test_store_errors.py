@@ -4,7 +4,8 @@ an unreachable endpoint (a closed port on 127.0.0.1) and a dataset `stats` canno
 As root (the tests' user) chmod does not make a directory read-only, so the read-only case puts a
 directory where `stats.png` would go: writing it fails with a real OSError, as on a read-only mount."""
 import pytest
-from s3server import S3Server, _free_port
+from s3server import S3Server
+from serverproc import free_port
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.core.config import load_config
@@ -43,7 +44,7 @@ def test_wrong_credentials_are_one_line(argv, forbidding, monkeypatch, tmp_path,
 
 
 def test_an_unreachable_endpoint_fails_fast_with_one_line(monkeypatch, capsys, caplog):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     assert main(["stats", "s3://nowhere/l2i"]) == 2

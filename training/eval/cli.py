@@ -7,6 +7,7 @@ from pathlib import Path
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.outputs import local_output
+from l2i_pipeline.core.storage import add_storage_options_arg, open_store
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
          "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
@@ -61,7 +62,8 @@ def run_eval(args: argparse.Namespace) -> int:
     for flag, value in (("--out", cfg.out), ("--ref-cache", cfg.ref_cache)):
         if value:
             local_output(value, f"`l2i eval` {flag}")
-    report = dataset_only(cfg) if args.dataset_only else evaluate(cfg)
+    opts = args.storage_options
+    report = dataset_only(cfg, opts) if args.dataset_only else evaluate(cfg, storage_options=opts)
     print(Path(report["out"], "metrics.md").read_text())
     print(f"wrote {report['out']}/metrics.json, metrics.md" + ("" if args.dataset_only else ", metrics.png"))
     return 0
@@ -85,7 +87,8 @@ def run_prompts(args: argparse.Namespace) -> int:
     local_output(args.out, "`l2i eval prompts` --out")
     cfg = EvalConfig()
     split = split_from(args.split_from) if args.split_from else {}
-    n = write_prompts(args.real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),
+    real = open_store(args.real, args.storage_options)
+    n = write_prompts(real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),
                       args.split_seed if args.split_seed is not None else split.get("split_seed", cfg.split_seed),
                       args.max)
     print(f"wrote {n} LL2I-E captions to {args.out}; next: l2i sample --prompts {args.out} --n 1 ...")
@@ -129,6 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
     p.add_argument("--config", help="YAML file of EvalConfig keys (training/eval/run.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an EvalConfig key")
+    add_storage_options_arg(p)  # for --real and --la
     p.set_defaults(func=run_eval)
     esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     c = esub.add_parser("compare", help="one table of several eval dirs, sorted by FID")
@@ -144,4 +148,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--split-from", help="training run dir or run.json (data.test_fraction, data.split_seed)")
     q.add_argument("--test-fraction", type=float)
     q.add_argument("--split-seed", type=int)
+    add_storage_options_arg(q)  # for --real
     q.set_defaults(func=run_prompts)

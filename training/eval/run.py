@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageError
+from l2i_pipeline.core.storage import Store, open_store
 from training.eval import fid as fidlib
 from training.eval import report as rep
 from training.eval import weights
@@ -163,17 +164,24 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
     return results
 
 
-def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]) -> list[ImageSet]:
+def _stores(cfg: EvalConfig, storage_options: dict | str | None) -> tuple[Store | None, Store | None]:
+    """--real and --la opened with the --storage-options (kept out of EvalConfig: never in metrics.json)."""
+    return tuple(open_store(u, storage_options) if u else None for u in (cfg.real, cfg.la))
+
+
+def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str],
+                    storage_options: dict | str | None = None) -> list[ImageSet]:
     refs = []
-    if cfg.real:
-        refs.append(ll2ie_set(cfg.real, cfg.test_fraction, cfg.split_seed, cfg.max_real, is_test))
+    real, la = _stores(cfg, storage_options)
+    if real:
+        refs.append(ll2ie_set(real, cfg.test_fraction, cfg.split_seed, cfg.max_real, is_test))
         if not refs[0].keys:
             warnings.append(f"LL2I-E is empty: no ok sample of {cfg.real} falls in the held-out split "
                             f"(test_fraction={cfg.test_fraction}, split_seed={cfg.split_seed})")
     if cfg.la:
         if not cfg.real:
             warnings.append("LA: no --real given, so images that are also in L2I could not be excluded")
-        refs.append(la_set(cfg.la, cfg.real, cfg.max_real))
+        refs.append(la_set(la, real, cfg.max_real))
     return refs
 
 
@@ -200,7 +208,7 @@ def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics
         skipped.append("IOU (human): skipped, needs human masks (--human-masks DIR of <id>.png)")
 
 
-def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
+def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: dict | str | None = None) -> dict:
     """Compute the metrics for `cfg.samples`, write metrics.json / .md / .png into `cfg.out`, return the report."""
     cfg.validate()
     if not cfg.samples:
@@ -217,7 +225,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
     resolution = _resolution(sd)
     metrics: dict = {}
     if found["fid"].present:
-        refs = _reference_sets(cfg, is_test, warnings)
+        refs = _reference_sets(cfg, is_test, warnings, storage_options)
         if refs:
             metrics.update(_fid(cfg, out, samples, refs, warnings))
         else:
@@ -241,7 +249,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None) -> dict:
     return report
 
 
-def dataset_only(cfg: EvalConfig) -> dict:
+def dataset_only(cfg: EvalConfig, storage_options: dict | str | None = None) -> dict:
     """Table V: CLIP score of captions vs images, mean ± std, for L2I (`real`) and LAION-A (`la`, not in L2I)."""
     cfg.validate()
     if not cfg.real and not cfg.la:
@@ -256,10 +264,11 @@ def dataset_only(cfg: EvalConfig) -> dict:
         scorer = ClipScorer(cfg.clip, cfg.device)
         make = partial(ClipScorer, cfg.clip, cfg.device)
         sets = []
-        if cfg.real:
-            sets.append(("l2i", l2i_set(cfg.real, cfg.max_real)))
-        if cfg.la:
-            sets.append(("laion_a", la_set(cfg.la, cfg.real, cfg.max_real)))
+        real, la = _stores(cfg, storage_options)
+        if real:
+            sets.append(("l2i", l2i_set(real, cfg.max_real)))
+        if la:
+            sets.append(("laion_a", la_set(la, real, cfg.max_real)))
         for key, s in sets:
             if not s.keys:
                 raise InputError(f"{key}: no images to score")
@@ -277,7 +286,7 @@ def _write(out: Path, report: dict, markdown: str) -> None:
     log.info("wrote %s, %s", out / "metrics.json", out / "metrics.md")
 
 
-def write_prompts(real: str, out: str, test_fraction: float, split_seed: int, limit: int = 20_000,
+def write_prompts(real: str | Store, out: str, test_fraction: float, split_seed: int, limit: int = 20_000,
                   is_test: IsTest | None = None) -> int:
     """The captions of LL2I-E as `out` (parquet: key, prompt) for `l2i sample --prompts`: the paper's CLIP
     score and FID are measured on samples generated from the held-out split's captions."""

@@ -19,7 +19,7 @@ from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.shards import image_member, iter_tar
-from l2i_pipeline.core.storage import Store, open_store
+from l2i_pipeline.core.storage import Store, as_store
 from training.eval.cache import BadImage
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,9 @@ def _index(store: Store, name: str, columns: tuple[str, ...]) -> list[dict]:
     return f.read(columns=[c for c in columns if c in f.schema_arrow.names]).to_pylist()
 
 
-def l2i_shards(real: str) -> tuple[Store, list[str]]:
-    """The complete L2I shards of `real` (those with their NAME_stats.json marker)."""
-    store = open_store(real)
+def l2i_shards(real: str | Store) -> tuple[Store, list[str]]:
+    """The complete L2I shards of `real` (those with their NAME_stats.json marker); a Store keeps its options."""
+    store = as_store(real)
     store.check_readable()
     names = sorted(n[: -len("_stats.json")] for n in store.list("_stats.json"))
     if not names:
@@ -166,7 +166,7 @@ def default_is_test() -> Callable[[str, float, int], bool]:
     return is_test
 
 
-def ll2ie_set(real: str, test_fraction: float, split_seed: int, limit: int,
+def ll2ie_set(real: str | Store, test_fraction: float, split_seed: int, limit: int,
               is_test: Callable[[str, float, int], bool] | None = None) -> ImageSet:
     """LL2I-E: the held-out split of the L2I shards (the same hash split training excluded), image I."""
     is_test = is_test or default_is_test()
@@ -178,7 +178,7 @@ def ll2ie_set(real: str, test_fraction: float, split_seed: int, limit: int,
     return ImageSet("ll2ie", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
 
 
-def l2i_set(real: str, limit: int) -> ImageSet:
+def l2i_set(real: str | Store, limit: int) -> ImageSet:
     """Every ok sample of L2I, up to `limit` (Table V's dataset CLIP score), image I."""
     store, names = l2i_shards(real)
     by_shard, captions = _l2i_rows(store, names, lambda r: True, limit)
@@ -187,7 +187,7 @@ def l2i_set(real: str, limit: int) -> ImageSet:
     return ImageSet("l2i", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
 
 
-def _in_l2i(real: str, candidates: dict[str, dict]) -> set[str]:
+def _in_l2i(real: str | Store, candidates: dict[str, dict]) -> set[str]:
     """The candidate raw keys whose image is an ok L2I sample: matched by URL (img2dataset keys restart at 0 in
     every download, so equal keys from two downloads are different images), by key when a side has no URL."""
     store, names = l2i_shards(real)
@@ -205,9 +205,9 @@ def _in_l2i(real: str, candidates: dict[str, dict]) -> set[str]:
     return hit
 
 
-def la_set(raw: str, real: str | None, limit: int) -> ImageSet:
+def la_set(raw: str | Store, real: str | Store | None, limit: int) -> ImageSet:
     """LA: raw LAION(-Aesthetics) images from img2dataset shards, minus those that made it into L2I (`real`)."""
-    store = open_store(raw)
+    store = as_store(raw)
     store.check_readable()
     tars = store.list(".tar")
     if not tars:

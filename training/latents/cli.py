@@ -5,13 +5,15 @@ import argparse
 import json
 import os
 
+from l2i_pipeline.core.storage import add_storage_options_arg
+
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from l2i_pipeline.core.storage import open_store
-    from training.config import load_train_config
+    from training.config import load_train_config, with_storage_options
     from training.latents.encode import EncodeJob, encode
 
-    cfg = load_train_config(args.preset, args.config, args.set)
+    cfg = with_storage_options(load_train_config(args.preset, args.config, args.set), args.storage_options)
     options = json.loads(cfg.data.storage_options) if cfg.data.storage_options else {}
     kind = "image" if cfg.ldm.target == "image" else cfg.ae.kind
     job = EncodeJob(open_store(args.data, options), open_store(args.out, options), str(args.ae), kind=kind,
@@ -44,4 +46,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="ray: actors (default: one per GPU, else 1)")
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a private local Ray")
+    add_storage_options_arg(p)  # for --data and --out
     p.set_defaults(func=cmd_encode)

@@ -37,8 +37,9 @@ class EncodeJob:
 
     def header(self) -> dict:
         from training.fingerprint import dir_fingerprint
+        from training.runstore import fetched
 
-        return {"data": self.data.url, "ae": self.ae_dir, "ae_fingerprint": dir_fingerprint(self.ae_dir),
+        return {"data": self.data.url, "ae": self.ae_dir, "ae_fingerprint": dir_fingerprint(fetched(self.ae_dir)),
                 "kind": self.kind, "resolution": self.resolution, "test_fraction": self.test_fraction,
                 "split_seed": self.split_seed}
 

@@ -7,10 +7,17 @@ from pathlib import Path
 
 def ldm_overrides(args: argparse.Namespace) -> list[str]:
     """--ae, --text-encoder and --init become config keys, so run.json records them and a resume checks them."""
-    sets = [f"ldm.ae={Path(args.ae).resolve()}", f"ldm.text_encoder={Path(args.text_encoder).resolve()}"]
+    sets = [f"ldm.ae={_absolute(args.ae)}", f"ldm.text_encoder={Path(args.text_encoder).resolve()}"]
     if args.init:
         sets.append(f"ldm.init={Path(args.init).resolve()}")
     return sets + list(args.set)
+
+
+def _absolute(location: str) -> str:
+    """A local path made absolute; a URL (an export committed to a bucket) kept as given."""
+    from l2i_pipeline.core.storage import split_protocol
+
+    return str(Path(location).resolve()) if split_protocol(location)[0] == "file" else location
 
 
 def run_train_ldm(args: argparse.Namespace) -> int:

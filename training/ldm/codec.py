@@ -119,8 +119,11 @@ def load_ae(path: str | Path, kind: str = "cat2i", target: str = "layers"):
 
 
 def check_ae_dir(path: str | Path, kind: str = "cat2i", target: str = "layers") -> Path:
-    """The autoencoder dir, or one error naming the missing dir/file or the wrong kind of model."""
-    p = Path(path)
+    """The autoencoder dir (a URL: the committed export, fetched; training/runstore.py), or one error naming
+    the missing dir/file or the wrong kind of model."""
+    from training.runstore import fetched
+
+    p = fetched(path)
     if not p.is_dir():
         raise NotFound(f"autoencoder dir not found: {p} (expected RUN/ae from `l2i train ae`, or an SD vae/ dir)")
     config = p / "config.json"

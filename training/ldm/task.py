@@ -99,6 +99,7 @@ class LDMTask:
         from training.fingerprint import dir_fingerprint
         from training.latents.shards import is_latent_dir
         from training.latents.stream import LatentData
+        from training.runstore import fetched
 
         ldm = cfg.ldm
         store = open_store(url, json.loads(cfg.data.storage_options) if cfg.data.storage_options else None)
@@ -109,7 +110,7 @@ class LDMTask:
                                   f"the latents of unflipped samples; use ldm.data=shards to train on flips")
             data = LatentData(store, cfg.train.batch_size, cfg.train.seed)
             info = data.summary
-            if info.get("ae_fingerprint") != dir_fingerprint(ldm.ae):
+            if info.get("ae_fingerprint") != dir_fingerprint(fetched(ldm.ae)):
                 raise ConfigError(f"the latents in {url} were encoded with another autoencoder ({info.get('ae')}) "
                                   f"than --ae {ldm.ae}; encode with it (`l2i encode`) or pass that --ae")
             if info.get("resolution") != cfg.data.resolution:

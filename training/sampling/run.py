@@ -220,7 +220,9 @@ def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: in
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if threads < 0:
         raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
-    model = Path(model_dir)
+    from training.runstore import fetched
+
+    model = fetched(model_dir)  # a URL: RUN2/pipeline committed by `l2i train ldm --out URL`, fetched once
     if not (model / "model_index.json").is_file():
         raise NotFound(f"not a pipeline dir (no model_index.json): {model} (expected RUN2/pipeline)")
     out = Path(out_dir)
