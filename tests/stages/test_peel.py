@@ -105,7 +105,7 @@ def test_the_peel_stage_shares_the_pipeline_models():
 
 
 @pytest.mark.parametrize("item", ["layers.count=0", "layers.count=5", "layers.min_component_area=-0.1",
-                                  "layers.min_component_area=1.5"])
+                                  "layers.min_component_area=1.5", "layers.max_inpainted_share=2"])
 def test_new_settings_are_range_checked(item):
     with pytest.raises(ConfigError, match=item.split("=")[0]):
         load_config(None, [item])
