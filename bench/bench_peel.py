@@ -15,6 +15,7 @@ The truth is each object's visible mask: a back object's layer cut from the inpa
 also cover what the inpainting made of its hidden part, which lowers its IoU.
 
     python bench/bench_peel.py [--scenes 8] [--backends classical,u2netp] [--size 256] [--inpaint telea]
+                               [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -65,9 +66,9 @@ def run_scene(stages, img: np.ndarray, key: str, threshold: float) -> tuple[list
     return masks, {"saliency_passes": passes, "inpaint_passes": len(masks)}
 
 
-def bench(backend: str, kind: str, scenes: int, size: int, inpaint: str) -> dict:
+def bench(backend: str, kind: str, scenes: int, size: int, inpaint: str, sets: list[str]) -> dict:
     cfg = load_config(None, [f"resolution={size}", f"saliency.backend={backend}", f"inpaint.backend={inpaint}",
-                             "layers.count=4"])
+                             "layers.count=4", *sets])
     stages = build_stages(cfg)[1:-1]  # no decode (the scene is given), no encode
     rows = []
     t0 = time.perf_counter()
@@ -118,11 +119,13 @@ def main() -> None:
     ap.add_argument("--kinds", default="shapes,photos")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--inpaint", default="telea")
+    ap.add_argument("--set", action="append", default=[], help="more config, e.g. layers.max_inpainted_share=1")
     args = ap.parse_args()
-    print(f"peeling with layers.count=4, {args.size} px, inpaint {args.inpaint}, {args.scenes} scenes per group")
+    print(f"peeling with layers.count=4 {' '.join(args.set)}, {args.size} px, inpaint {args.inpaint}, "
+          f"{args.scenes} scenes per group")
     for kind in args.kinds.split(","):
         for backend in args.backends.split(","):
-            result = bench(backend, kind, args.scenes, args.size, args.inpaint)
+            result = bench(backend, kind, args.scenes, args.size, args.inpaint, args.set)
             print(f"\n{kind} / {backend}")
             print("  objects     scenes  depth ok  depth 0..4 hist  IoU per layer    recall IoU      order  rej")
             print("\n".join(summarise(result)))

@@ -7,8 +7,10 @@ through the same saliency stage and no-object gate; its mask is checked like lay
 way. Then F_k = B_{k-1} where m_k > t, m~_k its dilation, and B_k = the inpaint stage on (B_{k-1}, m~_k)
 with B_{k-1} pasted back outside m~_k, so per layer B_{k-1} = m_k F_k + (1 - m_k) B_k as for layer 1.
 
-Peeling stops early, keeping the layers done, when a pass finds no object or a mask fails the area checks
-or a model fails; the reason goes into the json's `peel` list ({"layer": k, "stopped": reason}), and the
+Peeling stops early, keeping the layers done, when a pass finds no object, a mask fails the area checks,
+more than `layers.max_inpainted_share` of a new pass's mask lies in pixels an earlier layer's inpainting
+made (`peel:mostly_inpainted`: the pass found the inpainting's ghost of a layer, not the photo), or a model
+fails; the reason goes into the json's `peel` list ({"layer": k, "stopped": reason}), and the
 json's `depth` counts the layers kept. Only layer 1 can reject a sample. Each pass is a view of the
 sample keyed `KEY/l{k}`, so its seeds differ per layer and are the same on every rerun.
 
@@ -19,6 +21,8 @@ once), under their backends' device locks (`stages.base.device_lock`); where tho
 from __future__ import annotations
 
 import logging
+
+import numpy as np
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.layered import Layer
@@ -31,13 +35,21 @@ from stages.saliency import SaliencyStage
 log = logging.getLogger(__name__)
 
 
+def inpainted_share(s: Sample, binary: np.ndarray, k: int) -> float:
+    """The share of a mask found on B_{k-1} that lies in pixels an earlier layer's inpainting made (m~_1..k-1)."""
+    made = s.inpaint_mask > 0
+    for p in s.peels[:k - 2]:
+        made |= p.inpaint_mask > 0
+    return float((binary & made).sum() / max(int(binary.sum()), 1))
+
+
 class PeelStage(Stage):
     name = "peel"
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.saliency, self.inpaint = SaliencyStage(cfg), InpaintStage(cfg)  # until attach() finds the pipeline's
-        self._own = {id(self.saliency), id(self.inpaint)}
+        self._own = {"saliency", "inpaint"}  # the ones it built itself (names: ids do not survive a pickle)
         models = [st.resources for st in (self.saliency, self.inpaint) if st.resources.num_actors != 0]
         # in the device actors beside the models it calls when one of them is there; it holds no GPU itself
         actors = None if models else 0
@@ -49,13 +61,14 @@ class PeelStage(Stage):
         for st in stages:
             if isinstance(st, SaliencyStage):
                 self.saliency = st
+                self._own.discard("saliency")
             elif isinstance(st, InpaintStage):
                 self.inpaint = st
-        self._own = {id(st) for st in (self.saliency, self.inpaint) if id(st) in self._own}
+                self._own.discard("inpaint")
 
     def setup(self) -> None:
-        for st in (self.saliency, self.inpaint):
-            if id(st) in self._own and not st._ready:
+        for st in (getattr(self, name) for name in sorted(self._own)):
+            if not st._ready:
                 st.backend.check()
                 st.setup()
                 st._ready = True
@@ -117,6 +130,8 @@ class PeelStage(Stage):
             views = self._run(self.saliency, views)
             for s, v in zip(need, views):
                 reason = v.reason if not v.ok else check_area(float((v.mask > cfg.threshold).mean()), cfg)
+                if not reason and inpainted_share(s, v.mask > cfg.threshold, k) > cfg.max_inpainted_share:
+                    reason = "peel:mostly_inpainted"  # the pass found what the inpainting made, not the photo
                 if reason:
                     stop(s, reason)
                     continue

@@ -79,3 +79,45 @@ class GpuMedianInpainter(FailsOnLayer3):
 
     def describe(self) -> dict:
         return {"backend": "gpu_median"}
+
+
+class CentreDisc:
+    """Saliency that marks the same centred disc on every image (a backend that re-finds a layer's ghost)."""
+
+    uses_gpu = False
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def check(self) -> None:
+        """Nothing to load."""
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def predict(self, images: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            yy, xx = np.mgrid[0:h, 0:w]
+            out.append((((yy - h / 2) ** 2 + (xx - w / 2) ** 2) < (h / 5) ** 2).astype(np.float32))
+        return out
+
+    def describe(self) -> dict:
+        return {"backend": "centre_disc"}
+
+
+class GhostInpainter(FailsOnLayer3):
+    """Fills the hole with the surroundings' median and, where the object was, a flat blue: a ghost of the
+    removed object that a saliency pass can find again."""
+
+    def inpaint(self, images: list[np.ndarray], masks: list[np.ndarray], keys: list[str]) -> list[np.ndarray]:
+        import cv2
+
+        out = []
+        for im, m in zip(images, masks):
+            core = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (29, 29))) > 0  # the object's place
+            fill = np.broadcast_to(np.median(im[m == 0], 0).astype(np.uint8), im.shape).copy()
+            fill[core] = (30, 30, 200)
+            out.append(fill)
+        return out

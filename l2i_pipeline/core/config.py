@@ -51,6 +51,8 @@ class LayersConfig:
     count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
     min_component_area: float = 0.01  # count > 1: a separate part of the mask covering at least this share
     # of the image (and at least min_area) becomes a layer of its own; smaller parts go with the nearest one
+    max_inpainted_share: float = 0.5  # count > 1: stop when more of a new pass's mask than this lies in pixels
+    # an earlier layer's inpainting made (the inpainting's ghost of that layer, not an object of the photo)
 
 
 @dataclass
@@ -157,6 +159,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "layers.matting_scale": (0.125, 1.0),
     "layers.count": (1, 4),
     "layers.min_component_area": (0.0, 1.0),
+    "layers.max_inpainted_share": (0.0, 1.0),
     "inpaint.radius": (1, 64),
     "inpaint.steps": (1, 1000),
     "inpaint.guidance_scale": (0.0, 100.0),

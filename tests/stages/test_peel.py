@@ -105,7 +105,7 @@ def test_the_peel_stage_shares_the_pipeline_models():
 
 
 @pytest.mark.parametrize("item", ["layers.count=0", "layers.count=5", "layers.min_component_area=-0.1",
-                                  "layers.min_component_area=1.5"])
+                                  "layers.min_component_area=1.5", "layers.max_inpainted_share=2"])
 def test_new_settings_are_range_checked(item):
     with pytest.raises(ConfigError, match=item.split("=")[0]):
         load_config(None, [item])
@@ -141,3 +141,18 @@ def test_an_unexpected_error_ends_that_samples_peeling_only(monkeypatch):
     assert [s.status for s in samples] == ["ok", "ok"] and [s.meta["depth"] for s in samples] == [1, 2]
     assert samples[0].meta["peel"] == [{"layer": 2, "stopped": "peel:error:MemoryError"}]
     assert samples[1].meta["peel"][0]["source"] == "split"  # the other sample of the batch peels on
+
+
+def test_a_pass_that_finds_the_inpaintings_ghost_stops_peeling():
+    import cv2
+
+    from l2i_pipeline.demo.peel_scenes import background
+
+    img = background(np.random.default_rng(0), 256)
+    cv2.circle(img, (128, 128), 51, (220, 40, 40), -1)  # where CentreDisc looks, on every layer
+    sets = ["resolution=256", "saliency.backend=toybackends:CentreDisc", "layers.count=2"]
+    s = _run(img, sets + ["inpaint.backend=toybackends:GhostInpainter"])
+    assert s.ok and s.meta["depth"] == 1, s.meta["peel"]
+    assert s.meta["peel"] == [{"layer": 2, "stopped": "peel:mostly_inpainted"}]
+    s = _run(img, sets + ["inpaint.backend=toybackends:GhostInpainter", "layers.max_inpainted_share=1"])
+    assert s.meta["depth"] == 2  # allowed: the ghost becomes a layer
