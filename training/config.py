@@ -24,6 +24,8 @@ class DataConfig:
     split_seed: int = 0
     num_workers: int = 2  # loader processes per rank; 0 reads in the training process
     storage_options: str = ""  # JSON object for fsspec (credentials, endpoint) of the --data URL
+    fg: str = "rgb"  # rgb: F = fg.png, m = mask.png (the paper) | rgba: F = fg_rgba.png's F', m = alpha.png
+    # (shards made with layers.alpha=matting; issue 26)
 
 
 @dataclass
@@ -154,6 +156,7 @@ class TrainConfig:
             (self.data.resolution >= 16 and self.data.resolution % 8 == 0, "data.resolution must be a multiple of 8"),
             (0.0 <= self.data.test_fraction < 1.0, "data.test_fraction must be in [0, 1)"),
             (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
+            (self.data.fg in ("rgb", "rgba"), "data.fg must be rgb or rgba"),
             (self.train.cpu_threads >= 0, "train.cpu_threads must be >= 0"),
             (isinstance(ch, list) and len(ch) >= 1 and all(isinstance(c, int) and c > 0 for c in ch),
              "ae.block_out_channels must be a list of positive ints, e.g. [128,256,512,512]"),

@@ -66,8 +66,14 @@ def square(arr: np.ndarray, resolution: int) -> np.ndarray:
     return arr
 
 
-def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dict[str, np.ndarray | str]:
-    """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption."""
+RGBA_MEMBERS = ("fg_rgba.png", "alpha.png")  # data.fg=rgba: F' and alpha (layers.alpha=matting)
+
+
+def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, fg: str = "rgb",
+                  ) -> dict[str, np.ndarray | str]:
+    """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption.
+
+    fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is alpha.png."""
     def image(ext: str, flags: int) -> np.ndarray:
         arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
         if arr is None:
@@ -78,26 +84,35 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool) -> dic
         return arr
 
     out: dict[str, np.ndarray | str] = {}
-    for name, ext in (("image", "jpg"), ("fg", "fg.png"), ("bg", "bg.png")):
-        rgb = image(ext, cv2.IMREAD_COLOR)[..., ::-1]
+    rgba = fg == "rgba"
+    for name, ext in (("image", "jpg"), ("fg", "fg_rgba.png" if rgba else "fg.png"), ("bg", "bg.png")):
+        rgb = image(ext, cv2.IMREAD_COLOR)[..., ::-1]  # IMREAD_COLOR drops an alpha channel
         out[name] = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
-    out["mask"] = np.ascontiguousarray(image("mask.png", cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
+    mask = image("alpha.png" if rgba else "mask.png", cv2.IMREAD_GRAYSCALE)
+    out["mask"] = np.ascontiguousarray(mask[None], dtype=np.float32) / 255.0
     out["caption"] = members.get("txt", b"").decode("utf-8", "replace")
     return out
 
 
 def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_seed: tuple[int, int] | None,
-               ) -> Iterator[tuple[str, object]]:
-    """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar."""
+               fg: str = "rgb") -> Iterator[tuple[str, object]]:
+    """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar.
+
+    fg="rgba" on a shard made without layers.alpha=matting is an InputError, not a run of bad samples."""
     members = dict(iter_output_samples(store, name))  # raises ShardError for a torn or foreign tar
     for key in keys:
         if key not in members:
             log.warning("skipping sample %s of %s: not in the tar although the index lists it", key, name)
             yield key, BAD
             continue
+        missing = [m for m in RGBA_MEMBERS if m not in members[key]] if fg == "rgba" else []
+        if missing:
+            raise InputError(f"data.fg=rgba needs shards made with `l2i synthesize --set layers.alpha=matting`; "
+                             f"sample {key} of {store.url_of(name + '.tar')} has no {' or '.join(missing)} "
+                             "(use data.fg=rgb for these shards)")
         try:
             flip = flip_seed is not None and _flip(flip_seed[0], flip_seed[1], key)
-            yield key, decode_sample(members[key], resolution, flip)
+            yield key, decode_sample(members[key], resolution, flip, fg)
         except (KeyError, ValueError, cv2.error) as e:
             log.warning("skipping sample %s of %s: %s", key, name, e)
             yield key, BAD
@@ -143,7 +158,7 @@ class L2IStreams(IterableDataset):
                     continue
                 skip = offset - seen if offset > seen else 0
                 for key, sample in iter_shard(self.store, name, keys[skip:], self.cfg.resolution,
-                                              (self.seed, epoch) if self.cfg.flip else None):
+                                              (self.seed, epoch) if self.cfg.flip else None, self.cfg.fg):
                     offset += 1
                     if sample is BAD:
                         bad.append(key)
@@ -197,7 +212,8 @@ class L2IData:
         items = []
         for shard in self.index.shards:
             keys = getattr(shard, pool)[: n - len(items)]
-            items += [(k, s) for k, s in iter_shard(self.store, shard.name, keys, self.cfg.resolution, None)
+            items += [(k, s) for k, s in iter_shard(self.store, shard.name, keys, self.cfg.resolution, None,
+                                                    self.cfg.fg)
                       if s is not BAD]
             if len(items) >= n:
                 break
