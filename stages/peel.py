@@ -30,6 +30,7 @@ from l2i_pipeline.core.sample import Sample
 from stages.base import Resources, Stage, device_lock
 from stages.inpaint import InpaintStage
 from stages.layers import check_area, count_components, dilated_mask, foreground, split_for_peeling
+from stages.matting import MattingError, soft_alpha
 from stages.saliency import SaliencyStage
 
 log = logging.getLogger(__name__)
@@ -145,11 +146,12 @@ class PeelStage(Stage):
                 layer, image = s.peels[k - 2], image_of(s)
                 layer.fg = foreground(image, layer.mask, cfg.threshold)
                 layer.inpaint_mask = dilated_mask(layer.mask, cfg.threshold, cfg.dilate_kernel, cfg.dilate_iterations)
-                if getattr(cfg, "alpha", "binary") == "matting":  # the matting helper's key (issue 26 contract)
-                    from stages.matting import soft_alpha
-
+                if cfg.alpha == "matting":  # this layer's soft alpha, as layer 1's (stages/layers.py)
                     layer.alpha, layer.fg_rgba = soft_alpha(image, layer.mask, cfg)
                 made.append(s)
+            except MattingError as e:  # this layer stops the peeling; the layers done stay
+                log.warning("peel: matting layer %d of %s failed: %s", k, s.key, e)
+                stop(s, "peel:matting_failed")
             except Exception as e:  # noqa: BLE001 - this layer fails, the layers done stay
                 log.warning("peel: layer %d of %s failed: %s: %s", k, s.key, type(e).__name__, e)
                 stop(s, f"peel:error:{type(e).__name__}")

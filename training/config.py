@@ -26,6 +26,8 @@ class DataConfig:
     storage_options: str = ""  # JSON object for fsspec (credentials, endpoint) of the --data URL
     view: str = "paper"  # paper: layer 1 (I, F, m, B) | peel: every layer k of shards made with layers.count > 1,
     # as a sample (B_{k-1} as the image, F_k, m_k, B_k; issue 26, training/data/index.py)
+    fg: str = "rgb"  # rgb: F = fg.png, m = mask.png (the paper) | rgba: F = fg_rgba.png's F', m = alpha.png
+    # (shards made with layers.alpha=matting; issue 26)
 
 
 @dataclass
@@ -157,6 +159,7 @@ class TrainConfig:
             (0.0 <= self.data.test_fraction < 1.0, "data.test_fraction must be in [0, 1)"),
             (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
             (self.data.view in ("paper", "peel"), "data.view must be paper or peel"),
+            (self.data.fg in ("rgb", "rgba"), "data.fg must be rgb or rgba"),
             (self.train.cpu_threads >= 0, "train.cpu_threads must be >= 0"),
             (isinstance(ch, list) and len(ch) >= 1 and all(isinstance(c, int) and c > 0 for c in ch),
              "ae.block_out_channels must be a list of positive ints, e.g. [128,256,512,512]"),

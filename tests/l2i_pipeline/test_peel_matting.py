@@ -41,3 +41,13 @@ def test_every_peeled_layer_gets_its_soft_alpha(tmp_path):
                     soft = a * layer.fg_rgba[..., :3] + (1 - a) * layer.bg
                     assert np.abs(soft - image.astype(np.float32)).mean() < 3.0, (k, name)
     assert deep >= 2
+    # training on both: data.view=peel with data.fg=rgba reads layer k's F' and alpha
+    from training.data.stream import decode_sample
+
+    members = next(m for n in list_output_shards(out) for _, m in iter_output_samples(out, n)
+                   if json.loads(m["json"])["depth"] > 1)
+    two = decode_sample(members, 64, False, layer=2, fg="rgba")
+    alpha = read_layers(members)[1].alpha
+    assert two["mask"].shape == (1, 64, 64) and 0 < float(two["mask"].mean()) < 1
+    assert abs(float(two["mask"].mean()) - float(np.asarray(alpha, np.float32).mean() / (255 if alpha.max() > 1
+                                                                                              else 1))) < 0.05

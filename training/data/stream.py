@@ -67,14 +67,20 @@ def square(arr: np.ndarray, resolution: int) -> np.ndarray:
     return arr
 
 
-def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer: int = 1,
+RGBA_MEMBERS = ("fg_rgba.png", "alpha.png")  # data.fg=rgba: F' and alpha (layers.alpha=matting)
+
+
+def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer: int = 1, fg: str = "rgb",
                   ) -> dict[str, np.ndarray | str]:
     """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption.
 
     `layer` k > 1 (data.view=peel): F_k, m_k, B_k and, as the image, the background they were cut from,
-    B_{k-1} (core/layered.py)."""
-    names = {"image": "jpg" if layer == 1 else prefix(layer - 1) + "bg.png", "fg": prefix(layer) + "fg.png",
-             "bg": prefix(layer) + "bg.png", "mask": prefix(layer) + "mask.png"}
+    B_{k-1} (core/layered.py). fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is
+    alpha.png, of that layer."""
+    rgba = fg == "rgba"
+    names = {"image": "jpg" if layer == 1 else prefix(layer - 1) + "bg.png",
+             "fg": prefix(layer) + ("fg_rgba.png" if rgba else "fg.png"),
+             "bg": prefix(layer) + "bg.png", "mask": prefix(layer) + ("alpha.png" if rgba else "mask.png")}
 
     def image(ext: str, flags: int) -> np.ndarray:
         arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
@@ -87,7 +93,7 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer:
 
     out: dict[str, np.ndarray | str] = {}
     for name in ("image", "fg", "bg"):
-        rgb = image(names[name], cv2.IMREAD_COLOR)[..., ::-1]
+        rgb = image(names[name], cv2.IMREAD_COLOR)[..., ::-1]  # IMREAD_COLOR drops an alpha channel
         out[name] = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
     out["mask"] = np.ascontiguousarray(image(names["mask"], cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
     out["caption"] = members.get("txt", b"").decode("utf-8", "replace")
@@ -95,8 +101,10 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer:
 
 
 def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_seed: tuple[int, int] | None,
-               ) -> Iterator[tuple[str, object]]:
-    """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar."""
+               fg: str = "rgb") -> Iterator[tuple[str, object]]:
+    """(key, sample or BAD) for each of `keys` (any order, a subset of the shard's), from the verified tar.
+
+    fg="rgba" on a shard made without layers.alpha=matting is an InputError, not a run of bad samples."""
     members = dict(iter_output_samples(store, name))  # raises ShardError for a torn or foreign tar
     for key in keys:
         sample, layer = parse_item(key)  # data.view=peel: KEY#lk is layer k of KEY
@@ -104,9 +112,15 @@ def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_s
             log.warning("skipping sample %s of %s: not in the tar although the index lists it", key, name)
             yield key, BAD
             continue
+        missing = [prefix(layer) + m for m in RGBA_MEMBERS if prefix(layer) + m not in members[sample]] \
+            if fg == "rgba" else []
+        if missing:
+            raise InputError(f"data.fg=rgba needs shards made with `l2i synthesize --set layers.alpha=matting`; "
+                             f"sample {key} of {store.url_of(name + '.tar')} has no {' or '.join(missing)} "
+                             "(use data.fg=rgb for these shards)")
         try:
             flip = flip_seed is not None and _flip(flip_seed[0], flip_seed[1], key)
-            yield key, decode_sample(members[sample], resolution, flip, layer)
+            yield key, decode_sample(members[sample], resolution, flip, layer, fg)
         except (KeyError, ValueError, cv2.error) as e:
             log.warning("skipping sample %s of %s: %s", key, name, e)
             yield key, BAD
@@ -152,7 +166,7 @@ class L2IStreams(IterableDataset):
                     continue
                 skip = offset - seen if offset > seen else 0
                 for key, sample in iter_shard(self.store, name, keys[skip:], self.cfg.resolution,
-                                              (self.seed, epoch) if self.cfg.flip else None):
+                                              (self.seed, epoch) if self.cfg.flip else None, self.cfg.fg):
                     offset += 1
                     if sample is BAD:
                         bad.append(key)
@@ -206,7 +220,8 @@ class L2IData:
         items = []
         for shard in self.index.shards:
             keys = getattr(shard, pool)[: n - len(items)]
-            items += [(k, s) for k, s in iter_shard(self.store, shard.name, keys, self.cfg.resolution, None)
+            items += [(k, s) for k, s in iter_shard(self.store, shard.name, keys, self.cfg.resolution, None,
+                                                    self.cfg.fg)
                       if s is not BAD]
             if len(items) >= n:
                 break
