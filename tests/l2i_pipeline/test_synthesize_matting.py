@@ -46,3 +46,11 @@ def test_matting_adds_members_and_leaves_the_paper_members_byte_identical(raw_di
         sure = trimap(mask, 0.1, BAND) == 1.0
         assert (alpha[sure] == 255).all() and np.array_equal(rgba[..., :3][sure], img[sure])  # F' = I there
         assert (alpha[trimap(mask, 0.1, BAND) == 0.0] == 0).all()
+
+
+def test_matting_shards_are_deterministic_for_resume(raw_dir, tmp_path):
+    cfg = load_config(None, CFG + ["layers.alpha=matting"])
+    synthesize(raw_dir, tmp_path / "a", cfg, runner="local")
+    synthesize(raw_dir, tmp_path / "b", cfg, runner="local")
+    tars = sorted(p.name for p in (tmp_path / "a").glob("*.tar"))
+    assert tars and all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in tars)
