@@ -20,12 +20,11 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.layerfiles import FORMATS, Layer, layered_files
 from l2i_pipeline.core.outputs import check_l2i_dir, local_output
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.core.storage import add_storage_options_arg, open_store
-
-MAX_LAYERS = 16  # l2..l16: far above layers.count's range; a guard against a malformed sample
 
 
 def _image(members: dict[str, bytes], name: str, mode: str) -> np.ndarray:
@@ -39,33 +38,24 @@ def _image(members: dict[str, bytes], name: str, mode: str) -> np.ndarray:
     return np.asarray(img.convert(mode))
 
 
-def layer_prefixes(members: dict[str, bytes]) -> list[str]:
-    """Member-name prefixes of the layers present: "" (the paper's layer 1), then "l2.", "l3.", ..."""
-    prefixes = [""]
-    for k in range(2, MAX_LAYERS + 1):
-        if f"l{k}.fg.png" not in members:
-            break
-        prefixes.append(f"l{k}.")
-    return prefixes
-
-
 def sample_stack(members: dict[str, bytes]) -> list[Layer]:
     """The layered stack of one sample (module docstring); ValueError naming what is missing or damaged."""
     meta = json.loads(members["json"]) if "json" in members else {}
     threshold = float((meta.get("layers") or {}).get("threshold", 0.1))
-    prefixes = layer_prefixes(members)
+    try:
+        layers = read_layers(members)  # every layer, any depth (core/layered.py)
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
     stack = [Layer("original", _image(members, "jpg", "RGB"), visible=False)]
-    for k, p in enumerate(prefixes, start=1):
-        mask = _image(members, f"{p}mask.png", "L")
-        if f"{p}fg_rgba.png" in members:
-            fg = _image(members, f"{p}fg_rgba.png", "RGBA")
+    for k, layer in enumerate(layers, start=1):
+        if layer.fg_rgba is not None:
+            fg = layer.fg_rgba
         else:  # the paper's binary cut: F = I where m > t
-            cut = (mask.astype(np.float32) / 255 > threshold).astype(np.uint8) * 255
-            fg = np.dstack([_image(members, f"{p}fg.png", "RGB"), cut])
-        stack += [Layer(f"layer {k} mask", mask, visible=False),
-                  Layer(f"layer {k} inpaint mask", _image(members, f"{p}inpaint_mask.png", "L"), visible=False),
+            fg = np.dstack([layer.fg, (layer.mask > threshold).astype(np.uint8) * 255])
+        stack += [Layer(f"layer {k} mask", np.round(layer.mask * 255).astype(np.uint8), visible=False),
+                  Layer(f"layer {k} inpaint mask", layer.inpaint_mask, visible=False),
                   Layer(f"layer {k}", fg)]
-    stack.append(Layer("background", _image(members, f"{prefixes[-1]}bg.png", "RGB")))
+    stack.append(Layer("background", layers[-1].bg))
     sizes = {layer.pixels.shape[:2] for layer in stack}
     if len(sizes) != 1:
         raise ValueError(f"members of different sizes {sorted(sizes)}")

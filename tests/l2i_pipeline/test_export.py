@@ -1,5 +1,6 @@
 """`l2i export` (issue 26): .psd / .ora / PNG per sample, read back; layers k >= 2; bad input."""
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -94,6 +95,7 @@ def test_deeper_layers_are_exported_in_order_over_the_deepest_background(l2i_dir
     for name in ("fg.png", "mask.png", "inpaint_mask.png", "bg.png"):  # a fake second peel
         arr = _png(members[name])
         deeper[f"l2.{name}"] = _png_bytes(rng.permutation(arr.reshape(-1, *arr.shape[2:])).reshape(arr.shape))
+    deeper["json"] = json.dumps({**json.loads(members["json"]), "depth": 2}).encode()  # as peeling writes it
     stack = sample_stack(deeper)
     assert [layer.name for layer in stack] == NAMES[:4] + ["layer 2 mask", "layer 2 inpaint mask", "layer 2",
                                                            "background"]
@@ -120,7 +122,7 @@ def test_a_damaged_sample_is_skipped_with_its_reason(l2i_dirs, tmp_path, capsys)
     write_output_shard(bad, "00000_0000", rows)
     code = main(["export", "--input", str(bad), "--format", "psd", "--out", str(tmp_path / "o")])
     out = capsys.readouterr().out
-    assert code == 1 and "exported  3 samples" in out and "member bg.png is not a readable image" in out
+    assert code == 1 and "exported  3 samples" in out and "bg.png does not decode" in out
     assert len(list((tmp_path / "o").glob("*.psd"))) == 3
 
 
