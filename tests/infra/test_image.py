@@ -82,8 +82,9 @@ def test_build_inputs_stay_in_the_builder_stage():
     builder, runtime = st["builder"], st["runtime"]
     assert ("COPY", "infra/build-inputs/ /tmp/build-inputs/") in builder
     runtime_copies = [a for i, a in runtime if i == "COPY"]
-    assert [a for a in runtime_copies if a.startswith("--from")] == ["--from=builder /opt/venv /opt/venv"], \
-        "the runtime stage takes the venv alone from the builder, not its pip.conf or CA bundle"
+    assert [a for a in runtime_copies if a.startswith("--from")] == [
+        "--from=builder /opt/venv /opt/venv", "--from=wheel /dist/ /opt/l2i/dist/"], \
+        "the runtime stage takes the venv and the project's wheel alone, not the builder's pip.conf or CA bundle"
     assert not any("build-inputs" in a or "pip.conf" in a or "ca.crt" in a for _, a in runtime)
 
 
