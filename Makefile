@@ -43,13 +43,13 @@ lint: install  ## ruff, import-linter (dependencies point one way, see pyproject
 
 IMAGE   ?= l2i-pipeline
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-VARIANT ?= gpu
+BASE_IMAGE ?= debian:bookworm-slim
 
-image:  ## build the container image (VARIANT=cpu for the CPU one); needs a running Docker daemon
+image:  ## build the container image (BASE_IMAGE=l2i-base:bookworm: the local base of infra/make_base.sh); needs a Docker daemon
 	@docker info >/dev/null 2>&1 || { echo "make image: no running Docker daemon here (docker info failed); nothing built" >&2; exit 2; }
-	docker build -f infra/Dockerfile -t $(IMAGE):$(VERSION)$(if $(filter cpu,$(VARIANT)),-cpu) \
-	  $(if $(filter cpu,$(VARIANT)),--build-arg BASE_IMAGE=ubuntu:24.04 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu) .
-	docker run --rm $(IMAGE):$(VERSION)$(if $(filter cpu,$(VARIANT)),-cpu) true
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) bash infra/build_inputs.sh
+	DOCKER_BUILDKIT=0 docker build --network host -f infra/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE):$(VERSION) .
+	docker run --rm --read-only --cap-drop ALL --network none $(IMAGE):$(VERSION) true
 
 cluster-demo: install  ## two Ray nodes on 127.0.0.1, `l2i demo` sent with `ray job submit`, outputs checked, nodes stopped
 	$(BIN)/python infra/cluster_demo.py --workdir cluster_demo_out

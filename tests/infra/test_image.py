@@ -35,26 +35,108 @@ def test_hadolint_passes():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each named stage (FROM ... AS NAME)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    name = None
+    for word, rest in instructions():
+        if word == "FROM":
+            name = rest.split()[-1]
+            out[name] = []
+        elif name:
+            out[name].append((word, rest))
+    return out
+
+
 def test_image_shape():
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "no # syntax line: BuildKit would pull a frontend"
     ins = instructions()
     froms = [a for i, a in ins if i == "FROM"]
     assert len(froms) >= 2 and froms[0].endswith("AS builder"), "multi-stage: a builder, then the runtime"
     base = next(a for i, a in ins if i == "ARG" and a.startswith("BASE_IMAGE="))
-    assert "nvidia/cuda" in base and "runtime" in base, "CUDA runtime base by default"
-    assert any(i == "ARG" and a.startswith("TORCH_INDEX") for i, a in ins), "CPU variant via build arg"
+    assert base == "BASE_IMAGE=debian:bookworm-slim", "a plain Debian base: the torch wheels bring their CUDA"
+    assert "TORCH_INDEX" not in text, "every package from PyPI, as pinned in the lock"
     users = [a for i, a in ins if i == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}, "runs as a non-root user"
     health = next(a for i, a in ins if i == "HEALTHCHECK")
     assert health.endswith('CMD ["l2i", "--version"]')
-    assert any(i == "VOLUME" and "/models" in a for i, a in ins), "weights are mounted at /models"
+    volumes = " ".join(a for i, a in ins if i == "VOLUME")
+    assert '"/models"' in volumes, "weights are mounted at /models"
+    env = " ".join(a for i, a in ins if i == "ENV")
+    for var in ("HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        value = re.search(rf"\b{var}=(\S+)", env).group(1)
+        assert any(value == v or value.startswith(v + "/") for v in re.findall(r'"(/[^"]+)"', volumes)), \
+            f"{var}={value} lies in a volume, so the image runs with a read-only root"
     copies = " ".join(a for i, a in ins if i == "COPY")
     assert not re.search(r"\.(weight|pth|safetensors|ckpt|bin)\b", copies), "no weights baked in"
-    assert re.search(r'ray\[[^\]]*\]==\$\{RAY_VERSION\}', DOCKERFILE.read_text()), "Ray pinned to RAY_VERSION"
     include = re.search(r"^include = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     for package in re.findall(r'"(\w+)\*"', include):
         assert ("COPY", f"{package} ./{package}") in ins, f"{package} is installed in the image"
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[1:2] == ["*"] or "*" in ignored, ".dockerignore sends only what the image installs"
+
+
+def test_build_inputs_stay_in_the_builder_stage():
+    st = stages()
+    builder, runtime = st["builder"], st["runtime"]
+    assert ("COPY", "infra/build-inputs/ /tmp/build-inputs/") in builder
+    runtime_copies = [a for i, a in runtime if i == "COPY"]
+    assert [a for a in runtime_copies if a.startswith("--from")] == [
+        "--from=builder /opt/venv /opt/venv", "--from=wheel /dist/ /opt/l2i/dist/"], \
+        "the runtime stage takes the venv and the project's wheel alone, not the builder's pip.conf or CA bundle"
+    assert not any("build-inputs" in a or "pip.conf" in a or "ca.crt" in a for _, a in runtime)
+
+
+def test_every_package_is_pinned_by_the_lock():
+    sys.path.insert(0, str(ROOT / "infra"))
+    import lock_image
+
+    text = DOCKERFILE.read_text()
+    assert "pip install --no-deps --no-compile -r requirements-image.txt" in text
+    assert re.search(r'pip install --no-deps --no-compile "\.\[[a-z0-9,]+\]".*\n.*pip check', text)
+    pins = lock_image.read_lock()  # raises on any line not pinned with ==
+    assert "torch" in pins and "l2i-pipeline" not in pins
+    assert any(name.startswith("nvidia-cuda-runtime") for name in pins), "torch's CUDA comes from its wheels"
+    ray = re.search(r"^ARG RAY_VERSION=(\S+)$", text, re.M).group(1)
+    assert pins["ray"] == ray, "the lock's ray is RAY_VERSION (and so every manifest's rayVersion)"
+    extras = re.search(r'"\.\[([a-z0-9,]+)\]"', text).group(1)
+    assert tuple(extras.split(",")) == lock_image.EXTRAS, "the lock is the closure of what the image installs"
+    closure = lock_image.closure()
+    assert set(closure) == set(pins), f"stale lock: run python infra/lock_image.py ({set(closure) ^ set(pins)})"
+
+
+def test_build_inputs_take_the_remote_pip_settings_and_the_ca(tmp_path: Path):
+    ca = tmp_path / "proxy-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n")
+    env = {"PATH": os.environ["PATH"], "PIP_INDEX_URL": "https://mirror.example/simple",
+           "PIP_EXTRA_INDEX_URL": "file:///opt/pypi/simple https://more.example/simple", "PIP_CERT": str(ca),
+           "PYTHON": sys.executable, "PIP_CONFIG_FILE": os.devnull}
+    out = tmp_path / "inputs"
+    r = subprocess.run(["bash", str(ROOT / "infra" / "build_inputs.sh"), str(out)], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    conf = (out / "pip.conf").read_text().splitlines()
+    assert conf[0] == "[global]" and "cert = /tmp/build-inputs/ca.crt" in conf
+    assert "index-url = https://mirror.example/simple" in conf
+    assert "extra-index-url = https://more.example/simple" in conf, "local (file://) indexes are left out"
+    assert (out / "ca.crt").read_text() == ca.read_text()
+
+
+def test_make_image_takes_a_base_and_ci_runs_the_image_check():
+    r = subprocess.run(["make", "-n", "image", "BASE_IMAGE=l2i-base:bookworm"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "--build-arg BASE_IMAGE=l2i-base:bookworm" in r.stdout and "DOCKER_BUILDKIT=0" in r.stdout
+    assert "--read-only --cap-drop ALL --network none" in r.stdout
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash .ci/image_check.sh" in ci.split("make test", 1)[1], "CI builds and runs the image after make test"
+    check = (ROOT / ".ci" / "image_check.sh").read_text()
+    for command in ("l2i --version", "l2i models check", "l2i demo --no-training"):
+        assert f'"${{run[@]}}" {command}' in check
+    assert "--read-only --cap-drop ALL" in check and "--network none" in check
+    dockerd = (ROOT / "infra" / "dockerd.sh").read_text()
+    assert "--bridge=none --iptables=false --ip6tables=false" in dockerd
 
 
 def test_version_flag(capsys):
