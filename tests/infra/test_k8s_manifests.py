@@ -109,7 +109,7 @@ def test_manifest_is_valid(path: Path):
             assert not errors, errors
             for name, template in pod_templates(doc):
                 assert not pod_template_errors(template), (name, pod_template_errors(template))
-            for name, pod in all_pods(doc):  # as KubeRay makes them: autoscaler sidecar, submitter
+            for _name, pod in all_pods(doc):  # as KubeRay makes them: autoscaler sidecar, submitter
                 kv.validate(pod, kv.latest_version(), strict=True)
         else:
             kv.validate(doc, kv.latest_version(), strict=True)
