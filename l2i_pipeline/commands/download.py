@@ -154,6 +154,10 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
     out = open_store(output, storage_options)
     out.check_writable()
     staging = _stage_inputs(files, out)
+    if not out.local and out.protocol != "s3":
+        # img2dataset ends with fs.rm(OUTPUT/_tmp, recursive=True), which adlfs refuses for a "directory" that
+        # holds no blob (a flat store has no empty dirs): a placeholder makes it exist; the rm takes it along
+        out.put("_tmp/.l2i-keep", b"")
     url_col, caption_col, extra = _columns(sorted(staging.glob("*.parquet")))
     log.info("downloading %d input file(s) to %s; columns kept: %s; private network %s",
              len(files), out.url, extra, "ALLOWED" if allow_private_network else "refused")
