@@ -84,17 +84,19 @@ def measure_shards(url: str, storage_options: dict | str | None = None) -> dict[
             "bytes_per_ok": total / ok, "bytes_per_row": total / max(rows, 1)}
 
 
-def measure_depth(url: str, max_shards: int = 20) -> dict[str, Any] | None:
+def measure_depth(url: str, max_shards: int = 20, storage_options: dict | str | None = None) -> dict[str, Any] | None:
     """Peeling (layers.count > 1, issue 26) measured on the ok samples of up to `max_shards` complete shards
     under `url`, from their parquet indexes: the depth histogram and the model passes per synthesized sample.
     None when no sample records a depth (layers.count=1 or older shards)."""
     from l2i_pipeline.core.shards import list_output_shards, read_output_index
+    from l2i_pipeline.core.storage import open_store
 
-    names = list_output_shards(url)[:max_shards]
+    store = open_store(url, storage_options)  # every read below goes through --storage-options
+    names = list_output_shards(store)[:max_shards]
     depths: dict[int, int] = {}
     saliency = inpaint = 0
     try:
-        rows = read_output_index(url, names).to_pylist() if names else []
+        rows = read_output_index(store, names).to_pylist() if names else []
     except (OSError, ValueError, KeyError):  # not L2I indexes (raw shards, foreign files): no depth to measure
         return None
     for row in rows:
@@ -202,7 +204,7 @@ def format_plan(args: argparse.Namespace, figs: dict[str, Any]) -> str:
     if bandwidth <= 0:
         raise ConfigError("--bandwidth-gbps must be positive")
     rows, counts = build_rows(figs, args.inputs, rates, yields)
-    depth = measure_depth(args.shards) if args.shards else None
+    depth = measure_depth(args.shards, storage_options=getattr(args, "storage_options", None)) if args.shards else None
     if depth:
         apply_depth(rows, counts, depth)
     kept = args.kept if args.kept is not None else counts["synthesized"]
