@@ -107,6 +107,11 @@ def ora_bytes(stack: list[Layer]) -> bytes:
     entries += [("stack.xml", "\n".join(xml).encode(), zipfile.ZIP_DEFLATED), *files,
                 ("mergedimage.png", merged, zipfile.ZIP_STORED),
                 ("Thumbnails/thumbnail.png", png_bytes(np.asarray(thumb)), zipfile.ZIP_STORED)]
+    return zip_bytes(entries)
+
+
+def zip_bytes(entries: list[tuple[str, bytes, int]]) -> bytes:
+    """A zip of (name, data, compress_type) in that order, the same bytes on every run (fixed dates, modes)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name, data, method in entries:

@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core import layerfiles
+from l2i_pipeline.core.layerfiles import ZIP_TIME  # noqa: F401 - the .ora entries' date, as before
 
 FG_THRESHOLD = 0.1  # the synthesize stage's F = I where m > 0.1
 THUMBNAIL_MAX = 256
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date, for every .ora entry
 
 
 @dataclass
@@ -127,13 +127,7 @@ def ora_bytes(layers: Layers) -> bytes:
     entries += [(src, data, zipfile.ZIP_STORED) for _, src, data, _ in stack]  # PNGs are compressed already
     entries += [("mergedimage.png", png_bytes(merged), zipfile.ZIP_STORED),
                 ("Thumbnails/thumbnail.png", png_bytes(_thumbnail(merged)), zipfile.ZIP_STORED)]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data, method in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)  # not the clock: a rerun writes the same bytes
-            info.compress_type, info.create_system, info.external_attr = method, 3, 0o644 << 16
-            z.writestr(info, data)
-    return buf.getvalue()
+    return layerfiles.zip_bytes(entries)
 
 
 FORMATS = ("png", "rgba", "ora", "psd")
