@@ -76,3 +76,14 @@ def output_members(out) -> dict[str, bytes]:
     parquets = {f"{n}.parquet:rows": repr(pq.read_table(io.BytesIO(store.get(f"{n}.parquet"))).to_pylist()).encode()
                 for n in names}
     return {**tars, **parquets}
+
+
+def write_scene_shard(d: Path, size: int, n: int = 6) -> Path:
+    """A raw shard of `n` shape scenes (l2i_pipeline/demo/peel_scenes.py), two each of 1, 2 and 3 apart objects."""
+    from l2i_pipeline.demo.peel_scenes import shape_scene
+
+    rows = make_rows(n)
+    for i, row in enumerate(rows):
+        row["image"] = jpeg_bytes(shape_scene(i, 1 + i % 3, size=size)[0])
+    write_raw_shard(d, "00000", rows)
+    return d

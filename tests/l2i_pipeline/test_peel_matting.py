@@ -4,12 +4,11 @@ layer's soft composite holds: I_k ~ a F'_k + (1 - a) B_k."""
 import json
 
 import numpy as np
-from rawshards import jpeg_bytes, make_rows, write_raw_shard
+from rawshards import write_scene_shard
 
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
-from l2i_pipeline.demo.peel_scenes import shape_scene
 from l2i_pipeline.engine.synthesize import synthesize
 
 SETTINGS = ["resolution=128", "output_shard_size=3", "saliency.backend=classical", "layers.count=3",
@@ -17,10 +16,7 @@ SETTINGS = ["resolution=128", "output_shard_size=3", "saliency.backend=classical
 
 
 def test_every_peeled_layer_gets_its_soft_alpha(tmp_path):
-    rows = make_rows(6)
-    for i, row in enumerate(rows):  # two scenes of each of 1, 2 and 3 apart objects
-        row["image"] = jpeg_bytes(shape_scene(i, 1 + i % 3, size=160)[0])
-    write_raw_shard(tmp_path / "raw", "00000", rows)
+    write_scene_shard(tmp_path / "raw", size=160)
     out = tmp_path / "l2i"
     synthesize(tmp_path / "raw", out, load_config(None, SETTINGS), runner="local")
     deep = 0

@@ -7,24 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from rawshards import jpeg_bytes, make_rows, write_raw_shard
+from rawshards import write_scene_shard
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.commands.demo import contact_sheet
 from l2i_pipeline.commands.stats import collect, format_report
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
-from l2i_pipeline.demo.peel_scenes import shape_scene
 from l2i_pipeline.engine.synthesize import synthesize
 
 
 @pytest.fixture(scope="module")
 def peeled(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("peel")
-    rows = make_rows(6)
-    for i, row in enumerate(rows):
-        row["image"] = jpeg_bytes(shape_scene(i, 1 + i % 3, size=128)[0])
-    write_raw_shard(root / "raw", "00000", rows)
+    write_scene_shard(root / "raw", size=128)
     synthesize(root / "raw", root / "l2i", load_config(None, [
         "resolution=128", "saliency.backend=classical", "layers.count=3", "layers.dilate_kernel=5"]), runner="local")
     return root / "l2i"

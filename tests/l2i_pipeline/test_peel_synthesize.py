@@ -8,12 +8,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from rawshards import jpeg_bytes, make_rows, write_raw_shard
+from rawshards import write_scene_shard
 
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
-from l2i_pipeline.demo.peel_scenes import shape_scene as scene
 from l2i_pipeline.engine.synthesize import synthesize
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "paper_shards.json"
@@ -38,12 +37,7 @@ def test_default_count_writes_the_paper_pipelines_bytes(raw_dir, tmp_path):
 @pytest.fixture(scope="module")
 def raw_scenes(tmp_path_factory) -> Path:
     """Six rows: two scenes of each of 1, 2 and 3 apart objects."""
-    d = tmp_path_factory.mktemp("raw")
-    rows = make_rows(6)
-    for i, row in enumerate(rows):
-        row["image"] = jpeg_bytes(scene(i, 1 + i % 3, size=160)[0])
-    write_raw_shard(d, "00000", rows)
-    return d
+    return write_scene_shard(tmp_path_factory.mktemp("raw"), size=160)
 
 
 @pytest.fixture(scope="module")
