@@ -12,10 +12,12 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv and install the package with its test tools
 
-$(STAMP): pyproject.toml
+# Every package the image pins is installed at the image's version (infra/requirements-image.txt as pip
+# constraints), so tests run what the image ships and a new upstream release changes neither.
+$(STAMP): pyproject.toml infra/requirements-image.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c infra/requirements-image.txt -e ".[test]"
 	touch $(STAMP)
 
 test: lint  ## lint, then the fast test suite (CPU only; GPU tests skip without CUDA)

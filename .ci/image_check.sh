@@ -5,13 +5,29 @@
 # debootstrap (infra/make_base.sh), since no container registry is reachable. Needs root.
 # Its data root (base image, layer cache) stays in $L2I_DOCKER_DIR (default ~/.cache/l2i/docker), so a
 # rerun with an unchanged infra/requirements-image.txt reuses the pip layer. Any failure fails CI.
+# Disk: a build from an empty data root peaks at ~22 GB there (measured 2026-12-04: the 6.8 GB venv layer
+# exists twice while the legacy builder commits it, then once in the builder and once in the runtime stage).
+# Before any work the free space is checked against L2I_IMAGE_NEED_GB (24); short of it, with
+# L2I_CI_RECLAIM=1 (set by .ci/run on its throwaway clone) the clone's .venv, which only `make test` needed,
+# is removed first; still short, the check exits 3 having built nothing, and says how much is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${L2I_DOCKER_DIR:-$HOME/.cache/l2i/docker}
 base=${BASE_IMAGE:-l2i-base:bookworm}
 t0=$(date +%s)
 step() { echo "== image check: $* (+$(( $(date +%s) - t0 )) s)"; }
-step "start dockerd in $dir"
+mkdir -p "$dir"
+need_gb=${L2I_IMAGE_NEED_GB:-24}
+free_gb() { df -P -BG "$dir" | awk 'NR==2 {sub("G", "", $4); print $4}'; }
+if [ "$(free_gb)" -lt "$need_gb" ] && [ -n "${L2I_CI_RECLAIM:-}" ] && [ -d .venv ]; then
+    echo "== image check: $(free_gb) GB free at $dir, $need_gb GB needed: removing this clone's .venv ($(du -sh .venv | cut -f1)), which only make test needed"
+    rm -rf .venv
+fi
+if [ "$(free_gb)" -lt "$need_gb" ]; then
+    echo "!! image check: $(free_gb) GB free at $dir ($(df -P -h "$dir" | awk 'NR==2 {print $1}')), a build from an empty data root needs $need_gb GB; nothing built" >&2
+    exit 3
+fi
+step "start dockerd in $dir ($(free_gb) GB free)"
 eval "$(infra/dockerd.sh start "$dir")"
 trap 'infra/dockerd.sh stop "$dir"' EXIT
 step "base image $base"

@@ -139,6 +139,35 @@ def test_make_image_takes_a_base_and_ci_runs_the_image_check():
     assert "--bridge=none --iptables=false --ip6tables=false" in dockerd
 
 
+def test_image_check_refuses_a_short_disk_before_any_work_and_ci_reclaims_only_its_venv(tmp_path: Path):
+    # a CI run once ran out of disk mid-build (2026-12-03): the step now measures first and says why
+    clone = tmp_path / "clone"
+    (clone / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "image_check.sh", clone / ".ci")
+    (clone / ".venv").mkdir()
+    env = {**os.environ, "L2I_DOCKER_DIR": str(tmp_path / "docker"), "L2I_IMAGE_NEED_GB": "999999"}
+    env.pop("L2I_CI_RECLAIM", None)
+    r = subprocess.run(["bash", ".ci/image_check.sh"], cwd=clone, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 3 and "needs 999999 GB; nothing built" in r.stderr, r.stderr
+    assert (clone / ".venv").is_dir(), "outside CI the developer's .venv is never touched"
+    assert not (tmp_path / "docker" / "docker.sock").exists(), "no daemon was started"
+    r = subprocess.run(["bash", ".ci/image_check.sh"], cwd=clone, env={**env, "L2I_CI_RECLAIM": "1"},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and "removing this clone's .venv" in r.stdout, r.stdout + r.stderr
+    assert not (clone / ".venv").exists()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'if [ "$rc" -eq 3 ]' in ci and "SKIPPED" in ci, "only the short-disk exit is a skip in CI"
+
+
+def test_make_install_pins_the_venv_to_the_image_lock():
+    # a fresh venv once resolved a newer transformers (with two new dependencies) than the lock's,
+    # which made the lock test fail on a clean clone: the venv now takes the lock as constraints
+    r = subprocess.run(["make", "-n", "-B", "install"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert '-c infra/requirements-image.txt -e ".[test]"' in r.stdout
+
+
 def test_version_flag(capsys):
     from l2i_pipeline import __version__
     from l2i_pipeline.cli import main
