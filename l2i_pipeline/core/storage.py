@@ -227,6 +227,23 @@ class Store:
                 out[name] = int(e.get("size") or 0)
         return dict(sorted(out.items()))
 
+    def find(self, suffix: str = "") -> dict[str, int]:
+        """{name relative to this directory: size} of every object below it, in one recursive listing."""
+        def walk() -> dict:
+            self.fs.invalidate_cache(self.root)
+            return self.fs.find(self.root, detail=True)
+        try:
+            entries = self._call(walk, f"list {self.url}")
+        except FileNotFoundError:
+            return {}
+        root = self.root.rstrip("/") + "/"
+        out = {}
+        for name, e in entries.items():
+            rel = name[len(root):] if name.startswith(root) else name.rsplit("/", 1)[-1]
+            if e.get("type") != "directory" and rel.endswith(suffix):
+                out[rel] = int(e.get("size") or 0)
+        return dict(sorted(out.items()))
+
     # ------------------------------------------------------------ writing
     def makedirs(self) -> None:
         if self.local:
@@ -322,8 +339,8 @@ def _atomic_local_write(path: str, data: bytes) -> None:
         raise
 
 
-def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> Store:
-    """A Store for `url`; `storage_options` is a dict or the JSON text of `--storage-options`."""
+def parse_storage_options(storage_options: dict[str, Any] | str | None) -> dict[str, Any]:
+    """A dict, or the JSON text of `--storage-options`, as a dict; bad JSON is one clear error."""
     if isinstance(storage_options, str):
         import json
 
@@ -333,7 +350,12 @@ def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | N
             raise StorageError(f"--storage-options is not valid JSON: {e}") from None
         if not isinstance(storage_options, dict):
             raise StorageError("--storage-options must be a JSON object")
-    store = Store(os.fspath(url), dict(storage_options or {}))
+    return dict(storage_options or {})
+
+
+def open_store(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> Store:
+    """A Store for `url`; `storage_options` is a dict or the JSON text of `--storage-options`."""
+    store = Store(os.fspath(url), parse_storage_options(storage_options))
     store.fs  # noqa: B018 - fail now on an unknown protocol or a missing extra
     return store
 

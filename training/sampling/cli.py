@@ -4,18 +4,20 @@ from __future__ import annotations
 import argparse
 import os
 
+from l2i_pipeline.core.storage import add_storage_options_arg
+
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from l2i_pipeline.core.outputs import local_output
     from training.sampling.run import SampleSettings, read_prompts, sample
 
-    out = local_output(args.out, "`l2i sample` --out")
+    out = args.out
     prompts = read_prompts(args.prompt, args.prompts)
     settings = SampleSettings(steps=args.steps, guidance=args.guidance, precision=args.precision,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
     result = sample(args.model, out, prompts, n=args.n, seed=args.seed, settings=settings,
                     batch_size=args.batch_size, runner=args.runner, workers=args.workers,
-                    ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device, threads=args.threads)
+                    ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device, threads=args.threads,
+                    storage_options=args.storage_options, lock=not args.no_lock)
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
           f"  skipped   {result['skipped']} (already in {args.out})\n  sampled   {result['sampled']}\n"
           f"  index     {result['index']}")
@@ -29,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts", help="a text file (one prompt per line) or a parquet with a prompt/caption column")
-    p.add_argument("--out", required=True, help="output dir: DIR/<id>/ per sample and DIR/samples.parquet")
+    p.add_argument("--out", required=True, help="output dir or URL: DIR/<id>/ per sample and DIR/samples.parquet")
+    p.add_argument("--no-lock", action="store_true", help="do not take the output lock of --out")
+    add_storage_options_arg(p)
     p.add_argument("--n", type=int, default=4, help="samples per prompt (seeds SEED..SEED+N-1)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (paper: 7.5; 1 = off)")

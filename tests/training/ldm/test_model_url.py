@@ -39,3 +39,30 @@ def test_sample_from_a_pipeline_in_a_bucket(tiny_pipeline_dir, s3_bucket, tmp_pa
     bucket.put("pipeline.done.json", bucket.get("pipeline.done.json") + b" ")  # a new marker: fetched again
     assert _run("--model", url, *common, "--out", tmp_path / "y") == 2
     assert "does not match its marker" in capsys.readouterr().err
+
+
+def test_sample_into_a_bucket_resumes_and_holds_the_lock(tiny_pipeline_dir, s3_bucket, tmp_path, monkeypatch,
+                                                           capsys):
+    # `l2i sample --model s3://.../pipeline --out s3://...`: every file a whole-object put, the index in the
+    # bucket, a rerun skips every sample, and a second run into the same --out is refused while one runs
+    from l2i_pipeline.core.lock import output_lock
+
+    monkeypatch.setenv("L2I_RUN_CACHE", str(tmp_path / "cache"))
+    RunStore(f"{s3_bucket}/run").push_tree(Path(tiny_pipeline_dir), "pipeline")
+    common = ["--model", f"{s3_bucket}/run/pipeline", "--prompt", "a cat", "--n", 2, "--steps", 2]
+    out = f"{s3_bucket}/samples"
+    assert _run(*common, "--out", out) == 0
+    assert _run(*common, "--out", tmp_path / "local") == 0
+    store = open_store(out)
+    local = tmp_path / "local"
+    assert {n: hashlib.sha256(store.get(n)).hexdigest() for n in store.find(".png")} == _pngs(local)
+    assert not store.exists(".l2i-lock.json") and not [n for n in store.find() if ".tmp" in n]
+    import pyarrow.parquet as pq
+    import io
+    rows = pq.read_table(io.BytesIO(store.get("samples.parquet"))).to_pylist()
+    assert len(rows) == 2 and all(p.startswith(out + "/") for r in rows for p in r["paths"])
+    capsys.readouterr()
+    assert _run(*common, "--out", out) == 0 and "sampled   0" in capsys.readouterr().out
+    with output_lock(store, "sample"):
+        assert _run(*common, "--out", out) == 2
+    assert "is writing to" in capsys.readouterr().err
