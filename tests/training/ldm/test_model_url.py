@@ -57,8 +57,9 @@ def test_sample_into_a_bucket_resumes_and_holds_the_lock(tiny_pipeline_dir, s3_b
     local = tmp_path / "local"
     assert {n: hashlib.sha256(store.get(n)).hexdigest() for n in store.find(".png")} == _pngs(local)
     assert not store.exists(".l2i-lock.json") and not [n for n in store.find() if ".tmp" in n]
-    import pyarrow.parquet as pq
     import io
+
+    import pyarrow.parquet as pq
     rows = pq.read_table(io.BytesIO(store.get("samples.parquet"))).to_pylist()
     assert len(rows) == 2 and all(p.startswith(out + "/") for r in rows for p in r["paths"])
     capsys.readouterr()
