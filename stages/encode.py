@@ -12,8 +12,9 @@ import cv2
 import fpng
 import numpy as np
 
-from l2i_pipeline.core.layered import Layer, prefix
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats.decode import Layer
+from l2i_pipeline.formats.names import prefix
 from stages.base import PerSampleStage
 
 GRAY_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,

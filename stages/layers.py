@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 from l2i_pipeline.core.config import LayersConfig
-from l2i_pipeline.core.layered import Layer
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats.decode import Layer
 from stages.base import PerSampleStage
 
 log = logging.getLogger(__name__)

@@ -75,7 +75,8 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
     sample (layers.count > 1), with the key, caption and depth above. Returns rows drawn."""
     from PIL import ImageDraw
 
-    from l2i_pipeline.core.layered import depth_of, prefix
+    from l2i_pipeline.formats.decode import depth_of
+    from l2i_pipeline.formats.names import prefix
 
     rows, deepest = [], 1
     for name in list_output_shards(l2i_dir):

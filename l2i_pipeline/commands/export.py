@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.layerfiles import FORMATS, Layer, layered_files
 from l2i_pipeline.core.outputs import check_l2i_dir, local_output
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.formats.decode import read_layers
 
 
 def _image(members: dict[str, bytes], name: str, mode: str) -> np.ndarray:
@@ -43,7 +43,7 @@ def sample_stack(members: dict[str, bytes]) -> list[Layer]:
     meta = json.loads(members["json"]) if "json" in members else {}
     threshold = float((meta.get("layers") or {}).get("threshold", 0.1))
     try:
-        layers = read_layers(members)  # every layer, any depth (core/layered.py)
+        layers = read_layers(members)  # every layer, any depth (formats/decode.py)
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
     stack = [Layer("original", _image(members, "jpg", "RGB"), visible=False)]

@@ -5,9 +5,11 @@ import json
 import math
 from collections.abc import Iterator
 
+from l2i_pipeline.core.inputshards import Unit, image_member, read_input_index
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import LAION_COLUMNS, Unit, image_member, iter_tar, read_input_index
+from l2i_pipeline.core.shards import iter_tar
 from l2i_pipeline.core.storage import Store, as_store
+from l2i_pipeline.formats.index import LAION_COLUMNS
 
 # img2dataset bookkeeping that is not metadata worth keeping per sample
 _DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}

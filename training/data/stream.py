@@ -25,9 +25,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from l2i_pipeline.core.errors import InputError, UserError
-from l2i_pipeline.core.layered import prefix
 from l2i_pipeline.core.shards import iter_output_samples
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.formats.names import prefix
 from training.config import DataConfig
 from training.data.index import DataIndex, parse_item
 
@@ -75,7 +75,7 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer:
     """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption.
 
     `layer` k > 1 (data.view=peel): F_k, m_k, B_k and, as the image, the background they were cut from,
-    B_{k-1} (core/layered.py). fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is
+    B_{k-1} (formats/decode.py). fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is
     alpha.png, of that layer."""
     rgba = fg == "rgba"
     names = {"image": "jpg" if layer == 1 else prefix(layer - 1) + "bg.png",

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.shards import image_member, iter_tar
+from l2i_pipeline.core.inputshards import image_member
+from l2i_pipeline.core.shards import iter_tar
 from l2i_pipeline.core.storage import Store, as_store
 from training.eval.cache import BadImage
 
