@@ -27,7 +27,7 @@ from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the l
 from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.storage import Store, as_store
-from l2i_pipeline.formats.names import MEMBERS
+from l2i_pipeline.formats.names import MEMBERS, PARQUET
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def scores_digest(job: FilterJob, name: str) -> str:
     if sidecar_exists(path):
         store, obj = path
     else:
-        store, obj = as_store(job.input), f"{name}.parquet"
+        store, obj = as_store(job.input), f"{name}{PARQUET}"
     return hashlib.sha256(store.get(obj)).hexdigest()
 
 

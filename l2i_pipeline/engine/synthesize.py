@@ -24,7 +24,7 @@ from l2i_pipeline.core.shards import complete_shards
 from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
-from l2i_pipeline.formats.names import MARKER
+from l2i_pipeline.formats.names import MARKER, PARQUET, TAR
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class ShardsFailed(RuntimeError):
 def input_fingerprint(raw: Store) -> dict[str, list[int]]:
     """{input shard: [tar size, parquet size]} from one listing: what each output shard was made from."""
     listing = raw.list()
-    return {n[:-4]: [size, listing.get(n[:-4] + ".parquet", -1)] for n, size in listing.items() if n.endswith(".tar")}
+    return {n[: -len(TAR)]: [size, listing.get(n[: -len(TAR)] + PARQUET, -1)] for n, size in listing.items()
+            if n.endswith(TAR)}
 
 
 def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: bool = False) -> None:

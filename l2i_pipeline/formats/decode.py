@@ -18,7 +18,7 @@ import numpy as np
 from l2i_pipeline.formats import mask8
 from l2i_pipeline.formats.names import ALPHA, BG, FG, FG_RGBA, INPAINT_MASK, JSON, LAYER_MEMBERS, MASK, member
 
-RGB, GRAY, UNCHANGED = cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE, cv2.IMREAD_UNCHANGED  # decode_image's modes
+COLOR, GRAY, UNCHANGED = cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE, cv2.IMREAD_UNCHANGED  # decode_image's modes
 
 
 @dataclass
@@ -40,8 +40,8 @@ class Layer:
         return self.fg is not None and self.inpaint_mask is not None and self.bg is not None
 
 
-def decode_image(data: bytes, mode: int = RGB, name: str = "image member", rgb: bool = True) -> np.ndarray:
-    """PNG or JPEG bytes -> uint8 array: RGB HxWx3 (an alpha channel dropped), GRAY HxW, or UNCHANGED (RGBA
+def decode_image(data: bytes, mode: int = COLOR, name: str = "image member", rgb: bool = True) -> np.ndarray:
+    """PNG or JPEG bytes -> uint8 array: COLOR (RGB HxWx3, an alpha channel dropped), GRAY HxW, or UNCHANGED (RGBA
     HxWx4 stays RGBA). `rgb=False` keeps OpenCV's BGR order. ValueError naming `name` when it does not decode."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), mode)
     if arr is None:
@@ -85,8 +85,8 @@ def read_layers(members: dict[str, bytes]) -> list[Layer]:
         def get(name: str, mode: int, k: int = k) -> np.ndarray:
             return decode_image(members[member(k, name)], mode, member(k, name))
 
-        layer = Layer(mask=decode_mask(members[member(k, MASK)], member(k, MASK)), fg=get(FG, RGB),
-                      inpaint_mask=get(INPAINT_MASK, GRAY), bg=get(BG, RGB), meta=meta)
+        layer = Layer(mask=decode_mask(members[member(k, MASK)], member(k, MASK)), fg=get(FG, COLOR),
+                      inpaint_mask=get(INPAINT_MASK, GRAY), bg=get(BG, COLOR), meta=meta)
         if member(k, ALPHA) in members:
             layer.alpha = decode_mask(members[member(k, ALPHA)], member(k, ALPHA))
         if member(k, FG_RGBA) in members:

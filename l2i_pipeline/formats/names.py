@@ -45,8 +45,7 @@ PARQUET = ".parquet"  # the index: one row per input sample (index.INDEX_SCHEMA)
 MARKER = "_stats.json"  # written last: counts, and the size and sha256 of every file it vouches for
 
 # ---------------------------------------------------------------- latent shards (`l2i encode`)
-SAFETENSORS = ".safetensors"  # `mean` and `std` of q(z|x), float32 N x C x h x w
-LATENT_TENSORS = ("mean", "std")
+SAFETENSORS = ".safetensors"  # tensors `mean` and `std` of q(z|x), float32 N x C x h x w; then PARQUET, MARKER
 
 # ---------------------------------------------------------------- `l2i sample`: OUT/<id>/NAME per sample
 SAMPLES_INDEX = "samples.parquet"  # one row per sample: id, prompt, seed, ...

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.formats.names import SAMPLES_INDEX
 from training.export.layers import DEFAULT_FORMATS, FORMATS
 from training.fingerprint import dir_fingerprint
 
@@ -203,10 +204,10 @@ def write_index(out: Path) -> Path:
                         ("precision", pa.string()), ("model", pa.string()), ("dir", pa.string()),
                         ("paths", pa.list_(pa.string()))])
     table = pa.Table.from_pylist(rows, schema=schema)
-    tmp = out / ".samples.parquet.tmp"
+    tmp = out / f".{SAMPLES_INDEX}.tmp"
     pq.write_table(table, tmp)
-    tmp.replace(out / "samples.parquet")
-    return out / "samples.parquet"
+    tmp.replace(out / SAMPLES_INDEX)
+    return out / SAMPLES_INDEX
 
 
 def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: int = 4, seed: int = 0,
