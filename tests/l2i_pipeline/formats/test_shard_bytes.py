@@ -1,6 +1,7 @@
 """The shard bytes stay the same: sha256 of every tar and parquet that `l2i synthesize` (local runner) writes
 for the demo's inputs (its photos and bad inputs, as one raw shard) and for peeled, matted shape scenes,
-against digests recorded before the shard format moved into l2i_pipeline/formats/ (issue 22, item 3).
+against digests recorded before the shard format moved into l2i_pipeline/formats/ (issue 22, item 3); the
+Ray runner (slow) writes the same bytes.
 
 Regenerate (only for a deliberate format change): `python tests/l2i_pipeline/formats/test_shard_bytes.py`.
 """
@@ -41,9 +42,9 @@ def demo_raw(d: Path) -> Path:
     return d
 
 
-def digests(case: str, work: Path) -> dict[str, str]:
+def digests(case: str, work: Path, runner: str = "local") -> dict[str, str]:
     raw = demo_raw(work / "raw") if case == "demo" else write_scene_shard(work / "raw", size=128)
-    synthesize(raw, work / "l2i", load_config(None, CASES[case]), runner="local")
+    synthesize(raw, work / "l2i", load_config(None, CASES[case]), runner=runner)
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((work / "l2i").glob("*"))
             if p.suffix in (".tar", ".parquet")}
 
@@ -59,6 +60,21 @@ def test_synthesize_writes_the_recorded_bytes(case, tmp_path):
         pytest.skip(f"digests recorded with {golden['versions']}, these are {_versions()}")
     assert golden["cases"][case]["sets"] == CASES[case]
     assert digests(case, tmp_path) == golden["cases"][case]["files"]
+
+
+@pytest.mark.slow
+def test_the_ray_runner_writes_the_recorded_bytes(tmp_path):
+    import ray
+
+    golden = json.loads(FIXTURE.read_text())
+    if _versions() != golden["versions"]:
+        pytest.skip(f"digests recorded with {golden['versions']}, these are {_versions()}")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        got = {case: digests(case, tmp_path / case, runner="ray") for case in sorted(CASES)}
+    finally:
+        ray.shutdown()
+    assert got == {case: golden["cases"][case]["files"] for case in sorted(CASES)}
 
 
 if __name__ == "__main__":
