@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import random
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,13 @@ from annotations import db
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.core.storage import Store, open_store
+from l2i_pipeline.formats import tar
+from l2i_pipeline.formats.names import BG, FG, INPAINT_MASK, JPG, MASK, TAR
 
 log = logging.getLogger(__name__)
 
 # The members the pages show; a sample missing one of them cannot be judged and is left out.
-NEEDED = ("jpg", "fg.png", "mask.png", "inpaint_mask.png", "bg.png")
+NEEDED = (JPG, FG, MASK, INPAINT_MASK, BG)
 
 
 @dataclass
@@ -53,15 +54,8 @@ def ok_candidates(samples: Store) -> list[Candidate]:
 
 def member_offsets(samples: Store, tar_name: str, keys: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     """{key: {member: (offset_data, size)}} for the wanted keys; reads headers only (tarfile seeks past data)."""
-    found: dict[str, dict[str, tuple[int, int]]] = {}
-    with samples.open(tar_name) as f, tarfile.open(fileobj=f, mode="r:") as tf:
-        for info in tf:
-            if not info.isfile():
-                continue
-            key, _, member = info.name.rpartition("/")[2].partition(".")
-            if key in keys:
-                found.setdefault(key, {})[member] = (info.offset_data, info.size)
-    return found
+    with samples.open(tar_name) as f:
+        return tar.member_offsets(f, keys)
 
 
 def split_sizes(size: int, test: int, available: int) -> tuple[int, int]:
@@ -93,7 +87,7 @@ def build_pool(conn, samples_dir: str | Path, size: int, test: int, seed: int,
         by_shard.setdefault(c.shard, set()).add(c.key)
     offsets: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
     for shard, keys in sorted(by_shard.items()):
-        for key, members in member_offsets(samples, f"{shard}.tar", keys).items():
+        for key, members in member_offsets(samples, f"{shard}{TAR}", keys).items():
             offsets[(shard, key)] = members
 
     counts = {"train": 0, "test": 0}
@@ -150,7 +144,7 @@ def sample_files(conn, key: str) -> SampleFiles | None:
     root = _store(db.get_meta(conn, "samples_dir", ""))
     members = {r["member"]: (r["offset"], r["size"]) for r in
                conn.execute("SELECT member, offset, size FROM members WHERE sample_id = ?", (row["id"],))}
-    return SampleFiles(key, root, f"{Path(row['shard']).name}.tar", members)
+    return SampleFiles(key, root, f"{Path(row['shard']).name}{TAR}", members)
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,23 +10,20 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import COLOR, GRAY, decode_image
+from l2i_pipeline.formats.names import BG, FG, INPAINT_MASK, JPG, MASK
+
 JPEG_QUALITY = 90
 VIEWS = ("image", "mask", "cutout", "bg", "bg_outline", "image_outline")
 
 
-def _decode(data: bytes, flags: int) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if img is None:
-        raise ValueError("undecodable image member")
-    return img
-
-
 def _color(read: Callable[[str], bytes], member: str) -> np.ndarray:
-    return _decode(read(member), cv2.IMREAD_COLOR)
+    return decode_image(read(member), COLOR, member, rgb=False)  # BGR: drawn and encoded by OpenCV
 
 
 def _gray(read: Callable[[str], bytes], member: str, shape: tuple[int, int]) -> np.ndarray:
-    g = _decode(read(member), cv2.IMREAD_GRAYSCALE)
+    g = decode_image(read(member), GRAY, member)
     if g.shape != shape:
         g = cv2.resize(g, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return g
@@ -53,25 +50,25 @@ def _checkerboard(shape: tuple[int, int], cell: int = 16) -> np.ndarray:
 def render(read: Callable[[str], bytes], view: str) -> bytes:
     """JPEG bytes of one view; `read(member)` returns the member's encoded bytes."""
     if view == "bg":
-        img = _color(read, "bg.png")
+        img = _color(read, BG)
     elif view == "image":
-        img = _color(read, "jpg")
+        img = _color(read, JPG)
     else:
-        base = _color(read, "bg.png" if view == "bg_outline" else "jpg")
+        base = _color(read, BG if view == "bg_outline" else JPG)
         shape = base.shape[:2]
         if view == "mask":
-            m = _gray(read, "mask.png", shape).astype(np.float32)[:, :, None] / 255.0
+            m = mask8.decode(_gray(read, MASK, shape))[:, :, None]
             red = np.array([40, 40, 255], np.float32)
             img = (base * (1 - 0.5 * m) + red * 0.5 * m).astype(np.uint8)
             img = _outline(img, m[:, :, 0] >= 0.5, thin=True)
         elif view == "cutout":
-            fg = _color(read, "fg.png")
+            fg = _color(read, FG)
             if fg.shape[:2] != shape:
                 fg = cv2.resize(fg, (shape[1], shape[0]))
-            a = _gray(read, "mask.png", shape).astype(np.float32)[:, :, None] / 255.0
+            a = mask8.decode(_gray(read, MASK, shape))[:, :, None]
             img = (fg * a + _checkerboard(shape) * (1 - a)).astype(np.uint8)
         elif view in ("bg_outline", "image_outline"):
-            img = _outline(base, _gray(read, "inpaint_mask.png", shape) > 127)
+            img = _outline(base, _gray(read, INPAINT_MASK, shape) > mask8.ON // 2)
         else:
             raise ValueError(f"unknown view {view!r}")
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

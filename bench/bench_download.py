@@ -26,9 +26,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from l2i_pipeline.core.shards import LAION_COLUMNS  # noqa: E402
 from l2i_pipeline.demo.httpserve import LoopbackServer  # noqa: E402
 from l2i_pipeline.demo.inputs import write_laion_parquet  # noqa: E402
+from l2i_pipeline.formats.index import LAION_COLUMNS  # noqa: E402
 
 DISTINCT = 64  # distinct JPEGs, served under --urls names
 

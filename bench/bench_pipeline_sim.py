@@ -35,9 +35,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join([*sys.path[:3], os.environ.get("PYTHO
 import sim_backends  # noqa: E402
 from bench_synthesize import write_photo_shards  # noqa: E402
 
+from l2i_pipeline.core.commit import write_output_shard  # noqa: E402
 from l2i_pipeline.core.config import load_config  # noqa: E402
+from l2i_pipeline.core.inputshards import plan_units  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
-from l2i_pipeline.core.shards import plan_units, write_output_shard  # noqa: E402
 from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 

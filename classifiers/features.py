@@ -13,21 +13,18 @@ import numpy as np
 import torch
 
 from classifiers.model import QualityClassifier
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import COLOR, GRAY, decode_image
+from l2i_pipeline.formats.names import BG, JPG, MASK
 
-
-def decode_png_or_jpg(data: bytes, gray: bool = False) -> np.ndarray:
-    flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    if arr is None:
-        raise ValueError("undecodable image member")
-    return arr if gray else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+TASK_MEMBERS = {"mask": (JPG, MASK), "inpaint": (BG,)}  # the members each classifier reads
 
 
 def decode_members(members: dict[str, bytes], task: str) -> dict[str, np.ndarray]:
     """The arrays a task needs from one sample's tar members: I and m for mask, B for inpaint."""
     if task == "mask":
-        return {"image": decode_png_or_jpg(members["jpg"]), "mask": decode_png_or_jpg(members["mask.png"], True)}
-    return {"bg": decode_png_or_jpg(members["bg.png"])}
+        return {"image": decode_image(members[JPG], COLOR, JPG), "mask": decode_image(members[MASK], GRAY, MASK)}
+    return {"bg": decode_image(members[BG], COLOR, BG)}
 
 
 def _resize(a: np.ndarray, size: int) -> np.ndarray:
@@ -40,7 +37,7 @@ def mask_to_uint8(mask: np.ndarray) -> np.ndarray:
     """m as stored in shards: 8-bit. Float masks in [0, 1] (inside the pipeline) are quantised the same way."""
     if mask.dtype == np.uint8:
         return mask
-    return np.clip(np.round(mask.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return mask8.encode(mask.astype(np.float32))
 
 
 def prepare(task: str, size: int, image: np.ndarray | None = None, mask: np.ndarray | None = None,

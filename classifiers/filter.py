@@ -21,11 +21,13 @@ from typing import Any
 
 from classifiers.score import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core import shards
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
 from l2i_pipeline.core.storage import Store, as_store
+from l2i_pipeline.formats.names import MEMBERS, PARQUET
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def scores_digest(job: FilterJob, name: str) -> str:
     if sidecar_exists(path):
         store, obj = path
     else:
-        store, obj = as_store(job.input), f"{name}.parquet"
+        store, obj = as_store(job.input), f"{name}{PARQUET}"
     return hashlib.sha256(store.get(obj)).hexdigest()
 
 
@@ -125,11 +127,11 @@ def filter_shard(job: FilterJob, name: str) -> dict[str, Any]:
         for s in samples:
             if s.key in kept_keys:
                 s.members = members.get(s.key)
-                if s.members is None or any(ext not in s.members for ext in shards.MEMBERS):
+                if s.members is None or any(ext not in s.members for ext in MEMBERS):
                     s.status, s.reason, s.members = REJECTED, "filter:missing_members", None
         extra = {"filter": {**job.settings(), "scores": source, "scores_sha256": scores_digest(job, name)},
                  "source_shard": name}
-        return shards.write_output_shard(job.output, name, samples, extra)
+        return write_output_shard(job.output, name, samples, extra)
     return {"name": name, "count": len(samples), "status": dict(Counter(s.status for s in samples)),
             "reasons": dict(Counter(s.reason for s in samples if not s.ok))}
 

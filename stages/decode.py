@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from l2i_pipeline.core.config import DecodeConfig
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats.names import JPG
 from stages.base import PerSampleStage
 
 
@@ -112,5 +113,5 @@ class DecodeStage(PerSampleStage):
         s.raw = None
         image = resize_center_crop(rgb, self.cfg.resolution)
         s.image, jpg = jpeg_roundtrip(image, self.cfg.jpeg_quality)
-        s.members = {"jpg": jpg}
+        s.members = {JPG: jpg}
 

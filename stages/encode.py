@@ -12,8 +12,10 @@ import cv2
 import fpng
 import numpy as np
 
-from l2i_pipeline.core.layered import Layer, prefix
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import Layer
+from l2i_pipeline.formats.names import ALPHA, BG, FG, FG_RGBA, INPAINT_MASK, JPG, JSON, MASK, TXT, member
 from stages.base import PerSampleStage
 
 GRAY_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
@@ -35,16 +37,12 @@ def png(array: np.ndarray) -> bytes:
 
 
 def encode_members(s: Sample) -> None:
-    mask8 = np.round(s.mask * 255).astype(np.uint8)
     s.members = {
-        "jpg": s.members["jpg"],  # the exact bytes I was round-tripped through in decode
-        "fg.png": png(s.fg),
-        "mask.png": png(mask8),
-        "inpaint_mask.png": png(s.inpaint_mask),
-        "bg.png": png(s.bg),
-        **_alpha_members("", s.alpha, s.fg_rgba),
-        "txt": s.caption.encode("utf-8"),
-        "json": json.dumps({"key": s.key, **s.meta}, default=str, sort_keys=True).encode(),
+        JPG: s.members[JPG],  # the exact bytes I was round-tripped through in decode
+        **_layer_members(1, s.fg, s.mask, s.inpaint_mask, s.bg),
+        **_alpha_members(1, s.alpha, s.fg_rgba),
+        TXT: s.caption.encode("utf-8"),
+        JSON: json.dumps({"key": s.key, **s.meta}, default=str, sort_keys=True).encode(),
     }
     for k, layer in enumerate(s.peels, start=2):
         s.members.update(_peel_members(k, layer))
@@ -53,21 +51,26 @@ def encode_members(s: Sample) -> None:
     s.peels = []
 
 
-def _alpha_members(prefix: str, alpha: np.ndarray | None, fg_rgba: np.ndarray | None) -> dict[str, bytes]:
-    """layers.alpha=matting: `{prefix}alpha.png` (8-bit) and `{prefix}fg_rgba.png` (F' with alpha); none
-    without matting, so the paper's members stay byte-identical."""
+def _layer_members(k: int, fg: np.ndarray, mask: np.ndarray, inpaint_mask: np.ndarray, bg: np.ndarray
+                   ) -> dict[str, bytes]:
+    """Layer k's F, m (8-bit), m~ and B (formats/names.py; `l{k}.`-prefixed for k >= 2)."""
+    return {member(k, FG): png(fg), member(k, MASK): png(mask8.encode(mask)),
+            member(k, INPAINT_MASK): png(inpaint_mask), member(k, BG): png(bg)}
+
+
+def _alpha_members(k: int, alpha: np.ndarray | None, fg_rgba: np.ndarray | None) -> dict[str, bytes]:
+    """layers.alpha=matting: layer k's alpha (8-bit) and F' with alpha; none without matting, so the
+    paper's members stay byte-identical."""
     if alpha is None:
         return {}
-    return {f"{prefix}alpha.png": png(np.rint(alpha * 255).astype(np.uint8)), f"{prefix}fg_rgba.png": png(fg_rgba)}
+    return {member(k, ALPHA): png(mask8.encode(alpha)), member(k, FG_RGBA): png(fg_rgba)}
 
 
 def _peel_members(k: int, layer: Layer) -> dict[str, bytes]:
     """Layer k >= 2 of layers.count > 1 (stages/peel.py): the paper's four members prefixed `l{k}.`."""
-    p = prefix(k)
-    members = {p + "fg.png": png(layer.fg), p + "mask.png": png(np.round(layer.mask * 255).astype(np.uint8)),
-               p + "inpaint_mask.png": png(layer.inpaint_mask), p + "bg.png": png(layer.bg)}
+    members = _layer_members(k, layer.fg, layer.mask, layer.inpaint_mask, layer.bg)
     if layer.alpha is not None:  # layers.alpha=matting: the matting helper's encoder (issue 26 contract)
-        members.update(_alpha_members(p, layer.alpha, layer.fg_rgba))
+        members.update(_alpha_members(k, layer.alpha, layer.fg_rgba))
     return members
 
 

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from l2i_pipeline.core.config import InpaintConfig
+from l2i_pipeline.formats import mask8
 
 WORK = 256  # Telea's cost grows with the hole; fill at this size, then paste back at full size
 
@@ -27,7 +28,7 @@ class TeleaInpainter:
         if scale < 1.0:
             size = (round(w * scale), round(h * scale))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            small_mask = (cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST) > 0).astype(np.uint8) * 255
+            small_mask = mask8.binary(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST) > 0)
             small_mask = cv2.dilate(small_mask, np.ones((3, 3), np.uint8))  # cover resampled edges
             filled = cv2.inpaint(small, small_mask, max(1, round(self.cfg.radius * scale)), cv2.INPAINT_TELEA)
             return cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC)

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 
 from l2i_pipeline.core.config import LayersConfig
-from l2i_pipeline.core.layered import Layer
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import Layer
 from stages.base import PerSampleStage
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def foreground(image: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndar
 
 def dilated_mask(mask: np.ndarray, threshold: float, kernel: int, iterations: int) -> np.ndarray:
     """m~: uint8 0/255, the binarised mask grown so inpainting also covers the object's fuzzy border."""
-    binary = (mask > threshold).astype(np.uint8) * 255
+    binary = mask8.binary(mask > threshold)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
     return cv2.dilate(binary, k, iterations=iterations) if iterations > 0 else binary
 

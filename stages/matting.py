@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from l2i_pipeline.core.config import LayersConfig
+from l2i_pipeline.formats import mask8
 
 UNKNOWN = 0.5
 
@@ -99,6 +100,6 @@ def soft_alpha(image: np.ndarray, mask: np.ndarray, cfg: LayersConfig) -> tuple[
         band = unknown[box]
         alpha[box][band] = a[band]
         colour[box][band] = np.rint(f[band] * 255).astype(np.uint8)
-    alpha8 = np.rint(alpha * 255).astype(np.uint8)
+    alpha8 = mask8.encode(alpha)
     colour[alpha8 == 0] = 0
-    return alpha8.astype(np.float32) / 255.0, np.dstack([colour, alpha8])
+    return mask8.decode(alpha8), np.dstack([colour, alpha8])

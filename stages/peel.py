@@ -25,8 +25,8 @@ import logging
 import numpy as np
 
 from l2i_pipeline.core.config import Config
-from l2i_pipeline.core.layered import Layer
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats.decode import Layer
 from stages.base import Resources, Stage, device_lock
 from stages.inpaint import InpaintStage
 from stages.layers import check_area, count_components, dilated_mask, foreground, split_for_peeling

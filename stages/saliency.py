@@ -7,15 +7,12 @@ import numpy as np
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats import mask8
 from stages.base import ModelStage, sample_seed
 from stages.registry import saliency_backend
 from stages.saliency_gate import shows_object
 
 log = logging.getLogger(__name__)
-
-
-def quantize_mask(mask: np.ndarray) -> np.ndarray:
-    return (np.round(np.clip(mask, 0, 1) * 255) / 255).astype(np.float32)
 
 
 class SaliencyStage(ModelStage):
@@ -49,7 +46,7 @@ class SaliencyStage(ModelStage):
                 s.reject("saliency:bad_output")
                 continue
             s.meta["saliency"] = self.describe
-            m = quantize_mask(m)
+            m = mask8.quantize(m)
             # one gate for every backend: no foreground without evidence in the image (saliency_gate.py)
             if not shows_object(s.image, m, self.cfg.layers.threshold):
                 s.reject("saliency:no_salient_object")

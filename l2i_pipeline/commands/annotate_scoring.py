@@ -18,19 +18,18 @@ log = logging.getLogger(__name__)
 def score_pool(checkpoints: dict[str, str], files: list[SampleFiles], batch_size: int = 64
                ) -> dict[str, dict[str, float]]:
     """{task: {key: P(good)}} of the given samples; a sample that cannot be decoded is left out."""
-    from classifiers.features import batched, decode_members, prepare
+    from classifiers.features import TASK_MEMBERS, batched, decode_members, prepare
     from classifiers.scorer import Scorer
 
     scorer = Scorer(checkpoints.get("mask"), checkpoints.get("inpaint"), "auto", batch_size)
     scorer.setup()
-    members = {"mask": ("jpg", "mask.png"), "inpaint": ("bg.png",)}
     out: dict[str, dict[str, float]] = {t: {} for t in scorer.tasks}
     for task in scorer.tasks:
         for chunk in batched(files, batch_size):
             keys, inputs = [], []
             for f in chunk:
                 try:
-                    arrays = decode_members({m: f.read(m) for m in members[task]}, task)
+                    arrays = decode_members({m: f.read(m) for m in TASK_MEMBERS[task]}, task)
                     inputs.append(prepare(task, scorer.sizes[task], **arrays))
                     keys.append(f.key)
                 except (OSError, ValueError, KeyError) as e:

@@ -75,7 +75,8 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
     sample (layers.count > 1), with the key, caption and depth above. Returns rows drawn."""
     from PIL import ImageDraw
 
-    from l2i_pipeline.core.layered import depth_of, prefix
+    from l2i_pipeline.formats.decode import depth_of
+    from l2i_pipeline.formats.names import BG, FG, JPG, MASK, TXT, member
 
     rows, deepest = [], 1
     for name in list_output_shards(l2i_dir):
@@ -86,11 +87,11 @@ def contact_sheet(l2i_dir: Path, path: Path, size: int = 192, max_rows: int = 24
                 break
             depth = depth_of(m)
             deepest = max(deepest, depth)
-            names = ["jpg"] + [prefix(k) + n for k in range(1, depth + 1) for n in ("mask.png", "fg.png", "bg.png")]
+            names = [JPG] + [member(k, n) for k in range(1, depth + 1) for n in (MASK, FG, BG)]
             tiles = [np.asarray(Image.open(io.BytesIO(m[n])).convert("RGB")) for n in names]
             strip = np.concatenate([_tile(t, size) for t in tiles], axis=1)
             label = Image.new("RGB", (strip.shape[1], 18), "white")
-            caption = m["txt"].decode("utf-8", "replace")
+            caption = m[TXT].decode("utf-8", "replace")
             text = f"{key}  {caption}"[:110] + (f"  (depth {depth})" if depth > 1 else "")
             ImageDraw.Draw(label).text((4, 3), text, fill="black")
             rows.append(np.concatenate([np.asarray(label), strip], axis=0))

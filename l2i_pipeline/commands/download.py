@@ -29,8 +29,8 @@ from l2i_pipeline.commands import i2d as adapters
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.outputs import check_output
-from l2i_pipeline.core.shards import LAION_COLUMNS
 from l2i_pipeline.core.storage import Store, add_storage_options_arg, as_store, open_store
+from l2i_pipeline.formats.index import LAION_COLUMNS
 
 log = logging.getLogger(__name__)
 

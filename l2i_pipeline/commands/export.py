@@ -20,11 +20,13 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.layered import read_layers
 from l2i_pipeline.core.layerfiles import FORMATS, Layer, layered_files
 from l2i_pipeline.core.outputs import check_l2i_dir, local_output
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import read_layers
+from l2i_pipeline.formats.names import JPG, JSON
 
 
 def _image(members: dict[str, bytes], name: str, mode: str) -> np.ndarray:
@@ -40,19 +42,19 @@ def _image(members: dict[str, bytes], name: str, mode: str) -> np.ndarray:
 
 def sample_stack(members: dict[str, bytes]) -> list[Layer]:
     """The layered stack of one sample (module docstring); ValueError naming what is missing or damaged."""
-    meta = json.loads(members["json"]) if "json" in members else {}
-    threshold = float((meta.get("layers") or {}).get("threshold", 0.1))
+    meta = json.loads(members[JSON]) if JSON in members else {}
+    threshold = float((meta.get("layers") or {}).get("threshold", mask8.CUT))
     try:
-        layers = read_layers(members)  # every layer, any depth (core/layered.py)
+        layers = read_layers(members)  # every layer, any depth (formats/decode.py)
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
-    stack = [Layer("original", _image(members, "jpg", "RGB"), visible=False)]
+    stack = [Layer("original", _image(members, JPG, "RGB"), visible=False)]
     for k, layer in enumerate(layers, start=1):
         if layer.fg_rgba is not None:
             fg = layer.fg_rgba
         else:  # the paper's binary cut: F = I where m > t
-            fg = np.dstack([layer.fg, (layer.mask > threshold).astype(np.uint8) * 255])
-        stack += [Layer(f"layer {k} mask", np.round(layer.mask * 255).astype(np.uint8), visible=False),
+            fg = np.dstack([layer.fg, mask8.binary(layer.mask > threshold)])
+        stack += [Layer(f"layer {k} mask", mask8.encode(layer.mask), visible=False),
                   Layer(f"layer {k} inpaint mask", layer.inpaint_mask, visible=False),
                   Layer(f"layer {k}", fg)]
     stack.append(Layer("background", layers[-1].bg))

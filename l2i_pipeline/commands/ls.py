@@ -13,12 +13,13 @@ import logging
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.shards import verified_shards
 from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.formats.names import TAR
 
 log = logging.getLogger(__name__)
 
 
 def complete_urls(location: str, storage_options: dict | str | None = None,
-                  suffix: str = ".tar") -> tuple[list[str], dict[str, str]]:
+                  suffix: str = TAR) -> tuple[list[str], dict[str, str]]:
     """(URLs of the `suffix` files of the complete shards at `location`, {torn shard left out: why})."""
     store = open_store(location, storage_options)
     if not store.exists():

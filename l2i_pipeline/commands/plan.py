@@ -66,15 +66,16 @@ def measure_shards(url: str, storage_options: dict | str | None = None) -> dict[
     (tar, parquet, scores, marker), so the figure is what a bucket bills for.
     """
     from l2i_pipeline.core.storage import open_store
+    from l2i_pipeline.formats.names import MARKER
 
     store = open_store(url, storage_options)
     files = store.list()
-    names = [n[: -len("_stats.json")] for n in files if n.endswith("_stats.json")]
+    names = [n[: -len(MARKER)] for n in files if n.endswith(MARKER)]
     if not names:
         raise InputError(f"no complete shards (NAME_stats.json) under {url}")
     total = rows = ok = 0
     for name in names:
-        stats = json.loads(store.get(f"{name}_stats.json"))
+        stats = json.loads(store.get(f"{name}{MARKER}"))
         total += sum(size for f, size in files.items() if f == name or f.startswith((f"{name}.", f"{name}_")))
         rows += int(stats.get("count", 0))
         ok += int(stats["status"].get("ok", 0)) if "status" in stats else int(stats.get("successes", 0))

@@ -16,12 +16,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from l2i_pipeline.core.errors import NotFound, StorageError
 from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
 from l2i_pipeline.core.storage import Store, add_storage_options_arg, open_store
+from l2i_pipeline.formats.decode import decode_mask
+from l2i_pipeline.formats.names import MASK
 from stages.layers import count_components
 
 AREA_THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
@@ -70,7 +71,7 @@ def collect(out_dir: str | Path, max_masks: int = 2000, storage_options: dict | 
         for _, members in iter_output_samples(out, name):
             if seen >= max_masks:
                 break
-            m = np.asarray(Image.open(io.BytesIO(members["mask.png"]))).astype(np.float32) / 255.0
+            m = decode_mask(members[MASK])
             for t in AREA_THRESHOLDS:
                 areas[t].append(float((m > t).mean()))
             for t in COMPONENT_THRESHOLDS:

@@ -13,6 +13,7 @@ from typing import Any
 
 from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.typedconfig import apply_dict, load_typed
+from l2i_pipeline.formats import mask8
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_help", "RANGES"]
 
@@ -38,7 +39,7 @@ class SaliencyConfig:
 
 @dataclass
 class LayersConfig:
-    threshold: float = 0.1  # F = I where m > threshold (paper: 0.1)
+    threshold: float = mask8.CUT  # F = I where m > threshold (paper: 0.1)
     dilate_kernel: int = 15  # elliptical kernel size (pixels at the working resolution)
     dilate_iterations: int = 2
     min_area: float = 0.01  # reject masks covering less than this fraction of the image

@@ -19,6 +19,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image
 
+from l2i_pipeline.formats.names import COMPOSITE
+
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date, for every .ora entry
 FORMATS = ("psd", "ora", "png")
 
@@ -125,7 +127,7 @@ def png_files(stack: list[Layer]) -> dict[str, bytes]:
     """{NN_name.png: bytes} per layer, numbered top first (hidden ones too), and composite.png."""
     check_stack(stack)
     out = {f"{i:02d}_{_slug(layer.name)}.png": png_bytes(layer.pixels) for i, layer in enumerate(stack)}
-    out["composite.png"] = png_bytes(composite(stack))
+    out[COMPOSITE] = png_bytes(composite(stack))
     return out
 
 

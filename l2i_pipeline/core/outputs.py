@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageError
 from l2i_pipeline.core.storage import Store, as_store, open_store, split_protocol
+from l2i_pipeline.formats.names import PARQUET
 
 
 def check_output(url: str | os.PathLike | Store, flag: str = "--output",
@@ -54,7 +55,7 @@ def check_apart(inp: Store, out: Store, in_flag: str = "--input", out_flag: str 
 
 def _is_l2i(store: Store) -> bool | None:
     """Whether the shard directory holds L2I(U) shards (its index has a reason column); None: no index."""
-    parquets = [n for n in store.list(".parquet") if not n.startswith(".")]
+    parquets = [n for n in store.list(PARQUET) if not n.startswith(".")]
     if not parquets:
         return None
     with store.open(parquets[0]) as f:

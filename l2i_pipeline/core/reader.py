@@ -5,9 +5,12 @@ import json
 import math
 from collections.abc import Iterator
 
+from l2i_pipeline.core.inputshards import Unit, image_member, read_input_index
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import LAION_COLUMNS, Unit, image_member, iter_tar, read_input_index
+from l2i_pipeline.core.shards import iter_tar
 from l2i_pipeline.core.storage import Store, as_store
+from l2i_pipeline.formats.index import LAION_COLUMNS
+from l2i_pipeline.formats.names import JSON, TAR, TXT
 
 # img2dataset bookkeeping that is not metadata worth keeping per sample
 _DROP = {"key", "status", "error_message", "caption", "exif", "__index_level_0__"}
@@ -51,7 +54,7 @@ def read_units(raw: Store | str, input_name: str, units: list[Unit]) -> Iterator
             by_key[row["key"]] = (u, row)
     emitted: set[str] = set()
     errors: list[str] = []
-    for key, members in iter_tar(raw, f"{input_name}.tar", errors):
+    for key, members in iter_tar(raw, f"{input_name}{TAR}", errors):
         hit = by_key.get(key)
         if hit is None or key in emitted:
             continue
@@ -62,16 +65,16 @@ def read_units(raw: Store | str, input_name: str, units: list[Unit]) -> Iterator
                 _download_failure(row))
             continue
         try:
-            side = json.loads(members.get("json", b"{}") or b"{}")
+            side = json.loads(members.get(JSON, b"{}") or b"{}")
         except ValueError:
             side = {}
-        caption = members["txt"].decode("utf-8", "replace") if "txt" in members else (row.get("caption") or "")
+        caption = members[TXT].decode("utf-8", "replace") if TXT in members else (row.get("caption") or "")
         yield Sample(key, unit.name, caption=caption, meta=_meta(row, side), raw=image_member(members) or b"")
     for key, (unit, row) in by_key.items():
         if key in emitted:
             continue
         s = Sample(key, unit.name, caption=row.get("caption") or "", meta=_meta(row, {}))
-        if row.get("duplicate_of"):  # a repeated key (see shards.read_input_index)
+        if row.get("duplicate_of"):  # a repeated key (see inputshards.read_input_index)
             yield s.reject("input:duplicate_key")
         elif row.get("status", "success") != "success":
             yield s.reject(_download_failure(row))

@@ -30,7 +30,7 @@ class Sample:
     members: dict[str, bytes] | None = None  # encoded tar members, set by the encode stage
     alpha: np.ndarray | None = None  # layers.alpha=matting: float32 HxW in [0, 1], the soft alpha
     fg_rgba: np.ndarray | None = None  # layers.alpha=matting: uint8 HxWx4, F' (clean colours) with alpha
-    peels: list = field(default_factory=list)  # layers k >= 2 (core/layered.py Layer), layers.count > 1
+    peels: list = field(default_factory=list)  # layers k >= 2 (formats/decode.py Layer), layers.count > 1
 
     @property
     def ok(self) -> bool:

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError
 from l2i_pipeline.core.gpus import Ask
+from l2i_pipeline.core.inputshards import Unit
 from l2i_pipeline.core.rayutil import RESERVED_CPUS, Watchdog, describe_waiting, feeder_cpus, model_pool, node_cpus
 from l2i_pipeline.core.reader import read_units
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
-from l2i_pipeline.core.shards import Unit, write_output_shard
 from l2i_pipeline.core.storage import Store
 from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker

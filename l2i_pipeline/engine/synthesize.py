@@ -15,14 +15,16 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.inputshards import plan_units
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import check_apart, check_raw_dir
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions, with_new_keys
 from l2i_pipeline.core.rayutil import init_ray
-from l2i_pipeline.core.shards import MARKER, complete_shards, plan_units
+from l2i_pipeline.core.shards import complete_shards
 from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
+from l2i_pipeline.formats.names import MARKER, PARQUET, TAR
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ class ShardsFailed(RuntimeError):
 def input_fingerprint(raw: Store) -> dict[str, list[int]]:
     """{input shard: [tar size, parquet size]} from one listing: what each output shard was made from."""
     listing = raw.list()
-    return {n[:-4]: [size, listing.get(n[:-4] + ".parquet", -1)] for n, size in listing.items() if n.endswith(".tar")}
+    return {n[: -len(TAR)]: [size, listing.get(n[: -len(TAR)] + PARQUET, -1)] for n, size in listing.items()
+            if n.endswith(TAR)}
 
 
 def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: bool = False) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from l2i_pipeline.core.shards import Unit
+from l2i_pipeline.core.inputshards import Unit
 
 
 @dataclass

@@ -6,7 +6,7 @@ in many workers at different times. Each batch's last task writes one part per s
 (`_parts/NAME/<digest of its keys>.tar`: the encoded members plus one index row per sample) and returns
 only (shard, part, keys). The driver counts keys per shard; when a shard has all its rows it starts a
 finalize task, which reads the parts, keeps one copy per key, and commits the shard (tar, parquet, marker
-last; see core/shards.py). Part names depend only on their keys, so a retried task overwrites its own
+last; see core/commit.py). Part names depend only on their keys, so a retried task overwrites its own
 part instead of adding one; duplicates across parts are dropped by key.
 """
 from __future__ import annotations
@@ -14,30 +14,27 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 import time
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from l2i_pipeline.core.commit import Entry, commit_entries, sample_entries
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import Entry, commit_entries, iter_tar_stream, sample_entries
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.formats.tar import iter_tar_stream, write_tar
 
 PARTS = "_parts"
 ROW = "row.json"  # the index row travels beside the members in a part
 
 
 def part_bytes(entries: list[Entry]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for key, row, members in entries:
-            for ext, data in [(ROW, json.dumps(row, sort_keys=True).encode()), *sorted((members or {}).items())]:
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    """The index row (ROW) then the members (sorted) of each entry, as one deterministic tar."""
+    def files(key: str, row: dict[str, Any], members: dict[str, bytes] | None):
+        yield f"{key}.{ROW}", json.dumps(row, sort_keys=True).encode()
+        yield from ((f"{key}.{ext}", data) for ext, data in sorted((members or {}).items()))
+    return write_tar(f for e in entries for f in files(*e))
 
 
 def read_part(data: bytes, label: str) -> list[Entry]:

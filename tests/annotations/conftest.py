@@ -17,8 +17,8 @@ from annotations.pool import build_pool
 from annotations.queue import Settings
 from annotations.server import create_app
 from annotations.users import add_user
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import write_output_shard
 
 SIZE = 64
 

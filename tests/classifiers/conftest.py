@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import write_output_shard
 
 SIZE = 64
 

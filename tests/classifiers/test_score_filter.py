@@ -5,12 +5,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.features import decode_png_or_jpg
 from classifiers.score import read_sidecar, sidecar_path
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats.decode import decode_image, decode_mask
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_score_stage_writes_the_same_scores_into_meta(scored, trained):
     name = shards.list_output_shards(d)[0]
     samples = []
     for key, m in shards.iter_output_samples(d, name):
-        samples.append(Sample(key, name, image=decode_png_or_jpg(m["jpg"]), bg=decode_png_or_jpg(m["bg.png"]),
-                              mask=decode_png_or_jpg(m["mask.png"], gray=True).astype(np.float32) / 255))
+        samples.append(Sample(key, name, image=decode_image(m["jpg"]), bg=decode_image(m["bg.png"]),
+                              mask=decode_mask(m["mask.png"])))
     samples.append(Sample("gone", name, status="rejected", reason="x"))
     cfg = Config()
     cfg.score.mask_classifier, cfg.score.inpaint_classifier = str(trained["mask"]), str(trained["inpaint"])

@@ -1,5 +1,5 @@
 """The driver's shard bookkeeping: duplicates, out-of-order arrival, retries, late records."""
-from l2i_pipeline.core.shards import Unit
+from l2i_pipeline.core.inputshards import Unit
 from l2i_pipeline.engine.tracker import UnitTracker
 
 

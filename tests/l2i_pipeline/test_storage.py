@@ -4,9 +4,10 @@ import json
 import pytest
 
 from l2i_pipeline.core import storage
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.errors import NotFound, StorageError
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index, write_output_shard
+from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
 from l2i_pipeline.core.storage import Store, open_store
 
 

@@ -4,9 +4,9 @@ import pytest
 
 from l2i_pipeline.core.config import Config, LayersConfig
 from l2i_pipeline.core.sample import Sample
+from l2i_pipeline.formats import mask8
 from stages.inpaint import InpaintStage, paste_back
 from stages.layers import count_components, dilated_mask, foreground, make_layers
-from stages.saliency import quantize_mask
 from stages.saliency_classical import classical_mask
 
 
@@ -80,7 +80,7 @@ def test_classical_saliency_finds_a_salient_disc():
     from rawshards import scene
 
     img = scene(3, size=160)
-    m = quantize_mask(classical_mask(img))
+    m = mask8.quantize(classical_mask(img))
     assert m.shape == img.shape[:2] and m.dtype == np.float32
     h, w = m.shape
     yy, xx = np.mgrid[0:h, 0:w]

@@ -9,8 +9,9 @@ import pytest
 import torch
 from trainshards import rewrite_tar, tiny_config
 
+from l2i_pipeline.core.commit import file_record
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.shards import ShardError, file_record
+from l2i_pipeline.core.shards import ShardError
 from l2i_pipeline.core.storage import open_store
 from training.data.index import build_index
 from training.data.split import is_test

@@ -28,6 +28,7 @@ from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import ShardError, complete_shards, read_marker, read_verified
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.formats.names import PARQUET, TAR
 from training.config import DataConfig
 from training.data.split import is_test
 
@@ -59,7 +60,7 @@ class DataIndex:
 
 def _check_sizes(store: Store, name: str, marker: dict, listed: dict[str, int]) -> None:
     """The listed sizes of the shard's tar and parquet against its marker: a torn write shows here."""
-    for suffix in (".tar", ".parquet"):
+    for suffix in (TAR, PARQUET):
         file = f"{name}{suffix}"
         want = (marker.get("files") or {}).get(file)
         if file not in listed:
@@ -91,12 +92,12 @@ def _depth(meta: str | None) -> int | None:
 
 def _ok_keys(store: Store, name: str, marker: dict, view: str = "paper") -> tuple[list[str], int]:
     """The shard's stream items, sorted, and how many of its samples record a depth (layers.count > 1)."""
-    data = read_verified(store, name, ".parquet", marker)
+    data = read_verified(store, name, PARQUET, marker)
     columns = ["key", "status"] + (["meta"] if view == "peel" else [])
     try:
         table = pq.read_table(io.BytesIO(data), columns=columns)
     except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{store.url_of(name + '.parquet')} is not an L2I shard index (key, status): {e}") from None
+        raise InputError(f"{store.url_of(name + PARQUET)} is not an L2I shard index (key, status): {e}") from None
     keys, status = table.column("key").to_pylist(), table.column("status").to_pylist()
     depths = table.column("meta").to_pylist() if view == "peel" else [None] * len(keys)
     items, with_depth = [], 0

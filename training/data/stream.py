@@ -25,9 +25,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from l2i_pipeline.core.errors import InputError, UserError
-from l2i_pipeline.core.layered import prefix
 from l2i_pipeline.core.shards import iter_output_samples
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.decode import COLOR, GRAY, decode_image
+from l2i_pipeline.formats.names import ALPHA, BG, FG, FG_RGBA, MASK, TXT, member, source_member
 from training.config import DataConfig
 from training.data.index import DataIndex, parse_item
 
@@ -67,7 +69,7 @@ def square(arr: np.ndarray, resolution: int) -> np.ndarray:
     return arr
 
 
-RGBA_MEMBERS = ("fg_rgba.png", "alpha.png")  # data.fg=rgba: F' and alpha (layers.alpha=matting)
+RGBA_MEMBERS = (FG_RGBA, ALPHA)  # data.fg=rgba: F' and alpha (layers.alpha=matting)
 
 
 def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer: int = 1, fg: str = "rgb",
@@ -75,28 +77,24 @@ def decode_sample(members: dict[str, bytes], resolution: int, flip: bool, layer:
     """Tar members -> F, B, I as float32 CHW in [-1, 1], m as 1HW in [0, 1], and the caption.
 
     `layer` k > 1 (data.view=peel): F_k, m_k, B_k and, as the image, the background they were cut from,
-    B_{k-1} (core/layered.py). fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is
+    B_{k-1} (formats/decode.py). fg="rgba" (data.fg): F is the colour of fg_rgba.png (F', halo-free) and m is
     alpha.png, of that layer."""
     rgba = fg == "rgba"
-    names = {"image": "jpg" if layer == 1 else prefix(layer - 1) + "bg.png",
-             "fg": prefix(layer) + ("fg_rgba.png" if rgba else "fg.png"),
-             "bg": prefix(layer) + "bg.png", "mask": prefix(layer) + ("alpha.png" if rgba else "mask.png")}
+    names = {"image": source_member(layer), "fg": member(layer, FG_RGBA if rgba else FG),
+             "bg": member(layer, BG), "mask": member(layer, ALPHA if rgba else MASK)}
 
-    def image(ext: str, flags: int) -> np.ndarray:
-        arr = cv2.imdecode(np.frombuffer(members[ext], np.uint8), flags)
-        if arr is None:
-            raise ValueError(f"{ext} does not decode")
-        arr = square(arr, resolution)
+    def image(name: str, mode: int) -> np.ndarray:
+        arr = square(decode_image(members[name], mode, name), resolution)
         if flip:
             arr = arr[:, ::-1]
         return arr
 
     out: dict[str, np.ndarray | str] = {}
     for name in ("image", "fg", "bg"):
-        rgb = image(names[name], cv2.IMREAD_COLOR)[..., ::-1]  # IMREAD_COLOR drops an alpha channel
+        rgb = image(names[name], COLOR)  # COLOR drops an alpha channel
         out[name] = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
-    out["mask"] = np.ascontiguousarray(image(names["mask"], cv2.IMREAD_GRAYSCALE)[None], dtype=np.float32) / 255.0
-    out["caption"] = members.get("txt", b"").decode("utf-8", "replace")
+    out["mask"] = np.ascontiguousarray(mask8.decode(image(names["mask"], GRAY))[None])
+    out["caption"] = members.get(TXT, b"").decode("utf-8", "replace")
     return out
 
 
@@ -112,7 +110,7 @@ def iter_shard(store: Store, name: str, keys: list[str], resolution: int, flip_s
             log.warning("skipping sample %s of %s: not in the tar although the index lists it", key, name)
             yield key, BAD
             continue
-        missing = [prefix(layer) + m for m in RGBA_MEMBERS if prefix(layer) + m not in members[sample]] \
+        missing = [member(layer, m) for m in RGBA_MEMBERS if member(layer, m) not in members[sample]] \
             if fg == "rgba" else []
         if missing:
             raise InputError(f"data.fg=rgba needs shards made with `l2i synthesize --set layers.alpha=matting`; "

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.config import Config
+from l2i_pipeline.formats.names import MASK
 from stages.registry import saliency_backend
 from training.eval.sources import Item, decode_rgb
 
@@ -72,7 +73,7 @@ class SaliencyIou:
         refs = self.backend.predict(composites)
         out = []
         for (sid, _, _), ref in zip(items, refs):
-            path = self.root / sid / "mask.png"
+            path = self.root / sid / MASK
             if not path.is_file():  # no m̂ to score: left out of the mean, not counted as 0
                 out.append(np.nan)
                 continue
@@ -86,8 +87,8 @@ def human_iou(sample_root: Path, ids: list[str], human_dir: str | Path) -> dict[
     out = {}
     for sid in ids:
         ref_path = human / f"{sid}.png"
-        if ref_path.is_file() and (sample_root / sid / "mask.png").is_file():
-            pred = read_mask(sample_root / sid / "mask.png")
+        if ref_path.is_file() and (sample_root / sid / MASK).is_file():
+            pred = read_mask(sample_root / sid / MASK)
             out[sid] = iou(binarize(pred), binarize(read_mask(ref_path, pred.shape)))
     return out
 

@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.shards import image_member, iter_tar
+from l2i_pipeline.core.inputshards import image_member
+from l2i_pipeline.core.shards import iter_tar
 from l2i_pipeline.core.storage import Store, as_store
+from l2i_pipeline.formats.names import COMPOSITE, JPG, MARKER, MASK, PARQUET, SAMPLES_INDEX, TAR, TXT
 from training.eval.cache import BadImage
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,10 @@ class SampleDir:
     missing: list[str]  # ids listed in samples.parquet whose composite.png is absent
 
     def composite(self, sid: str) -> Path:
-        return self.root / sid / "composite.png"
+        return self.root / sid / COMPOSITE
 
     def mask(self, sid: str) -> Path:
-        return self.root / sid / "mask.png"
+        return self.root / sid / MASK
 
     def image_set(self) -> ImageSet:
         def read(todo: set[str]) -> Iterator[Item]:
@@ -76,7 +78,7 @@ class SampleDir:
 
 def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
     root = Path(path)
-    index = root / "samples.parquet"
+    index = root / SAMPLES_INDEX
     if not root.is_dir():
         raise NotFound(f"sample dir not found: {root}")
     if not index.is_file():
@@ -87,7 +89,7 @@ def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
     ids, prompts, missing = [], {}, []
     for row in table:
         sid = str(row["id"])
-        if (root / sid / "composite.png").is_file():
+        if (root / sid / COMPOSITE).is_file():
             ids.append(sid)
             prompts[sid] = str(row.get("prompt") or "")
         else:
@@ -108,7 +110,7 @@ def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
 def _tar_members(store: Store, name: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream a tar's samples from any store; a damaged tar yields what precedes the damage (iter_tar logs it)."""
     errors: list[str] = []
-    yield from iter_tar(store, f"{name}.tar", errors)
+    yield from iter_tar(store, f"{name}{TAR}", errors)
 
 
 def _shard_reader(store: Store, by_shard: dict[str, list[str]], member: Callable[[dict], bytes | None],
@@ -121,14 +123,14 @@ def _shard_reader(store: Store, by_shard: dict[str, list[str]], member: Callable
             for key, members in _tar_members(store, name):
                 data = member(members) if key in wanted else None
                 if data:
-                    txt = members.get("txt")
+                    txt = members.get(TXT)
                     yield key, data, txt.decode("utf-8", "replace") if txt else captions.get(key, "")
     return read
 
 
 def _index(store: Store, name: str, columns: tuple[str, ...]) -> list[dict]:
     """The rows of `NAME.parquet`, only the wanted columns that exist (indexes of millions of rows stay small)."""
-    f = pq.ParquetFile(io.BytesIO(store.get(f"{name}.parquet")))
+    f = pq.ParquetFile(io.BytesIO(store.get(f"{name}{PARQUET}")))
     return f.read(columns=[c for c in columns if c in f.schema_arrow.names]).to_pylist()
 
 
@@ -136,7 +138,7 @@ def l2i_shards(real: str | Store) -> tuple[Store, list[str]]:
     """The complete L2I shards of `real` (those with their NAME_stats.json marker); a Store keeps its options."""
     store = as_store(real)
     store.check_readable()
-    names = sorted(n[: -len("_stats.json")] for n in store.list("_stats.json"))
+    names = sorted(n[: -len(MARKER)] for n in store.list(MARKER))
     if not names:
         raise InputError(f"{store.url} holds no complete L2I shards (no NAME_stats.json): expected `l2i filter` "
                          "or `l2i synthesize` output")
@@ -172,19 +174,19 @@ def ll2ie_set(real: str | Store, test_fraction: float, split_seed: int, limit: i
     is_test = is_test or default_is_test()
     store, names = l2i_shards(real)
     by_shard, captions = _l2i_rows(store, names, lambda r: is_test(r["key"], test_fraction, split_seed), limit)
-    sizes = store.list(".tar")
-    fp = _digest(["ll2ie", store.url, {n: sizes.get(f"{n}.tar") for n in names}, test_fraction, split_seed, limit])
+    sizes = store.list(TAR)
+    fp = _digest(["ll2ie", store.url, {n: sizes.get(f"{n}{TAR}") for n in names}, test_fraction, split_seed, limit])
     keys = [k for ks in by_shard.values() for k in ks]
-    return ImageSet("ll2ie", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
+    return ImageSet("ll2ie", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get(JPG), captions))
 
 
 def l2i_set(real: str | Store, limit: int) -> ImageSet:
     """Every ok sample of L2I, up to `limit` (Table V's dataset CLIP score), image I."""
     store, names = l2i_shards(real)
     by_shard, captions = _l2i_rows(store, names, lambda r: True, limit)
-    fp = _digest(["l2i", store.url, store.list(".tar"), limit])
+    fp = _digest(["l2i", store.url, store.list(TAR), limit])
     keys = [k for ks in by_shard.values() for k in ks]
-    return ImageSet("l2i", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get("jpg"), captions))
+    return ImageSet("l2i", keys, captions, fp, _shard_reader(store, by_shard, lambda m: m.get(JPG), captions))
 
 
 def _in_l2i(real: str | Store, candidates: dict[str, dict]) -> set[str]:
@@ -209,15 +211,15 @@ def la_set(raw: str | Store, real: str | Store | None, limit: int) -> ImageSet:
     """LA: raw LAION(-Aesthetics) images from img2dataset shards, minus those that made it into L2I (`real`)."""
     store = as_store(raw)
     store.check_readable()
-    tars = store.list(".tar")
+    tars = store.list(TAR)
     if not tars:
         raise InputError(f"{store.url} holds no .tar shards: expected `l2i download` (img2dataset) output")
     candidates: dict[str, dict] = {}  # key -> {shard, caption, url}; a few times the limit, then filtered
     for tar in tars:
-        name = tar[: -len(".tar")]
+        name = tar[: -len(TAR)]
         if len(candidates) >= 2 * limit:
             break
-        if store.exists(f"{name}.parquet"):
+        if store.exists(f"{name}{PARQUET}"):
             rows = [r for r in _index(store, name, ("key", "status", "caption", "url"))
                     if r.get("status", "success") == "success"]
         else:

@@ -26,8 +26,10 @@ from PIL import Image
 
 from l2i_pipeline.core import layerfiles
 from l2i_pipeline.core.layerfiles import ZIP_TIME  # noqa: F401 - the .ora entries' date, as before
+from l2i_pipeline.formats import mask8
+from l2i_pipeline.formats.names import BG, COMPOSITE, FG, FG_RGBA, IMAGE, MASK, ORA, PSD
 
-FG_THRESHOLD = 0.1  # the synthesize stage's F = I where m > 0.1
+FG_THRESHOLD = mask8.CUT  # the synthesize stage's F = I where m > 0.1
 THUMBNAIL_MAX = 256
 
 
@@ -51,10 +53,6 @@ def to_uint8(x) -> np.ndarray:
     return np.clip(np.rint((a + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def mask_uint8(mask: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8)
-
-
 def composite(layers: Layers) -> np.ndarray:
     """Ĉ = m̂F̂ + (1 − m̂)B̂."""
     m = layers.mask[..., None].astype(np.float32)
@@ -71,8 +69,8 @@ def unmix(seen: np.ndarray, bg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def fg_rgba(layers: Layers) -> np.ndarray:
     """HxWx4 uint8: alpha = m̂, colour F̂ where opaque and un-mixed across the soft band (module docstring)."""
-    alpha8 = mask_uint8(layers.mask)
-    alpha = alpha8.astype(np.float32) / 255  # the alpha a viewer will use, so that over(...) gives `seen` back
+    alpha8 = mask8.encode(layers.mask)
+    alpha = mask8.decode(alpha8)  # the alpha a viewer will use, so that over(...) gives `seen` back
     opaque, clear = alpha8 == 255, alpha8 == 0
     if layers.image is not None:
         colour = np.where(clear[..., None], layers.image, unmix(layers.image, layers.bg, alpha))
@@ -114,7 +112,7 @@ def ora_bytes(layers: Layers) -> bytes:
     h, w = layers.mask.shape
     fg = fg_rgba(layers)
     merged = over(fg, layers.bg)
-    stack = [("mask", "data/mask.png", png_bytes(mask_uint8(layers.mask)), "hidden"),
+    stack = [("mask", "data/mask.png", png_bytes(mask8.encode(layers.mask)), "hidden"),
              ("foreground", "data/foreground.png", png_bytes(fg), "visible"),
              ("background", "data/background.png", png_bytes(layers.bg), "visible")]
     xml = ["<?xml version='1.0' encoding='UTF-8'?>", f'<image version="0.0.5" w="{w}" h="{h}">', "<stack>"]
@@ -137,7 +135,7 @@ DEFAULT_FORMATS = ("png", "rgba", "ora")  # psd on request (`l2i sample --format
 def psd_stack(layers: Layers) -> list[layerfiles.Layer]:
     """The .psd's layers, top first: the mask (hidden), Î (hidden, when there is one), the halo-free
     foreground with alpha (fg_rgba), the background; its merged image is what the .ora shows."""
-    stack = [layerfiles.Layer("mask", mask_uint8(layers.mask), visible=False)]
+    stack = [layerfiles.Layer("mask", mask8.encode(layers.mask), visible=False)]
     if layers.image is not None:
         stack.append(layerfiles.Layer("image", layers.image, visible=False))
     return stack + [layerfiles.Layer("foreground", fg_rgba(layers)), layerfiles.Layer("background", layers.bg)]
@@ -151,20 +149,20 @@ def export_files(layers: Layers, formats: tuple[str, ...] = DEFAULT_FORMATS) -> 
     out: dict[str, bytes] = {}
     if not layers.layered:
         image = png_bytes(layers.image)
-        return {"image.png": image, "composite.png": image} if "png" in formats else {}
+        return {IMAGE: image, COMPOSITE: image} if "png" in formats else {}
     if "png" in formats:
-        out["fg.png"] = png_bytes(layers.fg)
-        out["bg.png"] = png_bytes(layers.bg)
-        out["mask.png"] = png_bytes(mask_uint8(layers.mask))
+        out[FG] = png_bytes(layers.fg)
+        out[BG] = png_bytes(layers.bg)
+        out[MASK] = png_bytes(mask8.encode(layers.mask))
         if layers.image is not None:
-            out["image.png"] = png_bytes(layers.image)
-        out["composite.png"] = png_bytes(composite(layers))
+            out[IMAGE] = png_bytes(layers.image)
+        out[COMPOSITE] = png_bytes(composite(layers))
     if "rgba" in formats:
-        out["fg_rgba.png"] = png_bytes(fg_rgba(layers))
+        out[FG_RGBA] = png_bytes(fg_rgba(layers))
     if "ora" in formats:
-        out["layers.ora"] = ora_bytes(layers)
+        out[ORA] = ora_bytes(layers)
     if "psd" in formats:
-        out["layers.psd"] = layerfiles.psd_bytes(psd_stack(layers))
+        out[PSD] = layerfiles.psd_bytes(psd_stack(layers))
     return out
 
 

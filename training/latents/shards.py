@@ -22,9 +22,8 @@ from safetensors.torch import save as save_tensors
 
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.storage import Store
-
-STATS_SUFFIX = "_stats.json"
-SCHEMA = pa.schema([("key", pa.string()), ("caption", pa.string()), ("split", pa.string())])
+from l2i_pipeline.formats.index import LATENT_SCHEMA
+from l2i_pipeline.formats.names import MARKER, PARQUET, SAFETENSORS
 
 
 def write_shard(out: Store, name: str, keys: list[str], captions: list[str], splits: list[str],
@@ -35,22 +34,22 @@ def write_shard(out: Store, name: str, keys: list[str], captions: list[str], spl
     stats = {"name": name, "count": len(keys), "train": int(train.sum()), "test": int((~train).sum()),
              "elements": int(m.numel()), "sum": float(m.sum()), "sum_sq": float((m * m + s * s).sum()),
              "latent_shape": list(mean.shape[1:]), **extra}
-    out.put(f"{name}.safetensors", save_tensors({"mean": mean.float().contiguous(), "std": std.float().contiguous()}))
+    out.put(f"{name}{SAFETENSORS}", save_tensors({"mean": mean.float().contiguous(), "std": std.float().contiguous()}))
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pydict({"key": keys, "caption": captions, "split": splits}, schema=SCHEMA), buf)
-    out.put(f"{name}.parquet", buf.getvalue())
-    out.put(f"{name}{STATS_SUFFIX}", json.dumps(stats, sort_keys=True).encode())
+    pq.write_table(pa.Table.from_pydict({"key": keys, "caption": captions, "split": splits}, schema=LATENT_SCHEMA), buf)
+    out.put(f"{name}{PARQUET}", buf.getvalue())
+    out.put(f"{name}{MARKER}", json.dumps(stats, sort_keys=True).encode())
     return stats
 
 
 def complete_shards(out: Store) -> list[str]:
     names = out.list()
-    return sorted(n[: -len(STATS_SUFFIX)] for n in names if n.endswith(STATS_SUFFIX)
-                  and f"{n[: -len(STATS_SUFFIX)]}.safetensors" in names)
+    return sorted(n[: -len(MARKER)] for n in names if n.endswith(MARKER)
+                  and f"{n[: -len(MARKER)]}{SAFETENSORS}" in names)
 
 
 def read_stats(out: Store, name: str) -> dict:
-    return json.loads(out.get(f"{name}{STATS_SUFFIX}"))
+    return json.loads(out.get(f"{name}{MARKER}"))
 
 
 def summarize(out: Store, header: dict) -> dict:
@@ -88,7 +87,7 @@ def read_index(out: Store) -> tuple[dict, list[LatentShard]]:
     summary = json.loads(out.get("latents.json"))
     shards = []
     for name in complete_shards(out):
-        table = pq.read_table(io.BytesIO(out.get(f"{name}.parquet"))).to_pydict()
+        table = pq.read_table(io.BytesIO(out.get(f"{name}{PARQUET}"))).to_pydict()
         split = np.array(table["split"])
         shards.append(LatentShard(name, table["key"], table["caption"], np.flatnonzero(split == "train").tolist(),
                                   np.flatnonzero(split != "train").tolist()))
@@ -98,7 +97,7 @@ def read_index(out: Store) -> tuple[dict, list[LatentShard]]:
 
 
 def load_shard(out: Store, name: str) -> dict[str, torch.Tensor]:
-    return load_tensors(out.get(f"{name}.safetensors"))
+    return load_tensors(out.get(f"{name}{SAFETENSORS}"))
 
 
 def is_latent_dir(out: Store) -> bool:

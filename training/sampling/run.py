@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store, open_store, parse_storage_options
+from l2i_pipeline.formats.names import SAMPLES_INDEX
 from training.export.layers import DEFAULT_FORMATS, FORMATS
 from training.fingerprint import dir_fingerprint
 
@@ -221,8 +222,8 @@ def write_index(out: Store) -> str:
     table = pa.Table.from_pylist(rows, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    out.put("samples.parquet", buf.getvalue())
-    return out.url_of("samples.parquet")
+    out.put(SAMPLES_INDEX, buf.getvalue())
+    return out.url_of(SAMPLES_INDEX)
 
 
 def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: int = 4, seed: int = 0,

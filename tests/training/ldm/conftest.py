@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.sample import Sample
-from l2i_pipeline.core.shards import write_output_shard
 
 
 def tiny_sd_vae():
