@@ -27,8 +27,7 @@ def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = 
     from l2i_pipeline.core.storage import open_store
     from training.ae_task import AETask
     from training.latents.encode import EncodeJob, encode
-    from training.ldm.cli import ldm_overrides
-    from training.ldm.task import LDMTask
+    from training.ldm.task import LDMTask, ldm_sets
     from training.ldm.text import build_tiny_text_encoder
     from training.runner import run_training
     from training.sampling.run import SampleSettings, sample
@@ -54,8 +53,7 @@ def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = 
     args = _train_args(latents, runs / "ldm", common + [
         f"train.steps={ldm_steps}", f"ckpt.every={ldm_steps}", f"val.every={ldm_steps}", "log.every=25",
         "train.batch_size=8", "train.lr=1e-3"])
-    args.ae, args.text_encoder, args.init = str(runs / "ae" / "ae"), str(text_encoder), None
-    args.set = ldm_overrides(args)
+    args.set = ldm_sets(str(runs / "ae" / "ae"), str(text_encoder)) + args.set
     run_training(LDMTask, args)
 
     log.info("demo: sampling %d prompts", len(prompts or PROMPTS))

@@ -1,15 +1,13 @@
-"""`l2i classifiers train|eval`, `l2i score`, `l2i filter` (paper section III-D)."""
+"""`l2i classifiers train|eval`: the mask and inpainting quality classifiers (paper section III-D)."""
 from __future__ import annotations
 
 import argparse
 import functools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from l2i_pipeline.core.lock import NO_LOCK_HELP
 from l2i_pipeline.core.storage import add_storage_options_arg
 
 log = logging.getLogger(__name__)
@@ -113,41 +111,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
-def cmd_score(args: argparse.Namespace) -> int:
-    from classifiers.score import ScoreJob, score
-
-    s = score(ScoreJob(input=_store(args.input, args), mask_classifier=args.mask_classifier,
-                       inpaint_classifier=args.inpaint_classifier, scores_dir=_store(args.scores_dir, args),
-                       batch_size=args.batch_size, num_actors=args.num_actors, num_gpus=args.num_gpus,
-                       device=args.device, overwrite=args.overwrite, use_ray=args.runner == "ray",
-                       ray_address=args.ray_address, num_cpus=args.num_cpus))
-    _table("l2i score", [("shards", s["shards"]), ("skipped (sidecar exists)", s["skipped"]),
-                         ("scored", s["scored"]), ("failed (unreadable)", len(s["failed"])),
-                         ("samples", s["samples"]), ("unscored (undecodable)", s["unscored"]),
-                         ("seconds", s["seconds"])])
-    for name in s["failed"]:
-        print(f"failed: {name}")
-    return 1 if s["failed"] else 0
-
-
-@_user_errors
-def cmd_filter(args: argparse.Namespace) -> int:
-    from classifiers.filter import FilterJob, run_filter
-
-    r = run_filter(FilterJob(input=_store(args.input, args), output=_store(args.output, args),
-                             min_mask_score=args.min_mask_score, min_inpaint_score=args.min_inpaint_score,
-                             scores_dir=_store(args.scores_dir, args),
-                             dry_run=args.dry_run, lock=not args.no_lock))
-    rows = [("shards", r["shards"]), ("skipped (done, same thresholds)", r["shards_skipped"]),
-            ("rows", r["rows"]), ("kept", r["kept"]),
-            ("kept fraction", r["kept"] / r["rows"] if r["rows"] else 0.0)]
-    rows += [(f"dropped: {k}", v) for k, v in r["dropped_by_reason"].items()]
-    _table(f"l2i filter{' (dry run)' if args.dry_run else ''} mask>={args.min_mask_score} "
-           f"inpaint>={args.min_inpaint_score}", rows)
-    return 0
-
-
 def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--batch-size", type=int, default=batch, help=f"images per forward pass (default: {batch})")
@@ -196,39 +159,3 @@ def register(subparsers) -> None:
     _common(e)
     add_storage_options_arg(e)
     e.set_defaults(func=cmd_eval)
-
-    s = subparsers.add_parser("score", formatter_class=fmt, help="score L2I(U) shards into NAME_scores.parquet",
-                              description="Score every sample of complete L2I(U) shards with the quality "
-                                          "classifiers (Ray actor pool, GPU when present). Sidecars are written "
-                                          "atomically; a rerun skips shards whose sidecar exists.")
-    s.add_argument("--input", required=True, metavar="L2IU_DIR")
-    s.add_argument("--mask-classifier", metavar="CKPT")
-    s.add_argument("--inpaint-classifier", metavar="CKPT")
-    s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
-    s.add_argument("--num-actors", type=int, default=1, help="actor pool size (one per GPU is typical)")
-    s.add_argument("--num-gpus", type=float, default=None,
-                   help="GPUs per actor, always asked (default: one when the cluster has or can get GPUs and "
-                        "--device is not cpu)")
-    s.add_argument("--overwrite", action="store_true",
-                   help="rescore shards whose sidecar was made by other classifiers (else: refused)")
-    s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")
-    s.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
-    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
-    _common(s, 256)
-    add_storage_options_arg(s)
-    s.set_defaults(func=cmd_score)
-
-    f = subparsers.add_parser("filter", formatter_class=fmt, help="keep samples whose scores pass thresholds",
-                              description="Write LAION-L2I shards of the L2I(U) samples whose scores pass the "
-                                          "thresholds (members copied as bytes) and filter_report.json; cheap to "
-                                          "rerun with other thresholds (--dry-run: the table only).")
-    f.add_argument("--input", required=True, metavar="L2IU_DIR")
-    f.add_argument("--output", required=True, metavar="L2I_DIR")
-    f.add_argument("--min-mask-score", type=float, help="keep P(good mask) >= X (omit: no mask filtering)")
-    f.add_argument("--min-inpaint-score", type=float, help="keep P(good inpainting) >= Y (omit: none)")
-    f.add_argument("--scores-dir", help="where `l2i score` wrote sidecars (default: the input dir)")
-    f.add_argument("--dry-run", action="store_true", help="print the kept/dropped table, write nothing")
-    f.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
-    add_storage_options_arg(f)
-    f.set_defaults(func=cmd_filter)

@@ -1,4 +1,4 @@
-"""`l2i train ae`: train the CaT2I-AE on L2I shards (docs/TRAINING.md). Other models add sub-commands here.
+"""`l2i train ae|ldm`: the CaT2I-AE and the latent diffusion UNet on L2I shards (docs/TRAINING.md).
 
 `register()` builds `l2i train` with one sub-parser per model; `add_common_args` gives each the same
 data, run-dir, config and runner options, so `l2i train ldm` reads exactly like `l2i train ae`.
@@ -44,7 +44,18 @@ def run_train_ae(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+def run_train_ldm(args: argparse.Namespace) -> int:
+    from training.ldm.task import LDMTask, ldm_sets
+    from training.runner import run_training
+
+    args.set = ldm_sets(args.ae, args.text_encoder, args.init) + list(args.set)
+    summary = run_training(LDMTask, args)
+    print(f"\ntrained steps {summary['start_step']} -> {summary['step']}; exported {summary['export']} "
+          f"(load it with LayeredDiffusionPipeline.from_pretrained, or `l2i sample --model {summary['export']}`)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the paper's models on L2I shards (CaT2I-AE, latent diffusion)")
     tsub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     ae = tsub.add_parser("ae", help="the composition-aware two-layer autoencoder CaT2I-AE (paper IV-B)",
@@ -55,7 +66,16 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     ae.add_argument("--init", help="start from the weights of a checkpoint (RUN/checkpoints/step_N, or a run dir: "
                                    "its latest) with a fresh optimiser, step 0 and a new --out")
     ae.set_defaults(func=run_train_ae)
-    from training.ldm.cli import add_parser as add_ldm_parser
 
-    add_ldm_parser(tsub, add_common_args)
-    return tsub
+    ldm = tsub.add_parser(
+        "ldm", help="the text-to-layered-image latent diffusion UNet (paper eq. 5) on autoencoder latents",
+        description="Train SD v1's UNet2DConditionModel on CaT2I-AE latents (or the baselines': ae.kind=sd_stack, "
+                    "ldm.target=image). --data is an `l2i encode` output (fast) or L2I shards (encoded at every step). "
+                    "Writes run.json, metrics.jsonl, val/, checkpoints/ and pipeline/ under --out; rerun to resume.")
+    add_common_args(ldm)
+    ldm.add_argument("--ae", required=True, help="RUN/ae from `l2i train ae` (or an SD vae/ dir for the baselines)")
+    ldm.add_argument("--text-encoder", required=True,
+                     help="dir with SD's text_encoder/ and tokenizer/ (CLIP ViT-L/14)")
+    ldm.add_argument("--init", help="start the UNet from RUN/pipeline, a pipeline dir or a UNet dir (e.g. the 256^2 "
+                                    "model to continue at 512^2; SD v1-4's unet/ for SD-AE-UNet(ft), widened)")
+    ldm.set_defaults(func=run_train_ldm)

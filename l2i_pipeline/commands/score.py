@@ -1,0 +1,51 @@
+"""`l2i score`: classifier scores of L2I(U) shards into NAME_scores.parquet sidecars (paper section III-D)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from l2i_pipeline.commands.classifiers import _common, _store, _table, _user_errors
+from l2i_pipeline.core.storage import add_storage_options_arg
+
+
+@_user_errors
+def cmd_score(args: argparse.Namespace) -> int:
+    from classifiers.score import ScoreJob, score
+
+    s = score(ScoreJob(input=_store(args.input, args), mask_classifier=args.mask_classifier,
+                       inpaint_classifier=args.inpaint_classifier, scores_dir=_store(args.scores_dir, args),
+                       batch_size=args.batch_size, num_actors=args.num_actors, num_gpus=args.num_gpus,
+                       device=args.device, overwrite=args.overwrite, use_ray=args.runner == "ray",
+                       ray_address=args.ray_address, num_cpus=args.num_cpus))
+    _table("l2i score", [("shards", s["shards"]), ("skipped (sidecar exists)", s["skipped"]),
+                         ("scored", s["scored"]), ("failed (unreadable)", len(s["failed"])),
+                         ("samples", s["samples"]), ("unscored (undecodable)", s["unscored"]),
+                         ("seconds", s["seconds"])])
+    for name in s["failed"]:
+        print(f"failed: {name}")
+    return 1 if s["failed"] else 0
+
+
+def register(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    s = subparsers.add_parser("score", formatter_class=fmt, help="score L2I(U) shards into NAME_scores.parquet",
+                              description="Score every sample of complete L2I(U) shards with the quality "
+                                          "classifiers (Ray actor pool, GPU when present). Sidecars are written "
+                                          "atomically; a rerun skips shards whose sidecar exists.")
+    s.add_argument("--input", required=True, metavar="L2IU_DIR")
+    s.add_argument("--mask-classifier", metavar="CKPT")
+    s.add_argument("--inpaint-classifier", metavar="CKPT")
+    s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
+    s.add_argument("--num-actors", type=int, default=1, help="actor pool size (one per GPU is typical)")
+    s.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs per actor, always asked (default: one when the cluster has or can get GPUs and "
+                        "--device is not cpu)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="rescore shards whose sidecar was made by other classifiers (else: refused)")
+    s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")
+    s.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
+    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    _common(s, 256)
+    add_storage_options_arg(s)
+    s.set_defaults(func=cmd_score)
