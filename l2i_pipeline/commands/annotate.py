@@ -10,8 +10,9 @@ import logging
 from annotations import db
 from l2i_pipeline.commands.annotate_scoring import score_pool
 from l2i_pipeline.commands.annotate_users import register_users
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.core.errors import ConfigError
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import open_store
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.commands.args import add_storage_options_arg
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.commands.classifiers import _store, _table, _user_errors
 from l2i_pipeline.core.lock import NO_LOCK_HELP
-from l2i_pipeline.core.storage import add_storage_options_arg
 
 
 @_user_errors

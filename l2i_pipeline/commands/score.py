@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
 from l2i_pipeline.commands.classifiers import _common, _store, _table, _user_errors
-from l2i_pipeline.core.storage import add_storage_options_arg
 
 
 @_user_errors
@@ -14,7 +13,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     s = score(ScoreJob(input=_store(args.input, args), mask_classifier=args.mask_classifier,
                        inpaint_classifier=args.inpaint_classifier, scores_dir=_store(args.scores_dir, args),
-                       batch_size=args.batch_size, num_actors=args.num_actors, num_gpus=args.num_gpus,
+                       batch_size=args.batch_size, num_actors=args.actors, num_gpus=args.num_gpus,
                        device=args.device, overwrite=args.overwrite, use_ray=args.runner == "ray",
                        ray_address=args.ray_address, num_cpus=args.num_cpus))
     _table("l2i score", [("shards", s["shards"]), ("skipped (sidecar exists)", s["skipped"]),
@@ -36,16 +35,13 @@ def register(subparsers) -> None:
     s.add_argument("--mask-classifier", metavar="CKPT")
     s.add_argument("--inpaint-classifier", metavar="CKPT")
     s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
-    s.add_argument("--num-actors", type=int, default=1, help="actor pool size (one per GPU is typical)")
+    add_actors_arg(s, 1, "1; one per GPU is typical", deprecated=("--num-actors",))
     s.add_argument("--num-gpus", type=float, default=None,
                    help="GPUs per actor, always asked (default: one when the cluster has or can get GPUs and "
                         "--device is not cpu)")
     s.add_argument("--overwrite", action="store_true",
                    help="rescore shards whose sidecar was made by other classifiers (else: refused)")
-    s.add_argument("--runner", default="ray", choices=["ray", "local"], help="local: in-process, no Ray")
-    s.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local one)")
-    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    add_runner_args(s, "an actor pool scoring shards (GPU when present)")
     _common(s, 256)
     add_storage_options_arg(s)
     s.set_defaults(func=cmd_score)

@@ -6,9 +6,8 @@ data, run-dir, config and runner options, so `l2i train ldm` reads exactly like 
 from __future__ import annotations
 
 import argparse
-import os
 
-from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -17,15 +16,10 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory, a local path or a URL (s3://, gs://, ...: "
                                                  "checkpoints and the export are committed there; local copies "
                                                  "under $L2I_RUN_CACHE); rerun the same command to resume")
-    p.add_argument("--preset", help="a named set of defaults applied before --config, e.g. tiny")
-    p.add_argument("--config", help="YAML config file (see training/config.py for every key)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.steps=1000 (repeatable)")
-    p.add_argument("--runner", choices=["ray", "local"], default="ray",
-                   help="ray (default): Ray Train TorchTrainer, DDP over --workers; local: one process")
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (one per GPU when GPUs exist)")
-    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    add_config_args(p, "every key: training/config.py", "train.steps=1000", preset=True)
+    add_runner_args(p, "Ray Train's TorchTrainer, DDP over --workers")
+    p.add_argument("--workers", type=int, default=1,
+                   help="ray: Ray Train workers, the DDP ranks (one GPU each when GPUs exist; default 1)")
     p.add_argument("--max-failures", type=int, default=3, help="Ray: worker-group restarts from the last checkpoint")
     add_storage_options_arg(p)  # for --data and a URL --out (the run dir in a bucket)
 
