@@ -2,27 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
-import sys
 from pathlib import Path
 
 from l2i_pipeline.commands.args import add_storage_options_arg
+from l2i_pipeline.core.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-def _user_errors(fn):
-    """A ValueError is the user's input (labels, thresholds, checkpoints): one line, exit code 2."""
-    @functools.wraps(fn)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except ValueError as e:
-            print(f"l2i {args.command}: error: {e}", file=sys.stderr)
-            return 2
-    return wrapped
 
 
 def precision(text: str) -> float:
@@ -59,7 +46,6 @@ def _store(url: str | None, args: argparse.Namespace):
     return None if url is None else open_store(url, args.storage_options)
 
 
-@_user_errors
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.train import TrainConfig, train
 
@@ -78,7 +64,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def cmd_eval(args: argparse.Namespace) -> int:
     from classifiers.checkpoint import load_meta, save_meta
     from classifiers.evaluate import metrics, plot_curves
@@ -89,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = meta["task"]
     items = [it for it in resolve(read_export(args.labels), task) if args.split == "all" or it.split == args.split]
     if not items:
-        raise ValueError(f"{args.labels} has no {task} labels in split {args.split!r}")
+        raise InputError(f"{args.labels} has no {task} labels in split {args.split!r}")
     paths = (args.checkpoint, None) if task == "mask" else (None, args.checkpoint)
     scorer = Scorer(*paths, args.device, args.batch_size)
     import numpy as np

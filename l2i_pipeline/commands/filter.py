@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 
 from l2i_pipeline.commands.args import add_storage_options_arg
-from l2i_pipeline.commands.classifiers import _store, _table, _user_errors
+from l2i_pipeline.commands.classifiers import _store, _table
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
-@_user_errors
 def cmd_filter(args: argparse.Namespace) -> int:
     from classifiers.filter import FilterJob, run_filter
 

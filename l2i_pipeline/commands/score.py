@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 
 from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
-from l2i_pipeline.commands.classifiers import _common, _store, _table, _user_errors
+from l2i_pipeline.commands.classifiers import _common, _store, _table
 
 
-@_user_errors
 def cmd_score(args: argparse.Namespace) -> int:
     from classifiers.score import ScoreJob, score
 

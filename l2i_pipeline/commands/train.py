@@ -24,15 +24,23 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     add_storage_options_arg(p)  # for --data and a URL --out (the run dir in a bucket)
 
 
+def train_job(args: argparse.Namespace, sets: list[str]):
+    """The flags as the library's TrainJob; `sets` go before --set (the model's own keys: --ae, --init ...)."""
+    from training.runner import TrainJob
+
+    return TrainJob(data=args.data, out=args.out, preset=args.preset, config=args.config, sets=[*sets, *args.set],
+                    runner=args.runner, workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus,
+                    max_failures=args.max_failures, storage_options=args.storage_options)
+
+
 def run_train_ae(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from training.ae_task import AETask
     from training.runner import run_training
 
-    if args.init:  # a config key, so run.json records it and a resume checks it
-        args.set = [f"ae.init={Path(args.init).resolve()}", *args.set]
-    summary = run_training(AETask, args)
+    # --init as a config key, so run.json records it and a resume checks it
+    summary = run_training(AETask, train_job(args, [f"ae.init={Path(args.init).resolve()}"] if args.init else []))
     print(f"\ntrained steps {summary['start_step']} -> {summary['step']}; skipped bad samples: "
           f"{summary['bad_samples']}; exported {summary['export']}")
     return 0
@@ -42,8 +50,7 @@ def run_train_ldm(args: argparse.Namespace) -> int:
     from training.ldm.task import LDMTask, ldm_sets
     from training.runner import run_training
 
-    args.set = ldm_sets(args.ae, args.text_encoder, args.init) + list(args.set)
-    summary = run_training(LDMTask, args)
+    summary = run_training(LDMTask, train_job(args, ldm_sets(args.ae, args.text_encoder, args.init)))
     print(f"\ntrained steps {summary['start_step']} -> {summary['step']}; exported {summary['export']} "
           f"(load it with LayeredDiffusionPipeline.from_pretrained, or `l2i sample --model {summary['export']}`)")
     return 0

@@ -2,9 +2,10 @@
 import argparse
 from pathlib import Path
 
+import pytest
 from clicommands import leaf_commands
 
-from l2i_pipeline.cli import build_parser
+from l2i_pipeline.cli import build_parser, main
 from l2i_pipeline.commands.args import DEFAULT_RUNNER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,5 +67,42 @@ def test_no_command_parser_outside_the_command_layer():
     for d in ("stages", "classifiers", "annotations", "training", "l2i_pipeline/core", "l2i_pipeline/engine"):
         for p in (REPO / d).rglob("*.py"):
             text = p.read_text()
-            assert "add_parser(" not in text, p
+            assert "add_parser(" not in text and "argparse" not in text, p  # plain typed arguments only
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_one_error_policy_user_errors_are_one_line_and_nothing_else_is_caught(monkeypatch, tmp_path, capsys):
+    """`l2i score|filter|classifiers` used to turn any ValueError (a bug too) into exit 2; now only UserError."""
+    from classifiers import filter as filter_lib
+
+    argv = ["filter", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--min-mask-score", "0.5"]
+    monkeypatch.setattr(filter_lib, "run_filter", lambda job: (_ for _ in ()).throw(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        main(argv)
+    monkeypatch.undo()
+    assert main(["filter", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("l2i filter: error: ") and err.count("\n") == 1 and "--min-mask-score" in err, err
+
+
+def test_a_user_error_is_found_inside_every_kind_of_ray_error():
+    from l2i_pipeline.core.errors import InputError, user_error_in
+
+    inner = InputError("bad shard")
+
+    class RayTaskError(Exception):  # Ray keeps a task's exception as .cause
+        cause = inner
+
+    class WorkerGroupError(Exception):  # Ray Train v2: rank -> error
+        worker_failures = {0: RuntimeError("x"), 1: inner}
+
+    class TrainingFailedError(Exception):  # Ray Train v1
+        error = inner
+
+    for outer in (RayTaskError(), WorkerGroupError(), TrainingFailedError()):
+        assert user_error_in(outer) is inner
+    try:
+        raise RuntimeError("wrapped") from inner
+    except RuntimeError as e:
+        assert user_error_in(e) is inner
+    assert user_error_in(RuntimeError("plain")) is None and user_error_in(None) is None
