@@ -45,11 +45,11 @@ def add_runner_args(p: argparse.ArgumentParser, ray: str, num_cpus: bool = True,
                        help="CPUs of the private local Ray (default: all; not used when joining a cluster)")
 
 
-def add_actors_arg(p: argparse.ArgumentParser, default: int | None, default_help: str,
-                   deprecated: tuple[str, ...] = ()) -> None:
+def add_actors_arg(p: argparse.ArgumentParser, default: int | None, note: str, deprecated: tuple[str, ...] = ()
+                   ) -> None:
     """--actors N: the Ray actor pool's size; `deprecated`: old spellings that still work, with a warning."""
     p.add_argument("--actors", type=int, default=default, metavar="N",
-                   help=f"ray: actors in the pool, one model copy each (default: {default_help})")
+                   help=f"ray: actors in the pool, one model copy each ({note})")
     for old in deprecated:
         p.add_argument(old, type=int, dest="actors", metavar="N", action=_renamed("--actors"), help=argparse.SUPPRESS)
 

@@ -23,7 +23,7 @@ def precision(text: str) -> float:
     return value
 
 
-def _table(title: str, rows: list[tuple[str, object]]) -> None:
+def print_table(title: str, rows: list[tuple[str, object]]) -> None:
     width = max([len(k) for k, _ in rows] + [len(title)])
     print(f"\n{title}\n{'-' * (width + 14)}")
     for k, v in rows:
@@ -39,7 +39,7 @@ def _metric_rows(prefix: str, m: dict) -> list[tuple[str, object]]:
             (f"{prefix} kept fraction there", m["at_target"]["kept_fraction"])]
 
 
-def _store(url: str | None, args: argparse.Namespace):
+def open_url(url: str | None, args: argparse.Namespace):
     """`url` opened with the command's --storage-options (None stays None)."""
     from l2i_pipeline.core.storage import open_store
 
@@ -49,7 +49,7 @@ def _store(url: str | None, args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.train import TrainConfig, train
 
-    cfg = TrainConfig(task=args.task, labels=args.labels, samples=_store(args.samples, args), out=args.out,
+    cfg = TrainConfig(task=args.task, labels=args.labels, samples=open_url(args.samples, args), out=args.out,
                       backbone_weights=args.backbone_weights, encoding=args.encoding, image_size=args.image_size,
                       epochs=args.epochs, lr=args.lr, l2=args.l2, target_precision=args.target_precision,
                       seed=args.seed, device=args.device, feature_batch=args.batch_size)
@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "test" in meta["metrics"]:
         rows += _metric_rows("test", meta["metrics"]["test"])
     rows += [("threshold stored", meta["threshold"]), ("seconds", meta["seconds"]), ("checkpoint", meta["paths"][0])]
-    _table(f"l2i classifiers train --task {args.task}", rows)
+    print_table(f"l2i classifiers train --task {args.task}", rows)
     return 0
 
 
@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from classifiers.labels import iter_prepared
 
-    pairs = list(iter_prepared(_store(args.samples, args), items, task, scorer.sizes[task]))
+    pairs = list(iter_prepared(open_url(args.samples, args), items, task, scorer.sizes[task]))
     good = np.array([it.good for _, it in pairs])
     scores = scorer.score(task, np.stack([x for x, _ in pairs]))
     m = metrics(scores, good, args.target_precision)
@@ -91,12 +91,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.write_threshold:
         save_meta(args.checkpoint, {**meta, "threshold": m["at_target"]["threshold"],
                                     "threshold_source": f"{args.split} precision >= {args.target_precision}"})
-    _table(f"l2i classifiers eval ({task}, {meta['encoding']}, split {args.split})",
+    print_table(f"l2i classifiers eval ({task}, {meta['encoding']}, split {args.split})",
            _metric_rows(args.split, m) + [("plots", ", ".join(p.name for p in plots)), ("written to", str(out))])
     return 0
 
 
-def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
+def device_args(p: argparse.ArgumentParser, batch: int = 64) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--batch-size", type=int, default=batch, help=f"images per forward pass (default: {batch})")
 
@@ -127,7 +127,7 @@ def register(subparsers) -> None:
     t.add_argument("--target-precision", type=precision, default=0.9,
                    help="precision the stored threshold aims at, in (0, 1]")
     t.add_argument("--seed", type=int, default=0)
-    _common(t)
+    device_args(t)
     add_storage_options_arg(t)
     t.set_defaults(func=cmd_train)
 
@@ -141,6 +141,6 @@ def register(subparsers) -> None:
     e.add_argument("--target-precision", type=precision, default=0.9, help="in (0, 1]")
     e.add_argument("--out-dir", default="classifier_eval", help="where plots and metrics go")
     e.add_argument("--write-threshold", action="store_true", help="store the picked threshold in CKPT.json")
-    _common(e)
+    device_args(e)
     add_storage_options_arg(e)
     e.set_defaults(func=cmd_eval)

@@ -47,6 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     add_runner_args(p, "an actor pool encoding shards (one GPU per actor when the cluster has GPUs)")
-    add_actors_arg(p, None, "one per GPU, else 1", deprecated=("--workers",))
+    add_actors_arg(p, None, "default: one per GPU, else 1", deprecated=("--workers",))
     add_storage_options_arg(p)  # for --data and --out
     p.set_defaults(func=cmd_encode)

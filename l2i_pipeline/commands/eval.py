@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda[:N]")
     add_runner_args(p, "per-image features on a Ray Data actor pool (GPU actors when the cluster has GPUs)",
                     num_cpus=False, default=None)
-    add_actors_arg(p, None, "1")
+    add_actors_arg(p, None, "default: 1")
     p.add_argument("--dataset-only", action="store_true",
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")

@@ -4,22 +4,22 @@ from __future__ import annotations
 import argparse
 
 from l2i_pipeline.commands.args import add_storage_options_arg
-from l2i_pipeline.commands.classifiers import _store, _table
+from l2i_pipeline.commands.classifiers import open_url, print_table
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
     from classifiers.filter import FilterJob, run_filter
 
-    r = run_filter(FilterJob(input=_store(args.input, args), output=_store(args.output, args),
+    r = run_filter(FilterJob(input=open_url(args.input, args), output=open_url(args.output, args),
                              min_mask_score=args.min_mask_score, min_inpaint_score=args.min_inpaint_score,
-                             scores_dir=_store(args.scores_dir, args),
+                             scores_dir=open_url(args.scores_dir, args),
                              dry_run=args.dry_run, lock=not args.no_lock))
     rows = [("shards", r["shards"]), ("skipped (done, same thresholds)", r["shards_skipped"]),
             ("rows", r["rows"]), ("kept", r["kept"]),
             ("kept fraction", r["kept"] / r["rows"] if r["rows"] else 0.0)]
     rows += [(f"dropped: {k}", v) for k, v in r["dropped_by_reason"].items()]
-    _table(f"l2i filter{' (dry run)' if args.dry_run else ''} mask>={args.min_mask_score} "
+    print_table(f"l2i filter{' (dry run)' if args.dry_run else ''} mask>={args.min_mask_score} "
            f"inpaint>={args.min_inpaint_score}", rows)
     return 0
 

@@ -42,5 +42,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                            "default, all cores; as train.cpu_threads)")
     p.add_argument("--device", default=None, help="local runner: cpu or cuda (default: cuda when present)")
     add_runner_args(p, "an actor pool sampling prompts (one GPU per actor when the cluster has GPUs)")
-    add_actors_arg(p, None, "one per GPU, else 1", deprecated=("--workers",))
+    add_actors_arg(p, None, "default: one per GPU, else 1", deprecated=("--workers",))
     p.set_defaults(func=cmd_sample)
