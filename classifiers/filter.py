@@ -22,7 +22,7 @@ from typing import Any
 from classifiers.score import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.commit import write_output_shard
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
@@ -152,10 +152,10 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
 
     t0 = time.time()
     if job.min_mask_score is None and job.min_inpaint_score is None:
-        raise ValueError("give --min-mask-score and/or --min-inpaint-score")
+        raise ConfigError("give --min-mask-score and/or --min-inpaint-score")
     for flag, v in (("--min-mask-score", job.min_mask_score), ("--min-inpaint-score", job.min_inpaint_score)):
         if v is not None and not 0.0 <= v <= 1.0:  # nan fails this too
-            raise ValueError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
+            raise ConfigError(f"{flag} {v}: a score threshold is a probability in [0, 1]")
     check_apart(as_store(job.input), as_store(job.output))  # also through a symlink, or a parent of --input
     check_l2i_dir(job.input, "l2i filter")
     names = shards.list_output_shards(job.input)

@@ -14,7 +14,7 @@ import numpy as np
 
 from classifiers.features import decode_members, prepare
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.errors import InputError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def read_export(path: str | Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{p}:{n}: not JSON ({e})") from None
+                raise InputError(f"{p}:{n}: not JSON ({e})") from None
     return rows
 
 

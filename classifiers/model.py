@@ -14,7 +14,7 @@ import torch
 from efficientnet_pytorch import EfficientNet
 from torch import nn
 
-from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 
 B0_FILE = "efficientnet-b0-355c32eb.pth"
 B0_URL = f"https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/{B0_FILE}"
@@ -64,11 +64,11 @@ class QualityClassifier(nn.Module):
         super().__init__()
         encoding = encoding or DEFAULT_ENCODING.get(task, "")
         if task not in ENCODINGS:
-            raise ValueError(f"unknown task {task!r}; choose one of {sorted(ENCODINGS)}")
+            raise ConfigError(f"unknown task {task!r}; choose one of {sorted(ENCODINGS)}")
         if encoding not in ENCODINGS[task]:
-            raise ValueError(f"task {task!r} has encodings {ENCODINGS[task]}, not {encoding!r}")
+            raise ConfigError(f"task {task!r} has encodings {ENCODINGS[task]}, not {encoding!r}")
         if image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+            raise ConfigError(f"image_size must be a multiple of 32, got {image_size}")
         self.task, self.encoding, self.image_size = task, encoding, image_size
         net = EfficientNet.from_name("efficientnet-b0", image_size=image_size)
         if backbone_state is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.checkpoint import checkpoint_paths, load_meta
+from l2i_pipeline.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Scorer:
                  device: str = "auto", batch_size: int = 64):
         self.paths = {t: p for t, p in zip(TASKS, (mask_classifier, inpaint_classifier)) if p}
         if not self.paths:
-            raise ValueError("give at least one classifier checkpoint (mask and/or inpaint)")
+            raise ConfigError("give at least one classifier checkpoint (mask and/or inpaint)")
         self.device_name, self.batch_size = device, batch_size
         self.meta = self.check()
         self.sizes = {t: int(m["image_size"]) for t, m in self.meta.items()}
@@ -49,7 +50,7 @@ class Scorer:
         for task, path in self.paths.items():
             m = load_meta(path)
             if m.get("task") != task:
-                raise ValueError(f"{path} is a {m.get('task')!r} classifier, given as the {task} classifier")
+                raise ConfigError(f"{path} is a {m.get('task')!r} classifier, given as the {task} classifier")
             meta[task] = m
         return meta
 

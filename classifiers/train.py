@@ -21,6 +21,7 @@ from classifiers import evaluate, labels
 from classifiers.checkpoint import save_checkpoint
 from classifiers.features import batched, extract
 from classifiers.model import DEFAULT_ENCODING, ENCODINGS, QualityClassifier, load_backbone_state, pick_device
+from l2i_pipeline.core.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on the test split, write the checkpoint; returns its JSON meta."""
     t0 = time.time()
     if cfg.task not in ENCODINGS:
-        raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(ENCODINGS)}")
+        raise ConfigError(f"unknown task {cfg.task!r}; choose one of {sorted(ENCODINGS)}")
     encodings = list(ENCODINGS[cfg.task]) if cfg.encoding == "auto" else [cfg.encoding or DEFAULT_ENCODING[cfg.task]]
     items = labels.resolve(labels.read_export(cfg.labels), cfg.task)
     if not items:
-        raise ValueError(f"{cfg.labels} has no good/bad labels for task {cfg.task!r}")
+        raise InputError(f"{cfg.labels} has no good/bad labels for task {cfg.task!r}")
     state = load_backbone_state(cfg.backbone_weights)
     device = pick_device(cfg.device)
     models = {enc: QualityClassifier(cfg.task, enc, cfg.image_size, state).to(device) for enc in encodings}
@@ -126,7 +127,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     is_test = np.array([it.split == "test" for it in found])
     train_idx = ~is_test
     if good[train_idx].all() or not good[train_idx].any():
-        raise ValueError(f"the train split needs both good and bad {cfg.task} labels; got {labels.label_counts(found)}")
+        raise InputError(f"the train split needs both good and bad {cfg.task} labels; got {labels.label_counts(found)}")
 
     selection: dict[str, Any] = {}
     if len(encodings) > 1:

@@ -1,32 +1,36 @@
 """`l2i`: one console script, one sub-command per capability.
 
-Each module in COMMAND_MODULES exposes `register(subparsers)`, adding its parser(s) with
-`set_defaults(func=...)`; `func(args) -> int` is the exit code.
+Each command module of `l2i_pipeline/commands/` (one per command or command group, named after it) exposes
+`register(subparsers)`, adding its parser(s) with `set_defaults(func=...)`; `func(args) -> int` is the exit
+code. The modules import their libraries lazily, so `l2i --help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-COMMAND_MODULES = [
-    "l2i_pipeline.commands.download",
-    "l2i_pipeline.commands.synthesize",
-    "l2i_pipeline.commands.demo",
-    "l2i_pipeline.commands.stats",
-    "l2i_pipeline.commands.ls",
-    "l2i_pipeline.commands.models",
-    "l2i_pipeline.commands.plan",
-    "l2i_pipeline.commands.export",
-    "annotations.cli",
-    "classifiers.cli",
-    "l2i_pipeline.commands.annotate_scoring",  # after annotations.cli: plugs the classifiers into it
-    "training.cli",
-    "training.latents.cli",
-    "training.sampling.cli",
-    "training.eval.cli",
-]
+from l2i_pipeline.commands import (
+    annotate,
+    classifiers,
+    demo,
+    download,
+    encode,
+    export,
+    ls,
+    models,
+    plan,
+    sample,
+    score,
+    stats,
+    synthesize,
+    train,
+)
+from l2i_pipeline.commands import eval as evaluate
+from l2i_pipeline.commands import filter as filter_
+
+COMMANDS = (download, synthesize, demo, stats, ls, models, plan, export, annotate, classifiers, score, filter_,
+            train, encode, sample, evaluate)
 
 
 def version_line() -> str:
@@ -52,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

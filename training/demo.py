@@ -6,7 +6,6 @@ the paper's quality. `run_training_demo(l2i_dir, workdir)` returns where everyth
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -16,21 +15,15 @@ AE_STEPS, LDM_STEPS = 60, 150
 PROMPTS = ["a photo of a dog", "a cat on the grass", "a red flower in the garden"]
 
 
-def _train_args(data: Path, out: Path, sets: list[str]) -> argparse.Namespace:
-    return argparse.Namespace(data=str(data), out=str(out), preset="tiny", config=None, set=sets, runner="local",
-                              workers=1, ray_address=None, max_failures=0)
-
-
 def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = AE_STEPS,
                       ldm_steps: int = LDM_STEPS, prompts: list[str] | None = None) -> dict[str, str]:
     """Train the tiny AE and LDM on `l2i_dir`, sample `prompts`; rerunning resumes/skips what is done."""
     from l2i_pipeline.core.storage import open_store
     from training.ae_task import AETask
     from training.latents.encode import EncodeJob, encode
-    from training.ldm.cli import ldm_overrides
-    from training.ldm.task import LDMTask
+    from training.ldm.task import LDMTask, ldm_sets
     from training.ldm.text import build_tiny_text_encoder
-    from training.runner import run_training
+    from training.runner import TrainJob, run_training
     from training.sampling.run import SampleSettings, sample
 
     l2i_dir, work = Path(l2i_dir), Path(workdir)
@@ -41,7 +34,7 @@ def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = 
         build_tiny_text_encoder(text_encoder)
 
     log.info("demo: training the tiny CaT2I-AE (%d steps)", ae_steps)
-    run_training(AETask, _train_args(l2i_dir, runs / "ae", common + [
+    run_training(AETask, TrainJob(str(l2i_dir), str(runs / "ae"), preset="tiny", max_failures=0, sets=common + [
         f"train.steps={ae_steps}", "lpips.pnet_rand=true", f"ckpt.every={ae_steps}", f"val.every={ae_steps}",
         "log.every=10", "loss.disc_start=30"]))
 
@@ -51,12 +44,9 @@ def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = 
                            resolution=64, test_fraction=0.1, batch_size=8))
 
     log.info("demo: training the tiny LDM (%d steps)", ldm_steps)
-    args = _train_args(latents, runs / "ldm", common + [
-        f"train.steps={ldm_steps}", f"ckpt.every={ldm_steps}", f"val.every={ldm_steps}", "log.every=25",
-        "train.batch_size=8", "train.lr=1e-3"])
-    args.ae, args.text_encoder, args.init = str(runs / "ae" / "ae"), str(text_encoder), None
-    args.set = ldm_overrides(args)
-    run_training(LDMTask, args)
+    run_training(LDMTask, TrainJob(str(latents), str(runs / "ldm"), preset="tiny", max_failures=0, sets=[
+        *ldm_sets(str(runs / "ae" / "ae"), str(text_encoder)), *common, f"train.steps={ldm_steps}",
+        f"ckpt.every={ldm_steps}", f"val.every={ldm_steps}", "log.every=25", "train.batch_size=8", "train.lr=1e-3"]))
 
     log.info("demo: sampling %d prompts", len(prompts or PROMPTS))
     pipeline, samples = runs / "ldm" / "pipeline", work / "samples"

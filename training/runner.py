@@ -10,19 +10,21 @@ the State API every second, which a Ray without its dashboard (ours) does not se
 silenced in the Ray workers (`quiet_ray_train`). The run dir is a local path every worker can reach, or a
 URL (training/runstore.py): then each rank trains in its own local copy pulled from the store, rank 0
 commits every checkpoint and export to it, and no shared filesystem is needed.
+
+What to run comes as a `TrainJob` (plain typed fields; `l2i train` builds one from its flags).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.errors import user_error_in
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store, split_protocol
 from training import checkpoint, rundir
@@ -40,6 +42,23 @@ from training.loop import Context, train
 from training.runstore import RunStore, commit_hook
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    """One training run: its data, its run dir, its config sources and where it runs."""
+
+    data: str  # L2I shards (or latents, for a task with its own `make_data`): a path or a URL
+    out: str  # the run dir: a local path or a URL
+    preset: str | None = None  # named defaults applied before `config`
+    config: str | None = None  # YAML file
+    sets: list[str] = field(default_factory=list)  # KEY=VALUE overrides, applied last
+    runner: str = "local"  # local: this process; ray: Ray Train's TorchTrainer
+    workers: int = 1  # ray: Ray Train workers (DDP ranks)
+    ray_address: str | None = None  # ray: cluster to join (else $RAY_ADDRESS, else a private local Ray)
+    num_cpus: int | None = None  # ray: CPUs of the private local Ray (default: all, at least workers + 1)
+    max_failures: int = 3  # ray: worker-group restarts from the last checkpoint
+    storage_options: str | None = None  # JSON fsspec options for `data` and a URL `out` (data.storage_options)
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,37 +87,35 @@ def _summary(run_dir: Path, start_step: int, export: str) -> dict[str, Any]:
             "bad_samples": rows[-1].get("bad_samples", 0) if rows else 0, "export": export}
 
 
-def run_store(args: argparse.Namespace, cfg: TrainConfig) -> RunStore | None:
-    """The run dir's store when --out is a URL (file:// and paths stay local run dirs); its fsspec options
-    are --storage-options' (data.storage_options)."""
-    out = getattr(args, "out", None)
-    if out is None or split_protocol(str(out))[0] == "file":
+def run_store(job: TrainJob, cfg: TrainConfig) -> RunStore | None:
+    """The run dir's store when `job.out` is a URL (file:// and paths stay local run dirs); its fsspec options
+    are the job's storage options (data.storage_options)."""
+    if split_protocol(str(job.out))[0] == "file":
         return None
-    return RunStore(str(out), cfg.data.storage_options)
+    return RunStore(str(job.out), cfg.data.storage_options)
 
 
-def run_training(task_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
+def run_training(task_cls: Any, job: TrainJob) -> dict[str, Any]:
     # optional task hooks: its own defaults (the LDM's optimiser settings) and its own data source (latents)
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
-    cfg = with_storage_options(load_train_config(args.preset, args.config, args.set, cfg=base),
-                               getattr(args, "storage_options", None))
-    runs = run_store(args, cfg)
-    run_dir = runs.pull() if runs else local_output(args.out, f"`l2i train {task_cls.name}` --out")  # before work
+    cfg = with_storage_options(load_train_config(job.preset, job.config, job.sets, cfg=base), job.storage_options)
+    runs = run_store(job, cfg)
+    run_dir = runs.pull() if runs else local_output(job.out, f"`l2i train {task_cls.name}` --out")  # before work
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
-    data = task_cls.make_data(cfg, args.data) if hasattr(task_cls, "make_data") else _data(cfg, args.data)
-    world_size = 1 if args.runner == "local" else args.workers
+    data = task_cls.make_data(cfg, job.data) if hasattr(task_cls, "make_data") else _data(cfg, job.data)
+    world_size = 1 if job.runner == "local" else job.workers
     lr = lr_summary(cfg, world_size)
     start = _checkpoint_step(run_dir) if run_dir.is_dir() else 0
-    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, args.data, lr=lr, resume_step=start)
+    rundir.prepare_run_dir(run_dir, cfg, task_cls.name, job.data, lr=lr, resume_step=start)
     if runs:
         runs.push_file("run.json")
     print(describe_lr(lr), flush=True)
-    if args.runner == "local":
+    if job.runner == "local":
         hook = commit_hook(runs, cfg.ckpt.keep) if runs else None
         train(task_cls(cfg), data, cfg, run_dir, Context(pick_device(cfg.train.device), on_checkpoint=hook))
     else:
-        run_ray(task_cls, cfg, data, run_dir, args)
+        run_ray(task_cls, cfg, data, run_dir, job)
         if runs:
             runs.pull()  # what the ranks committed, for the summary
     export = runs.store.url_of(task_cls.name) if runs else str(run_dir / task_cls.name)
@@ -124,28 +141,13 @@ def _ray_worker(config: dict) -> None:
     train(config["task_cls"](cfg), config["data"], cfg, run_dir, ctx)
 
 
-def _user_error_in(e: BaseException) -> UserError | None:
-    """The UserError inside a Ray error: its causes, `.error` (Ray Train v1) and `.worker_failures` (v2)."""
-    todo, seen = [e], set()
-    while todo:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, UserError):
-            return e
-        todo += [e.__cause__, e.__context__, getattr(e, "error", None),
-                 *(getattr(e, "worker_failures", None) or {}).values()]
-    return None
-
-
 def quiet_ray_train() -> None:
     """Ray worker setup hook: Ray Train's PlacementGroupCleaner warns every second that the State API (served
     by the dashboard, which our Ray does not start) cannot tell whether the controller lives."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
-def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args: argparse.Namespace) -> None:
+def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, job: TrainJob) -> None:
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -153,21 +155,22 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args:
     from l2i_pipeline.core.gpus import Ask, cluster_plan
     from l2i_pipeline.core.rayutil import init_ray
 
-    init_ray(args.ray_address, num_cpus=None if args.ray_address else max(args.workers + 1, os.cpu_count() or 1),
+    num_cpus = job.num_cpus or max(job.workers + 1, os.cpu_count() or 1)
+    init_ray(job.ray_address, num_cpus=None if job.ray_address else num_cpus,
              runtime_env={"worker_process_setup_hook": quiet_ray_train})
-    _, plan = cluster_plan([Ask(None, args.workers, cfg.train.device)])  # GPUs asked whether or not they exist yet
+    _, plan = cluster_plan([Ask(None, job.workers, cfg.train.device)])  # GPUs asked whether or not they exist yet
     use_gpu = plan.gpus > 0
     per_worker = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
-    runs = run_store(args, cfg)
+    runs = run_store(job, cfg)
     config = {"cfg": cfg.to_dict(), "task_cls": task_cls, "data": data, "run_dir": str(run_dir.resolve()),
               "run_url": runs.url if runs else None, "storage_options": runs.store.storage_options if runs else None,
-              "threads": max(1, (os.cpu_count() or 1) // max(args.workers, 1))}
+              "threads": max(1, (os.cpu_count() or 1) // max(job.workers, 1))}
     try:
-        for attempt in range(args.max_failures + 1):
+        for attempt in range(job.max_failures + 1):
             trainer = TorchTrainer(
                 _ray_worker, train_loop_config=config,
                 torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-                scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
+                scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=use_gpu,
                                              resources_per_worker=per_worker),
                 run_config=RunConfig(name=f"l2i-train-{task_cls.name}", storage_path=str((run_dir / "ray").resolve()),
                                      failure_config=FailureConfig(max_failures=0)))
@@ -175,14 +178,14 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, args:
                 trainer.fit()
                 return
             except Exception as e:  # noqa: BLE001 - a worker's UserError becomes the CLI's one-line error
-                user = _user_error_in(e)
+                user = user_error_in(e)
                 if user is not None:
                     raise type(user)(str(user)) from None  # deterministic: a restart would fail the same way
-                if attempt == args.max_failures:
+                if attempt == job.max_failures:
                     raise
                 log.warning("the Ray worker group failed (%s); restart %d/%d from the last checkpoint",
                             str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, attempt + 1,
-                            args.max_failures)
+                            job.max_failures)
     finally:
-        if not args.ray_address:
+        if not job.ray_address:
             ray.shutdown()

@@ -1,8 +1,8 @@
-"""Plugs the classifiers into `l2i annotate` for active labeling.
+"""The classifiers' scores of the labeling pool, for `l2i annotate serve|rank` (active labeling).
 
 `annotations` and `classifiers` are siblings in the layers and may not import each other; this command-layer
-module, which may import both, gives the annotate commands a `checkpoint_scorer` that runs classifier
-checkpoints on the pool's samples (read by byte offset, as the app shows them).
+module, which may import both, runs classifier checkpoints on the pool's samples (read by byte offset, as the
+app shows them); `commands/annotate.py` hands `score_pool` to `annotations.active`.
 """
 from __future__ import annotations
 
@@ -38,7 +38,3 @@ def score_pool(checkpoints: dict[str, str], files: list[SampleFiles], batch_size
                 out[task].update(zip(keys, map(float, scorer.score(task, np.stack(inputs)))))
     return out
 
-
-def register(subparsers) -> None:
-    """No command of its own: hands the scorer to `l2i annotate` (registered before this module)."""
-    subparsers.choices["annotate"].set_defaults(checkpoint_scorer=score_pool)

@@ -125,7 +125,8 @@ def run_demo(args: argparse.Namespace) -> int:
         summary = download([str(parquet)], str(workdir / "raw"), allow_private_network=True, processes=1,
                            threads=8, raw_shard_size=args.raw_shard_size, timeout=10)
     print("\n== l2i download ==\n" + format_summary(summary))
-    result = synthesize(workdir / "raw", workdir / "l2i", cfg, runner=args.runner, num_cpus=args.num_cpus)
+    result = synthesize(workdir / "raw", workdir / "l2i", cfg, runner=args.runner, ray_address=args.ray_address,
+                        num_cpus=args.num_cpus)
     print("\n== l2i synthesize ==")
     print_summary(result)
     report = collect(workdir / "l2i")
@@ -157,15 +158,14 @@ def run_training_half(workdir: Path) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from l2i_pipeline.commands.synthesize import add_config_args
+    from l2i_pipeline.commands.args import add_config_args, add_runner_args
 
     p = sub.add_parser("demo", help="the whole mission offline: download, synthesize, stats, train, sample, eval",
                        description=__doc__)
     p.add_argument("--workdir", default="demo_out", help="where raw/, l2i/ and contact_sheet.png go")
-    p.add_argument("--runner", choices=["ray", "local"], default="ray")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    add_runner_args(p, "synthesize on Ray Data (the training half runs in this process either way)")
     p.add_argument("--raw-shard-size", type=int, default=10, help="rows per downloaded raw shard (demo: small)")
     p.add_argument("--no-training", action="store_true",
                    help="stop after the dataset half (skip train ae -> encode -> train ldm -> sample -> eval)")
-    add_config_args(p)
+    add_config_args(p, "synthesize's keys: `l2i synthesize --help`", "saliency.backend=classical")
     p.set_defaults(func=run_demo)

@@ -26,10 +26,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from l2i_pipeline.commands import i2d as adapters
+from l2i_pipeline.commands.args import add_config_args, add_storage_options_arg
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.outputs import check_output
-from l2i_pipeline.core.storage import Store, add_storage_options_arg, as_store, open_store
+from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.index import LAION_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -280,9 +281,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=64, help="concurrent downloads per process (default: %(default)s)")
     p.add_argument("--raw-shard-size", type=int, default=10_000,
                    help="input rows per raw shard (default: %(default)s); not the synthesize output shard size")
-    p.add_argument("--config", help="YAML config; download uses decode.max_pixels from it")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set decode.max_pixels=50000000")
+    add_config_args(p, "synthesize's; download uses decode.max_pixels from it", "decode.max_pixels=50000000")
     p.add_argument("--timeout", type=float, default=10, help="seconds per HTTP request (default: %(default)s)")
     p.add_argument("--retries", type=int, default=0, help="extra attempts per failed URL (default: %(default)s)")
     p.add_argument("--allow-private-network", action="store_true",

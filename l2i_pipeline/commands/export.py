@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.layerfiles import FORMATS, Layer, layered_files
 from l2i_pipeline.core.outputs import check_l2i_dir, local_output
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.formats import mask8
 from l2i_pipeline.formats.decode import read_layers
 from l2i_pipeline.formats.names import JPG, JSON

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.shards import verified_shards
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.formats.names import TAR
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from l2i_pipeline.commands.args import add_config_args
 from l2i_pipeline.core.config import Config, load_config
 
 
@@ -127,9 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
     c = msub.add_parser("check", help="list each configured weight file, whether it is present, and its sha256",
                         description="Exit status 1 when a configured file is missing (or, with --load, does not load).")
-    c.add_argument("--config", help="YAML config file (see l2i_pipeline/config.py for every key)")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set saliency.weights=ICON-Res.weight (repeatable)")
+    add_config_args(c, "synthesize's keys: `l2i synthesize --help`", "saliency.weights=ICON-Res.weight")
     c.add_argument("--train-config", help="YAML training config (training/config.py) whose lpips.vgg_weights "
                                          "to check; without it the LPIPS trunk shows as not set")
     c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files) and "

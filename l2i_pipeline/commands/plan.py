@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.commands.plan_requests import format_requests
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
-from l2i_pipeline.core.storage import add_storage_options_arg
 
 STAGE_ORDER = ["download", "decode", "saliency", "layers", "inpaint", "encode", "score"]
 PRICE_KEYS = {"gpu_hour", "cpu_hour", "storage_gb_month", "egress_gb"}

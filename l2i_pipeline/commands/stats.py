@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.core.errors import NotFound, StorageError
 from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards, read_output_index
-from l2i_pipeline.core.storage import Store, add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.formats.decode import decode_mask
 from l2i_pipeline.formats.names import MASK
 from stages.layers import count_components

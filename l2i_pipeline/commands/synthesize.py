@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
 from l2i_pipeline.core.config import config_help, load_config
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 from l2i_pipeline.core.outputs import check_output
-from l2i_pipeline.core.storage import add_storage_options_arg
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
 
 
@@ -38,13 +37,6 @@ def run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (every key and its allowed values: below, and "
-                                    "l2i_pipeline/core/config.py)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set saliency.backend=icon (repeatable)")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synthesize", help="raw shards -> L2I(U) layered-image shards",
                        description="Decode, saliency, layers, inpaint and write L2I(U) shards. "
@@ -58,10 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="redo what another input, changed input shards or other settings made in --output "
                         "(default: such a rerun is refused, naming what differs)")
     p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
-    add_config_args(p)
-    p.add_argument("--runner", choices=["ray", "local"], default="ray",
-                   help="ray (default): Ray Data pipeline; local: one process, for debugging")
-    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                   help="existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
+    add_config_args(p, "every key and its allowed values: below, and l2i_pipeline/core/config.py",
+                    "saliency.backend=icon")
+    add_runner_args(p, "the Ray Data pipeline (device actors, one per GPU)")
     p.set_defaults(func=run_synthesize)

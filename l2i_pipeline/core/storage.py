@@ -364,11 +364,3 @@ def as_store(location: Store | str | os.PathLike) -> Store:
     """Accept a Store or anything `open_store` takes (paths and URLs), so callers need not care."""
     return location if isinstance(location, Store) else open_store(location)
 
-
-def add_storage_options_arg(parser: Any) -> None:
-    """`--storage-options JSON` for every command that takes storage URLs."""
-    parser.add_argument("--storage-options", default=None, metavar="JSON",
-                        help="fsspec options for s3:// / gs:// URLs as a JSON object, e.g. "
-                             "'{\"anon\": true}' (credentials otherwise come from the usual AWS/GCP "
-                             "environment and config files; AWS_ENDPOINT_URL for S3-compatible stores); "
-                             "never recorded in run.json or logs")

@@ -19,7 +19,7 @@ from typing import Any
 
 from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.config import Config
-from l2i_pipeline.core.errors import UserError
+from l2i_pipeline.core.errors import UserError, user_error_in
 from l2i_pipeline.core.gpus import Ask
 from l2i_pipeline.core.inputshards import Unit
 from l2i_pipeline.core.rayutil import RESERVED_CPUS, Watchdog, describe_waiting, feeder_cpus, model_pool, node_cpus
@@ -182,17 +182,6 @@ def _read_fn(raw: Store, units_by_input: dict[str, list[Unit]], head: list[Stage
     return read
 
 
-def _user_error(e: BaseException) -> UserError | None:
-    """The UserError inside a Ray error chain (RayTaskError keeps the original as .cause)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, UserError):
-            return e
-        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
-    return None
-
-
 def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[str, Any], on_shard: OnShard,
             progress: Callable[[int], None] = lambda n: None) -> None:
     import ray
@@ -276,7 +265,7 @@ def run_ray(cfg: Config, raw: Store, out: Store, units: list[Unit], extra: dict[
                 if inflight:
                     collect(timeout=0)
     except Exception as e:
-        user = _user_error(e)
+        user = user_error_in(e)
         if user is not None:
             raise user from None
         raise

@@ -3,8 +3,8 @@ the weights, Ray error chains give back the user's error, and Ray's global DataC
 import pytest
 
 from l2i_pipeline.core.config import load_config
-from l2i_pipeline.core.errors import ConfigError, UserError
-from l2i_pipeline.engine.runner import DeviceActor, _user_error
+from l2i_pipeline.core.errors import ConfigError, UserError, user_error_in
+from l2i_pipeline.engine.runner import DeviceActor
 from stages.saliency import SaliencyStage
 
 
@@ -69,8 +69,8 @@ def test_the_user_error_is_found_inside_a_ray_error_chain():
         except RayTaskErrorLike as e:
             raise RuntimeError("dataset execution failed") from e
     except RuntimeError as outer:
-        assert _user_error(outer) is inner
-    assert _user_error(RuntimeError("plain")) is None
+        assert user_error_in(outer) is inner
+    assert user_error_in(RuntimeError("plain")) is None
 
 
 def test_run_ray_leaves_the_global_data_context_alone(raw_dir, tmp_path):

@@ -1,12 +1,12 @@
 """`--storage-options` on every command that takes a storage URL, and it reaches the store: behaviour on
 gs:// (fake-gcs-server) and az:// (Azurite), whose endpoint and credentials exist only in the options.
 Skipped per store when its emulator is not installed; the enumeration test always runs."""
-import argparse
 import io
 import json
 
 import pyarrow.parquet as pq
 import pytest
+from clicommands import leaf_commands
 
 from l2i_pipeline.cli import build_parser, main
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
@@ -20,20 +20,8 @@ LOCAL_ONLY = {"demo", "models check", "annotate export", "eval compare",  # --ou
               *(f"annotate users {c}" for c in ("add", "list", "revoke", "rotate", "remove", "restore", "set-role"))}
 
 
-def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
-    found = {}
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    own = [a for a in parser._actions if a.dest != "help" and not isinstance(a, argparse._SubParsersAction)]
-    if prefix and parser.get_default("func") and (own or not subs):  # `l2i annotate` alone only prints help
-        found[prefix] = parser
-    for sub in subs:
-        for name, p in sub.choices.items():
-            found.update(_commands(p, f"{prefix} {name}".strip()))
-    return found
-
-
 def test_every_command_that_takes_a_url_accepts_storage_options():
-    commands = _commands(build_parser())
+    commands = leaf_commands(build_parser())
     assert set(commands) == URL_COMMANDS | LOCAL_ONLY, "place the new command in URL_COMMANDS or LOCAL_ONLY"
     has = {name for name, p in commands.items() if "--storage-options" in p._option_string_actions}
     assert has == URL_COMMANDS

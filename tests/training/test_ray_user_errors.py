@@ -3,7 +3,6 @@ other failures are restarted up to --max-failures, and a run does not flood the 
 "Failed to query Ray Train Controller actor state" warning."""
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -39,14 +38,15 @@ def _run_ray(monkeypatch, tmp_path, plan, max_failures=3):
     import ray.train.torch
 
     from training import runner
+    from training.runner import TrainJob
 
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", _FakeTrainer)
     monkeypatch.setattr("l2i_pipeline.core.rayutil.init_ray", lambda *a, **kw: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2})
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     _FakeTrainer.plan, _FakeTrainer.fits = list(plan), 0
-    args = argparse.Namespace(ray_address=None, workers=1, max_failures=max_failures)
-    runner.run_ray(type("Task", (), {"name": "ae"}), tiny_config(), None, tmp_path, args)
+    job = TrainJob(data="unused", out=str(tmp_path), runner="ray", max_failures=max_failures)
+    runner.run_ray(type("Task", (), {"name": "ae"}), tiny_config(), None, tmp_path, job)
 
 
 def test_a_user_error_is_not_restarted(monkeypatch, tmp_path):

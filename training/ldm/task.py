@@ -30,6 +30,18 @@ from training.sampling.ddim import SD_SCHEDULE, ddim_sample
 log = logging.getLogger(__name__)
 
 
+def ldm_sets(ae: str, text_encoder: str, init: str | None = None) -> list[str]:
+    """`l2i train ldm`'s --ae, --text-encoder and --init as config keys, so run.json records them and a resume
+    checks them (a local path made absolute; a URL, an export committed to a bucket, kept as given)."""
+    from l2i_pipeline.core.storage import split_protocol
+
+    def absolute(location: str) -> str:
+        return str(Path(location).resolve()) if split_protocol(location)[0] == "file" else location
+
+    sets = [f"ldm.ae={absolute(ae)}", f"ldm.text_encoder={Path(text_encoder).resolve()}"]
+    return sets + ([f"ldm.init={Path(init).resolve()}"] if init else [])
+
+
 def schedule_config(cfg: TrainConfig) -> dict:
     return dict(SD_SCHEDULE, num_train_timesteps=cfg.ldm.num_train_timesteps, beta_start=cfg.ldm.beta_start,
                 beta_end=cfg.ldm.beta_end)

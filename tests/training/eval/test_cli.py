@@ -9,6 +9,8 @@ import pytest
 from l2i_pipeline.cli import main
 from training.eval.report import PAPER, compare, model_markdown
 
+LOCAL = ["--runner", "local"]  # the CLI's default runner is ray
+
 
 def test_all_metrics_through_the_cli(tmp_path, sample_dir, l2i_dir, la_dir, tiny_inception, tiny_clip, capsys):
     human = tmp_path / "human"
@@ -16,9 +18,10 @@ def test_all_metrics_through_the_cli(tmp_path, sample_dir, l2i_dir, la_dir, tiny
     first = sorted(p.name for p in sample_dir.iterdir() if p.is_dir())[0]
     shutil.copy(sample_dir / first / "mask.png", human / f"{first}.png")
     out = tmp_path / "ev"
-    rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--la", str(la_dir), "--out", str(out),
-               "--inception", str(tiny_inception), "--clip", str(tiny_clip), "--human-masks", str(human),
-               "--test-fraction", "0.5", "--device", "cpu", "--name", "tiny", "--set", "batch_size=4"])
+    rc = main(["eval", *LOCAL, "--samples", str(sample_dir), "--real", str(l2i_dir), "--la", str(la_dir),
+               "--out", str(out), "--inception", str(tiny_inception), "--clip", str(tiny_clip),
+               "--human-masks", str(human), "--test-fraction", "0.5", "--device", "cpu", "--name", "tiny",
+               "--set", "batch_size=4"])
     assert rc == 0
     r = json.loads((out / "metrics.json").read_text())
     assert set(r["metrics"]) == {"fid_ll2ie", "fid_la", "clip", "iou_saliency", "iou_human"}
@@ -47,7 +50,7 @@ def test_metrics_md_has_the_papers_rows_and_ours():
 
 
 def test_offline_run_names_each_skipped_metric_and_its_file(tmp_path, sample_dir, l2i_dir, capsys):
-    rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev")])
+    rc = main(["eval", *LOCAL, "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev")])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "- FID: skipped, needs inception-2015-12-05.pt (--inception FILE)" in printed
@@ -60,7 +63,7 @@ def test_offline_run_names_each_skipped_metric_and_its_file(tmp_path, sample_dir
 
 
 def test_given_but_missing_weights_are_one_error_naming_each(tmp_path, sample_dir, capsys):
-    rc = main(["eval", "--samples", str(sample_dir), "--out", str(tmp_path / "ev"),
+    rc = main(["eval", *LOCAL, "--samples", str(sample_dir), "--out", str(tmp_path / "ev"),
                "--inception", str(tmp_path / "inception-2015-12-05.pt"), "--clip", str(tmp_path / "clip")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("l2i eval: error: ")
@@ -70,7 +73,7 @@ def test_given_but_missing_weights_are_one_error_naming_each(tmp_path, sample_di
 
 
 def test_strict_refuses_to_skip(tmp_path, sample_dir, capsys):
-    assert main(["eval", "--samples", str(sample_dir), "--out", str(tmp_path / "ev"), "--strict"]) == 2
+    assert main(["eval", *LOCAL, "--samples", str(sample_dir), "--out", str(tmp_path / "ev"), "--strict"]) == 2
     assert "inception-2015-12-05.pt" in capsys.readouterr().err
 
 
@@ -81,7 +84,7 @@ def test_bad_sample_dirs(tmp_path, make_sample_dir, case, capsys):
         make_sample_dir(d, 3, with_composites=False)
     elif case == "no_index":
         d.mkdir()
-    rc = main(["eval", "--samples", str(d), "--out", str(tmp_path / "ev")])
+    rc = main(["eval", *LOCAL, "--samples", str(d), "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err
     assert rc == 2
     assert {"no_composites": "none of the 3 samples has a composite.png", "no_index": "has no samples.parquet",
@@ -91,7 +94,7 @@ def test_bad_sample_dirs(tmp_path, make_sample_dir, case, capsys):
 def test_some_missing_composites_are_left_out_with_a_warning(tmp_path, make_sample_dir):
     d = make_sample_dir(tmp_path / "s", 4)
     (sorted(d.glob("*/composite.png"))[0]).unlink()
-    assert main(["eval", "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["eval", *LOCAL, "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["n_samples"] == 3 and "1 samples without composite.png left out" in r["warnings"]
 
@@ -117,7 +120,7 @@ def test_split_from_a_training_run(tmp_path, sample_dir, l2i_dir):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"config": {"data": {"test_fraction": 0.3, "split_seed": 7}}}))
-    assert main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
+    assert main(["eval", *LOCAL, "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
                  "--split-from", str(run), "--max-samples", "2"]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["settings"]["test_fraction"] == 0.3 and r["settings"]["split_seed"] == 7 and r["n_samples"] == 2
@@ -132,7 +135,7 @@ def test_ray_runner_gives_the_local_features(tmp_path, sample_dir, l2i_dir, tiny
     broken.write_bytes(b"not a png")  # a bad image in a batch on an actor: left out, not the end of the run
     common = ["--samples", str(sample_dir), "--real", str(l2i_dir), "--inception", str(tiny_inception),
               "--clip", str(tiny_clip), "--test-fraction", "0.5", "--device", "cpu"]
-    assert main(["eval", *common, "--out", str(tmp_path / "local")]) == 0
+    assert main(["eval", *common, "--out", str(tmp_path / "local"), "--runner", "local"]) == 0
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False)  # never another session's cluster
         assert main(["eval", *common, "--out", str(tmp_path / "ray"), "--runner", "ray"]) == 0
@@ -162,7 +165,7 @@ def test_text_to_image_samples_without_masks_skip_iou(tmp_path, make_sample_dir)
     d = make_sample_dir(tmp_path / "s", 2)
     for m in d.glob("*/mask.png"):
         m.unlink()
-    assert main(["eval", "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["eval", *LOCAL, "--samples", str(d), "--out", str(tmp_path / "ev")]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["metrics"] == {} and any(s.startswith("IOU: not applicable") for s in r["skipped"])
 
@@ -179,7 +182,7 @@ def test_models_check_lists_the_eval_weights(tmp_path, tiny_inception, capsys):
 def test_a_file_that_is_not_the_inception_torchscript(tmp_path, sample_dir, l2i_dir, capsys):
     bogus = tmp_path / "inception-2015-12-05.pt"
     bogus.write_bytes(b"not a model")
-    rc = main(["eval", "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
+    rc = main(["eval", *LOCAL, "--samples", str(sample_dir), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
                "--inception", str(bogus), "--test-fraction", "0.5"])
     assert rc == 2 and "is not a torchscript file" in capsys.readouterr().err
 
@@ -188,8 +191,9 @@ def test_a_corrupt_composite_is_left_out_and_counted(tmp_path, make_sample_dir, 
     d = make_sample_dir(tmp_path / "s", 5)
     broken = sorted(d.glob("*/composite.png"))[1]
     broken.write_bytes(broken.read_bytes()[:40])  # truncated PNG
-    assert main(["eval", "--samples", str(d), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"), "--inception",
-                 str(tiny_inception), "--clip", str(tiny_clip), "--test-fraction", "0.5", "--batch-size", "4"]) == 0
+    assert main(["eval", *LOCAL, "--samples", str(d), "--real", str(l2i_dir), "--out", str(tmp_path / "ev"),
+                 "--inception", str(tiny_inception), "--clip", str(tiny_clip), "--test-fraction", "0.5",
+                 "--batch-size", "4"]) == 0
     r = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert r["metrics"]["fid_ll2ie"]["n_samples"] == 4 and r["metrics"]["clip"]["n"] == 4
     assert r["metrics"]["iou_saliency"]["n"] == 4

@@ -41,8 +41,8 @@ def _train(data, ae, te, out, *sets, init=None):
 
 
 def _sample(model, out):
-    assert main(["sample", "--model", str(model), "--prompt", "a dog", "--out", str(out), "--n", "1",
-                 "--steps", "2"]) == 0
+    assert main(["sample", "--runner", "local", "--model", str(model), "--prompt", "a dog", "--out", str(out),
+                 "--n", "1", "--steps", "2"]) == 0
     return pq.read_table(out / "samples.parquet").to_pylist()[0]
 
 

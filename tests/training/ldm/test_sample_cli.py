@@ -9,7 +9,7 @@ from l2i_pipeline.cli import main
 
 
 def _run(*argv):
-    return main(["sample", *map(str, argv)])
+    return main(["sample", "--runner", "local", *map(str, argv)])
 
 
 def test_sample_files_index_and_resume(tiny_pipeline_dir, tmp_path, capsys):
@@ -44,9 +44,9 @@ def test_refusals(tiny_pipeline_dir, tmp_path, capsys):
         capsys.readouterr()
         assert _run(*base, *bad) == 2
         assert msg in capsys.readouterr().err
-    assert main(["sample", "--model", str(tiny_pipeline_dir), "--prompt", "  ", "--out", str(out)]) == 2
+    assert _run("--model", str(tiny_pipeline_dir), "--prompt", "  ", "--out", str(out)) == 2
     assert "empty" in capsys.readouterr().err
-    assert main(["sample", "--model", str(tmp_path / "none"), "--prompt", "x", "--out", str(out)]) == 2
+    assert _run("--model", str(tmp_path / "none"), "--prompt", "x", "--out", str(out)) == 2
     assert "model_index.json" in capsys.readouterr().err
     assert _run(*base) == 0
     assert _run(*base[:-2], "--steps", 3) == 2
@@ -79,7 +79,7 @@ def test_ray_runner_matches_local(tiny_pipeline_dir, tmp_path):
     common = ["--model", tiny_pipeline_dir, "--prompt", "a dog", "--n", 3, "--steps", 2, "--batch-size", 2]
     assert _run(*common, "--out", tmp_path / "local") == 0
     try:
-        assert _run(*common, "--out", tmp_path / "ray", "--runner", "ray", "--workers", 1, "--num-cpus", 2) == 0
+        assert _run(*common, "--out", tmp_path / "ray", "--runner", "ray", "--actors", 1, "--num-cpus", 2) == 0
     finally:
         ray.shutdown()
     for p in sorted((tmp_path / "local").glob("*/fg_rgba.png")):

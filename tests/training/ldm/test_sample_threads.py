@@ -8,7 +8,8 @@ def test_threads_sets_torchs_threads_and_a_negative_count_is_refused(tiny_pipeli
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        args = ["sample", "--model", str(tiny_pipeline_dir), "--prompt", "a cat", "--n", "1", "--steps", "1"]
+        args = ["sample", "--runner", "local", "--model", str(tiny_pipeline_dir), "--prompt", "a cat", "--n", "1",
+                "--steps", "1"]
         assert main(args + ["--out", str(tmp_path / "s"), "--threads", "1"]) == 0
         assert torch.get_num_threads() == 1
         capsys.readouterr()

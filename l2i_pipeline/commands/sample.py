@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -15,7 +14,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     settings = SampleSettings(steps=args.steps, guidance=args.guidance, precision=args.precision,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
     result = sample(args.model, out, prompts, n=args.n, seed=args.seed, settings=settings,
-                    batch_size=args.batch_size, runner=args.runner, workers=args.workers,
+                    batch_size=args.batch_size, runner=args.runner, workers=args.actors or 0,
                     ray_address=args.ray_address, num_cpus=args.num_cpus, device=args.device, threads=args.threads,
                     storage_options=args.storage_options, lock=not args.no_lock)
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
@@ -44,8 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per sampling process (0 = torch's "
                                                            "default, all cores; as train.cpu_threads)")
     p.add_argument("--device", default=None, help="local runner: cpu or cuda (default: cuda when present)")
-    p.add_argument("--runner", choices=["local", "ray"], default="local")
-    p.add_argument("--workers", type=int, default=0, help="ray: actors (default: one per GPU, else 1)")
-    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a private local Ray")
+    add_runner_args(p, "an actor pool sampling prompts (one GPU per actor when the cluster has GPUs)")
+    add_actors_arg(p, None, "default: one per GPU, else 1", deprecated=("--workers",))
     p.set_defaults(func=cmd_sample)

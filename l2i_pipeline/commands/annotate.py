@@ -8,9 +8,11 @@ import argparse
 import logging
 
 from annotations import db
-from annotations.users_cli import register_users
+from l2i_pipeline.commands.annotate_scoring import score_pool
+from l2i_pipeline.commands.annotate_users import register_users
+from l2i_pipeline.commands.args import add_storage_options_arg
 from l2i_pipeline.core.errors import ConfigError
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def _load_scores(conn, args: argparse.Namespace) -> bool:
         scores = open_store(args.scores, args.storage_options)
         loaded += [ts for ts in active.read_sidecars(conn, scores) if ts.task not in checkpoints]
     if checkpoints:
-        loaded += active.score_with_checkpoints(conn, checkpoints, getattr(args, "checkpoint_scorer", None))
+        loaded += active.score_with_checkpoints(conn, checkpoints, score_pool)
     for ts in loaded:
         n = active.store_scores(conn, ts)
         print(f"{ts.task}: {n} pool samples scored, threshold {ts.threshold:.3f} ({ts.source})")

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from l2i_pipeline.core.storage import add_storage_options_arg
+from l2i_pipeline.commands.args import (
+    add_actors_arg,
+    add_config_args,
+    add_runner_args,
+    add_storage_options_arg,
+)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -19,7 +23,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     job = EncodeJob(open_store(args.data, options), open_store(args.out, options), str(args.ae), kind=kind,
                     resolution=cfg.data.resolution, test_fraction=cfg.data.test_fraction,
                     split_seed=cfg.data.split_seed, batch_size=args.batch_size, device=args.device)
-    s = encode(job, runner=args.runner, workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus)
+    s = encode(job, runner=args.runner, workers=args.actors or 0, ray_address=args.ray_address,
+               num_cpus=args.num_cpus)
     speed = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "-"
     print(f"\nl2i encode\n  shards          {s['shards']} ({s['skipped_shards']} already done)\n"
           f"  latents         {s['train']} train, {s['test']} test ({s['bad']} bad samples skipped)\n"
@@ -37,14 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ae", required=True, help="the autoencoder: RUN/ae from `l2i train ae`; an SD vae/ dir with "
                                                 "--set ae.kind=sd_stack or --set ldm.target=image")
     p.add_argument("--out", required=True, help="latent dir or URL")
-    p.add_argument("--preset", help="config preset (e.g. tiny: 64^2)")
-    p.add_argument("--config", help="YAML config (data.resolution, data.test_fraction, data.split_seed, ae.kind)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_config_args(p, "training/config.py; encode uses data.resolution, data.test_fraction, data.split_seed, "
+                       "ae.kind", "data.resolution=256", preset=True)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--runner", choices=["local", "ray"], default="ray")
-    p.add_argument("--workers", type=int, default=0, help="ray: actors (default: one per GPU, else 1)")
-    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a private local Ray")
+    add_runner_args(p, "an actor pool encoding shards (one GPU per actor when the cluster has GPUs)")
+    add_actors_arg(p, None, "default: one per GPU, else 1", deprecated=("--workers",))
     add_storage_options_arg(p)  # for --data and --out
     p.set_defaults(func=cmd_encode)

@@ -5,9 +5,16 @@ import argparse
 import json
 from pathlib import Path
 
+from l2i_pipeline.commands.args import (
+    DEFAULT_RUNNER,
+    add_actors_arg,
+    add_config_args,
+    add_runner_args,
+    add_storage_options_arg,
+)
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.outputs import local_output
-from l2i_pipeline.core.storage import add_storage_options_arg, open_store
+from l2i_pipeline.core.storage import open_store
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
          "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
@@ -45,7 +52,7 @@ def build_config(args: argparse.Namespace):
     from l2i_pipeline.core.typedconfig import apply_dict, load_typed
     from training.eval.run import EvalConfig
 
-    cfg = load_typed(EvalConfig(), args.config, args.set)
+    cfg = load_typed(EvalConfig(runner=DEFAULT_RUNNER), args.config, args.set)  # the CLI's default runner
     given = {k: getattr(args, k) for k in FLAGS if getattr(args, k, None) is not None}
     if args.split_from:
         given = {**split_from(args.split_from), **given}
@@ -123,15 +130,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, help="held-out split seed used in training (default 0)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
     p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda[:N]")
-    p.add_argument("--runner", choices=["local", "ray"], help="local (default) | ray: a Ray Data actor pool "
-                   "(GPU actors when the cluster has GPUs) for large sets")
-    p.add_argument("--actors", type=int, help="ray: actor pool size (default 1)")
-    p.add_argument("--ray-address", help="ray: cluster address (default $RAY_ADDRESS, else a private local Ray)")
+    add_runner_args(p, "per-image features on a Ray Data actor pool (GPU actors when the cluster has GPUs)",
+                    num_cpus=False, default=None)
+    add_actors_arg(p, None, "default: 1")
     p.add_argument("--dataset-only", action="store_true",
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
-    p.add_argument("--config", help="YAML file of EvalConfig keys (training/eval/run.py)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an EvalConfig key")
+    add_config_args(p, "EvalConfig keys: training/eval/run.py", "max_real=5000")
     add_storage_options_arg(p)  # for --real and --la
     p.set_defaults(func=run_eval)
     esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
