@@ -47,7 +47,7 @@ class LayersConfig:
     # soft alpha (issue 26; matting helper owns this block)
     alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
     band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
-    matting_scale: float = 0.25  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
+    matting_scale: float = 0.5  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
     # peeling (issue 26; peeling helper owns this block)
     count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
     min_component_area: float = 0.01  # count > 1: a separate part of the mask covering at least this share
