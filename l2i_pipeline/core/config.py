@@ -54,6 +54,8 @@ class LayersConfig:
     # of the image (and at least min_area) becomes a layer of its own; smaller parts go with the nearest one
     max_inpainted_share: float = 0.5  # count > 1: stop when more of a new pass's mask than this lies in pixels
     # an earlier layer's inpainting made (the inpainting's ghost of that layer, not an object of the photo)
+    split: str = "components"  # count > 1: components (separate parts only) | occlusion (also cut one region
+    # into overlapping objects by colour, front first by occlusion: stages/overlap.py)
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Config:
                 raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
         if self.layers.alpha not in ALPHAS:
             raise ConfigError(f"config key 'layers.alpha' = {self.layers.alpha!r}: allowed {', '.join(ALPHAS)}")
+        if self.layers.split not in SPLITS:
+            raise ConfigError(f"config key 'layers.split' = {self.layers.split!r}: allowed {', '.join(SPLITS)}")
         if self.inpaint.dtype not in DTYPES:
             raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
         if self.inpaint.compile_mode not in COMPILE_MODES:
@@ -176,6 +180,7 @@ RANGES: dict[str, tuple[float, float]] = {
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 ALPHAS = ("binary", "matting")  # layers.alpha
+SPLITS = ("components", "occlusion")  # layers.split
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
@@ -191,6 +196,7 @@ def config_help() -> str:
     lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
     lines.append("  saliency.backend: u2netp | classical | icon; inpaint.backend: telea | sd2")
     lines.append(f"  layers.alpha = 'binary'  ({', '.join(ALPHAS)})")
+    lines.append(f"  layers.split = 'components'  ({', '.join(SPLITS)})")
     lines.append("  layers.min_area < layers.max_area")
     return "\n".join(lines)
 
