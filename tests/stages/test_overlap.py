@@ -68,3 +68,25 @@ def test_split_for_peeling_uses_it_only_with_the_setting():
 def test_a_bad_split_setting_is_refused_before_work():
     with pytest.raises(ConfigError, match="layers.split"):
         load_config(None, ["layers.split=colour"])
+
+
+def test_the_pipeline_peels_two_overlapping_objects_into_two_layers_with_the_identities():
+    from l2i_pipeline.core.sample import Sample
+    from l2i_pipeline.engine.runner import build_stages
+
+    img, visible = shape_scene(2100, 2, 256, overlap=True)
+    stages = build_stages(load_config(None, ["resolution=256", "saliency.backend=classical", "layers.count=3",
+                                             "layers.split=occlusion"]))[1:-1]
+    out = [Sample("k", "u", image=img)]
+    for st in stages:
+        out = st.run(out)
+    s = out[0]
+    assert s.ok and s.meta["depth"] == 2 and s.meta["peel"][0]["source"] == "split"
+    t = 0.1
+    for k, (image, m, fg, mt, bg) in enumerate([(img, s.mask, s.fg, s.inpaint_mask, s.bg),
+                                                 (s.bg, s.peels[0].mask, s.peels[0].fg, s.peels[0].inpaint_mask,
+                                                  s.peels[0].bg)]):
+        assert np.array_equal(fg, np.where((m > t)[..., None], image, 0))  # F_k = B_{k-1} where m_k > t
+        assert np.array_equal(bg[mt == 0], image[mt == 0])  # B_k = B_{k-1} outside m~_k
+        iou = (visible[k] & (m > t)).sum() / (visible[k] | (m > t)).sum()
+        assert iou > 0.85, (k, iou)  # layer 1 is the front object, layer 2 the one behind
