@@ -39,8 +39,8 @@ def _two_means(x: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, float]:
     """Labels (bool) of a deterministic 2-means on the rows of x, and the Fisher ratio of the two groups
     along the axis between their centres."""
     mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    label = (x - mean) @ vt[0] > 0
+    _, vectors = np.linalg.eigh(np.cov(x, rowvar=False))
+    label = (x - mean) @ vectors[:, -1] > 0  # the principal axis, split at the mean
     for _ in range(iterations):
         if label.all() or not label.any():
             return label, 0.0

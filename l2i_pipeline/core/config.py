@@ -46,7 +46,7 @@ class LayersConfig:
     max_area: float = 0.95  # ... or more than this fraction
     # soft alpha (issue 26; matting helper owns this block)
     alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
-    band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
+    band: int = 12  # matting: half-width (pixels at the working resolution) of the band alpha may be soft in
     matting_scale: float = 0.5  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
     # peeling (issue 26; peeling helper owns this block)
     count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
