@@ -9,6 +9,7 @@ A sample that cannot be decoded gets NaN scores (`l2i filter` drops it as `unsco
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -27,6 +28,7 @@ from classifiers.features import decode_members, prepare
 from classifiers.scorer import SCORE_FIELDS, Scorer
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.storage import Store, as_store
 
@@ -49,6 +51,7 @@ class ScoreJob:
     use_ray: bool = True
     ray_address: str | None = None
     num_cpus: int | None = None
+    lock: bool = True  # hold the output lock of the sidecars' dir (a concurrent run into it is refused)
 
 
 def sidecar_path(scores_dir: str | Path | Store, name: str) -> Path | str:
@@ -204,8 +207,6 @@ def _batches_local(job: ScoreJob, pending: list[str], sizes: dict[str, int]) -> 
 
 def score(job: ScoreJob) -> dict[str, Any]:
     """Write every missing sidecar; returns a summary (shards scored/skipped/failed, samples, seconds)."""
-    from tqdm import tqdm
-
     t0 = time.time()
     from l2i_pipeline.core.config import DEVICE
 
@@ -225,6 +226,14 @@ def score(job: ScoreJob) -> dict[str, Any]:
     names = shards.list_output_shards(job.input)
     if not names:
         raise NotFound(f"no complete L2I(U) shards in {job.input} (expected `l2i synthesize` output)")
+    with output_lock(out_store, "score") if job.lock else contextlib.nullcontext():
+        return _score_shards(job, scorer, out_dir, names, t0)
+
+
+def _score_shards(job: ScoreJob, scorer: Scorer, out_dir: Store, names: list[str], t0: float) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    out_store = out_dir
     provenance = {"classifiers": scorer.describe(), "input": as_store(job.input).url}
     stale = _stale(out_dir, names, provenance)
     if stale and not job.overwrite:

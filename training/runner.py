@@ -15,6 +15,7 @@ What to run comes as a `TrainJob` (plain typed fields; `l2i train` builds one fr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from l2i_pipeline.core.errors import user_error_in
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store, split_protocol
 from training import checkpoint, rundir
@@ -59,6 +61,7 @@ class TrainJob:
     num_cpus: int | None = None  # ray: CPUs of the private local Ray (default: all, at least workers + 1)
     max_failures: int = 3  # ray: worker-group restarts from the last checkpoint
     storage_options: str | None = None  # JSON fsspec options for `data` and a URL `out` (data.storage_options)
+    lock: bool = True  # hold the run dir's output lock: a second run into it is refused
 
 
 def pick_device(name: str) -> torch.device:
@@ -100,7 +103,14 @@ def run_training(task_cls: Any, job: TrainJob) -> dict[str, Any]:
     base = task_cls.base_config() if hasattr(task_cls, "base_config") else None
     cfg = with_storage_options(load_train_config(job.preset, job.config, job.sets, cfg=base), job.storage_options)
     runs = run_store(job, cfg)
-    run_dir = runs.pull() if runs else local_output(job.out, f"`l2i train {task_cls.name}` --out")  # before work
+    local = None if runs else local_output(job.out, f"`l2i train {task_cls.name}` --out")  # before any work
+    out = runs.store if runs else open_store(str(local))
+    out.check_writable()  # one line (missing bucket, no permission, a file in the way) before the lock
+    with output_lock(out, f"train {task_cls.name}") if job.lock else contextlib.nullcontext():
+        return _run_locked(task_cls, job, cfg, runs, runs.pull() if runs else local)
+
+
+def _run_locked(task_cls: Any, job: TrainJob, cfg: TrainConfig, runs: RunStore | None, run_dir: Path) -> dict:
     task_cls.preflight(cfg)
     rundir.check_backend(cfg.log.backend)
     data = task_cls.make_data(cfg, job.data) if hasattr(task_cls, "make_data") else _data(cfg, job.data)

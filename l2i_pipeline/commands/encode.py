@@ -10,6 +10,7 @@ from l2i_pipeline.commands.args import (
     add_runner_args,
     add_storage_options_arg,
 )
+from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                     resolution=cfg.data.resolution, test_fraction=cfg.data.test_fraction,
                     split_seed=cfg.data.split_seed, batch_size=args.batch_size, device=args.device)
     s = encode(job, runner=args.runner, workers=args.actors or 0, ray_address=args.ray_address,
-               num_cpus=args.num_cpus)
+               num_cpus=args.num_cpus, lock=not args.no_lock)
     speed = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "-"
     print(f"\nl2i encode\n  shards          {s['shards']} ({s['skipped_shards']} already done)\n"
           f"  latents         {s['train']} train, {s['test']} test ({s['bad']} bad samples skipped)\n"
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ae", required=True, help="the autoencoder: RUN/ae from `l2i train ae`; an SD vae/ dir with "
                                                 "--set ae.kind=sd_stack or --set ldm.target=image")
     p.add_argument("--out", required=True, help="latent dir or URL")
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     add_config_args(p, "training/config.py; encode uses data.resolution, data.test_fraction, data.split_seed, "
                        "ae.kind", "data.resolution=256", preset=True)
     p.add_argument("--batch-size", type=int, default=16)

@@ -5,6 +5,7 @@ import argparse
 
 from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
 from l2i_pipeline.commands.classifiers import device_args, open_url, print_table
+from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -14,7 +15,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                        inpaint_classifier=args.inpaint_classifier, scores_dir=open_url(args.scores_dir, args),
                        batch_size=args.batch_size, num_actors=args.actors, num_gpus=args.num_gpus,
                        device=args.device, overwrite=args.overwrite, use_ray=args.runner == "ray",
-                       ray_address=args.ray_address, num_cpus=args.num_cpus))
+                       ray_address=args.ray_address, num_cpus=args.num_cpus, lock=not args.no_lock))
     print_table("l2i score", [("shards", s["shards"]), ("skipped (sidecar exists)", s["skipped"]),
                          ("scored", s["scored"]), ("failed (unreadable)", len(s["failed"])),
                          ("samples", s["samples"]), ("unscored (undecodable)", s["unscored"]),
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
                         "--device is not cpu)")
     s.add_argument("--overwrite", action="store_true",
                    help="rescore shards whose sidecar was made by other classifiers (else: refused)")
+    s.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     add_runner_args(s, "an actor pool scoring shards (GPU when present)")
     device_args(s, 256)
     add_storage_options_arg(s)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
+from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     add_runner_args(p, "Ray Train's TorchTrainer, DDP over --workers")
     p.add_argument("--workers", type=int, default=1,
                    help="ray: Ray Train workers, the DDP ranks (one GPU each when GPUs exist; default 1)")
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     p.add_argument("--max-failures", type=int, default=3, help="Ray: worker-group restarts from the last checkpoint")
     add_storage_options_arg(p)  # for --data and a URL --out (the run dir in a bucket)
 
@@ -30,7 +32,8 @@ def train_job(args: argparse.Namespace, sets: list[str]):
 
     return TrainJob(data=args.data, out=args.out, preset=args.preset, config=args.config, sets=[*sets, *args.set],
                     runner=args.runner, workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus,
-                    max_failures=args.max_failures, storage_options=args.storage_options)
+                    max_failures=args.max_failures, storage_options=args.storage_options,
+                    lock=not args.no_lock)
 
 
 def run_train_ae(args: argparse.Namespace) -> int:

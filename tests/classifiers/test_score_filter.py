@@ -55,6 +55,20 @@ def test_score_writes_sidecars_and_resumes(scored):
         assert again[k] == pytest.approx(v, abs=1e-5)
 
 
+def test_score_refuses_a_second_run_into_its_sidecar_dir(scored, tmp_path, capsys):
+    from l2i_pipeline.core.lock import LOCK, output_lock
+    from l2i_pipeline.core.storage import open_store
+
+    d, argv = scored
+    local = argv[:-2] + ["--runner", "local", "--scores-dir", str(tmp_path / "scores")]
+    with output_lock(open_store(tmp_path / "scores"), "score"):
+        assert main(local) == 2
+        assert "is writing to" in capsys.readouterr().err
+        assert not list((tmp_path / "scores").glob("*_scores.parquet"))
+    assert main(local) == 0 and not (tmp_path / "scores" / LOCK).exists()
+    assert len(list((tmp_path / "scores").glob("*_scores.parquet"))) == 3
+
+
 def _kept_by_scores(d, mmin, imin):
     kept = set()
     for n in shards.list_output_shards(d):

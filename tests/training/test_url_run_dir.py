@@ -107,3 +107,16 @@ def test_ray_train_two_ranks_each_with_its_own_copy_write_what_a_shared_run_dir_
                                                                       "step_0000004.done.json"]
     copies = sorted(p.name for p in (tmp_path / "cache").glob("*/*"))
     assert copies == ["driver", "rank0", "rank1"]  # one working copy per process, none shared
+
+
+def test_a_second_training_run_into_the_same_run_dir_is_refused(l2i_dir, s3_bucket, tmp_path, monkeypatch, capsys):
+    from l2i_pipeline.core.lock import LOCK, output_lock
+
+    monkeypatch.setenv("L2I_RUN_CACHE", str(tmp_path / "cache"))
+    for out in (f"{s3_bucket}/runs/locked", str(tmp_path / "local")):
+        with output_lock(open_store(out), "train ae"):
+            assert main([*ARGS, "--set", "train.steps=2", "--data", str(l2i_dir), "--out", out]) == 2
+            assert "is writing to" in capsys.readouterr().err
+        assert not open_store(out).exists("run.json"), "refused before any write"
+        assert main([*ARGS, "--set", "train.steps=2", "--data", str(l2i_dir), "--out", out]) == 0
+        assert not open_store(out).exists(LOCK)

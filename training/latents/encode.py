@@ -7,6 +7,7 @@ The split (train/test) comes from the same key hash training uses, so the LDM ne
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from l2i_pipeline.core.errors import ConfigError
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store
 from training.data.split import is_test
 from training.latents.shards import complete_shards, summarize, write_shard
@@ -106,8 +108,9 @@ def _check_header(job: EncodeJob, header: dict) -> None:
 
 
 def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address: str | None = None,
-           num_cpus: int | None = None) -> dict:
-    """Encode the shards not yet done; returns latents.json plus this run's counts and speed."""
+           num_cpus: int | None = None, lock: bool = True) -> dict:
+    """Encode the shards not yet done; returns latents.json plus this run's counts and speed. `lock`: hold
+    the output lock of `job.out` (a second concurrent run into it is refused)."""
     from training.config import DataConfig
     from training.data.index import build_index
     from training.ldm.codec import check_ae_dir
@@ -116,6 +119,13 @@ def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address:
     cfg = DataConfig(resolution=job.resolution, test_fraction=job.test_fraction, split_seed=job.split_seed)
     index = build_index(job.data.url, job.data, cfg)
     header = job.header()
+    job.out.makedirs()
+    with output_lock(job.out, "encode") if lock else contextlib.nullcontext():
+        return _encode_pending(job, index, header, runner, workers, ray_address, num_cpus)
+
+
+def _encode_pending(job: EncodeJob, index, header: dict, runner: str, workers: int, ray_address: str | None,
+                    num_cpus: int | None) -> dict:
     _check_header(job, header)
     done = set(complete_shards(job.out))
     todo = [(s.name, sorted(s.train_keys + s.test_keys)) for s in index.shards if s.name not in done]

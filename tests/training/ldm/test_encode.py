@@ -61,6 +61,18 @@ def test_other_autoencoder_refused(l2i_dir, ae_dir, tmp_path):
         encode(_job(l2i_dir, other, out))
 
 
+def test_a_second_encode_into_the_same_out_is_refused(l2i_dir, ae_dir, tmp_path):
+    from l2i_pipeline.core.lock import LOCK, LockedError, output_lock
+
+    out = tmp_path / "lat"
+    with output_lock(open_store(str(out), {}), "encode"):
+        with pytest.raises(LockedError, match="is writing to"):
+            encode(_job(l2i_dir, ae_dir, out))
+        assert not (out / "encode.json").exists()  # refused before any write
+    encode(_job(l2i_dir, ae_dir, out))
+    assert (out / "latents.json").is_file() and not (out / LOCK).exists()
+
+
 def test_encode_cli_reports_the_std(l2i_dir, ae_dir, tmp_path, capsys):
     from l2i_pipeline.cli import main
 
