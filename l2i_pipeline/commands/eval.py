@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(OUT a path or a storage URL, held by its output lock); per-image features are cached in "
                     "OUT, so a rerun resumes.",
         epilog="`l2i eval compare EVAL_DIR...` tabulates several runs, sorted by FID.")
-    p.add_argument("--samples", help="`l2i sample` output dir (DIR/<id>/composite.png, mask.png, samples.parquet)")
+    p.add_argument("--samples", help="`l2i sample` output dir or URL (DIR/<id>/composite.png, mask.png, "
+                   "samples.parquet)")
     p.add_argument("--real", help="L2I shards dir/URL (`l2i filter` output); its held-out split is LL2I-E")
     p.add_argument("--la", help="raw img2dataset shards dir/URL; LA = its images whose keys are not in --real")
     p.add_argument("--out", help="EVAL_DIR (path or URL) for metrics and caches")
@@ -136,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
     add_config_args(p, "EvalConfig keys: training/eval/run.py", "max_real=5000")
     p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
-    add_storage_options_arg(p)  # for --out, --ref-cache, --real and --la
+    add_storage_options_arg(p)  # for --samples, --out, --ref-cache, --real and --la
     p.set_defaults(func=run_eval)
     esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     c = esub.add_parser("compare", help="one table of several eval dirs, sorted by FID")

@@ -9,6 +9,7 @@ holds OUT's output lock, so a second run into the same OUT is refused while one 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -111,7 +112,7 @@ def _resolution(sd: SampleDir) -> int | str | None:
     """The side of the first readable composite (WxH when not square)."""
     for sid in sd.ids:
         try:
-            with Image.open(sd.composite(sid)) as im:
+            with Image.open(io.BytesIO(sd.composite(sid))) as im:
                 return im.width if im.width == im.height else f"{im.width}x{im.height}"
         except (OSError, ValueError):
             continue
@@ -198,7 +199,7 @@ def _iou(cfg: EvalConfig, out: Store, sd: SampleDir, samples: ImageSet, found: d
     """IOU of m̂ against the saliency of the composite (ICON, else classical) and against human masks."""
     from training.eval.iou import SaliencyIou, human_iou
 
-    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal_args = (sd.store, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
     sal = SaliencyIou(*sal_args)
     if not found["icon"].present:
         skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
@@ -207,7 +208,7 @@ def _iou(cfg: EvalConfig, out: Store, sd: SampleDir, samples: ImageSet, found: d
     metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
                                "saliency": sal.describe()}
     if cfg.human_masks:
-        h = human_iou(sd.root, samples.keys, cfg.human_masks)
+        h = human_iou(sd.store, samples.keys, cfg.human_masks)
         if h:
             metrics["iou_human"] = _mean_std(np.array(list(h.values())))
         else:
@@ -226,7 +227,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: di
     if cfg.human_masks and not Path(cfg.human_masks).is_dir():
         raise NotFound(f"--human-masks {cfg.human_masks} not found (expected a dir of <id>.png)")
     found, skipped = _weights(cfg)
-    sd = read_sample_dir(cfg.samples, cfg.max_samples)
+    sd = read_sample_dir(cfg.samples, cfg.max_samples, storage_options)
     out = _out_dir(cfg, storage_options)
     with _locked(out, lock):
         return _evaluate(cfg, out, sd, found, skipped, is_test, storage_options)
@@ -253,11 +254,11 @@ def _evaluate(cfg: EvalConfig, out: Store, sd: SampleDir, found: dict, skipped: 
         make = partial(ClipScorer, cfg.clip, cfg.device)
         metrics["clip"] = _mean_std(_cached(cfg, out, f"clip-{scorer.digest[:12]}", samples, scorer, make,
                                             "CLIP score", warnings))
-    if any(sd.mask(sid).is_file() for sid in sd.ids):
+    if any(sd.has_mask(sid) for sid in sd.ids):
         _iou(cfg, out, sd, samples, found, metrics, skipped, warnings)
     else:
         skipped.append("IOU: not applicable, the samples have no mask.png (a plain text-to-image model)")
-    report = {"name": cfg.name or sd.root.resolve().name, "samples": str(sd.root), "out": _shown(cfg, out),
+    report = {"name": cfg.name or sd.name, "samples": sd.given, "out": _shown(cfg, out),
               "n_samples": len(samples.keys), "resolution": resolution, "metrics": metrics, "skipped": skipped,
               "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
     _write(out, report, rep.model_markdown(report))

@@ -64,3 +64,22 @@ def test_eval_prompts_into_a_bucket(s3_bucket, l2i_dir, capsys):
     rows = pq.read_table(io.BytesIO(open_store(f"{s3_bucket}/prompts").get("ll2ie.parquet"))).to_pylist()
     assert rows and set(rows[0]) == {"key", "prompt"}
     assert f"to {url}" in capsys.readouterr().out
+
+
+def test_eval_reads_a_sample_dir_in_a_bucket(tmp_path, s3_bucket, sample_dir, l2i_dir, tiny_inception, capsys):
+    # `l2i sample --out s3://...` then `l2i eval --samples s3://...`: no shared filesystem between them
+    samples = open_store(f"{s3_bucket}/samples")
+    for p in sample_dir.rglob("*"):
+        if p.is_file():
+            samples.put(p.relative_to(sample_dir).as_posix(), p.read_bytes())
+    common = ["eval", "--runner", "local", "--real", str(l2i_dir), "--inception", str(tiny_inception),
+              "--test-fraction", "0.5", "--device", "cpu"]
+    assert main([*common, "--samples", str(sample_dir), "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--samples", samples.url, "--out", f"{s3_bucket}/ev"]) == 0, capsys.readouterr().err
+    ours = json.loads(open_store(f"{s3_bucket}/ev").get("metrics.json"))
+    theirs = json.loads((tmp_path / "local" / "metrics.json").read_text())
+    assert ours["samples"] == samples.url and ours["name"] == theirs["name"] == "samples"
+    assert ours["metrics"] == theirs["metrics"] and set(ours["metrics"]) == {"fid_ll2ie", "iou_saliency"}
+    assert ours["n_samples"] == theirs["n_samples"] == 6 and ours["resolution"] == theirs["resolution"]
+    assert main([*common, "--samples", f"{s3_bucket}/nothing", "--out", f"{s3_bucket}/ev2"]) == 2
+    assert "sample dir not found" in capsys.readouterr().err
