@@ -53,7 +53,7 @@ def test_train_into_a_bucket_survives_kill_9_of_the_driver_and_of_a_worker_node(
         cmd = [sys.executable, "-m", "l2i_pipeline.cli", "train", "ae", "--runner", "ray", "--workers", "2",
                "--ray-address", cluster.gcs_address, "--preset", "tiny", "--data", str(l2i_dir), "--out", out,
                "--set", "train.steps=10", "--set", "ckpt.every=2", "--set", "ckpt.keep=2",
-               "--set", "data.num_workers=0", "--set", "log.progress=false"]
+               "--set", "data.num_workers=0", "--set", "log.progress=false", "--set", "train.device=cpu"]
         env = {**cluster.env, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **cache("driver")}
         with open(log, "wb") as f:
             return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
