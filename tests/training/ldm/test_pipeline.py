@@ -38,3 +38,9 @@ def test_missing_component_and_channel_mismatch(tiny_pipeline_dir, tmp_path):
     with pytest.raises(ConfigError, match="12 latent channels but the UNet takes 4"):
         LayeredDiffusionPipeline.load(broken)
     assert cfg["in_channels"] == 12
+
+
+def test_documented_import_path_is_the_same_class():
+    import training.pipeline
+
+    assert training.pipeline.LayeredDiffusionPipeline is LayeredDiffusionPipeline
