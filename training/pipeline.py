@@ -1,4 +1,4 @@
-"""The documented import path of the pipeline (README): `training.ldm.pipeline.LayeredDiffusionPipeline`.
+"""The documented import path of the pipeline (README): `training.pipeline.LayeredDiffusionPipeline`.
 
 It lives in training/ldm/pipeline.py; this module only re-exports it and nothing in the project imports it.
 """
