@@ -1,4 +1,4 @@
-"""CaT2I-AE training throughput through the real loop (`training.loop.train`): samples/s, peak memory, FLOP/step.
+"""CaT2I-AE training throughput through the real loop (`training.base.loop.train`): samples/s, peak memory, FLOP/step.
 
 CPU: the tiny preset (what tests and the demo run). GPU (when CUDA is present): the paper-size model at 256^2
 and 512^2, bf16 autocast, a batch sweep, with and without gradient checkpointing, LPIPS on (random VGG
@@ -24,10 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from l2i_pipeline.core.typedconfig import with_defaults  # noqa: E402
-from training import rundir  # noqa: E402
-from training.ae_task import AETask  # noqa: E402
-from training.config import TrainConfig, load_train_config  # noqa: E402
-from training.loop import Context, train  # noqa: E402
+from training.ae.task import AETask  # noqa: E402
+from training.base import rundir  # noqa: E402
+from training.base.config import TrainConfig, load_train_config  # noqa: E402
+from training.base.loop import Context, train  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
 
@@ -91,7 +91,7 @@ def run_cpu(args) -> None:
     cfg = load_train_config("tiny", None, with_defaults(over, args.set))
     torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
     if args.data:
-        from training.runner import _data
+        from training.jobs.runner import _data
 
         data = _data(cfg, args.data)
     else:

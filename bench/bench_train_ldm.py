@@ -53,8 +53,8 @@ def bench_train(preset: str, te_size: str, latent: int, batch: int, steps: int, 
                 checkpointing: bool) -> dict:
     from diffusers import DDPMScheduler
 
+    from training.ldm.ddim import SD_SCHEDULE
     from training.ldm.unet import build_unet
-    from training.sampling.ddim import SD_SCHEDULE
 
     te = text_encoder(te_size, device)
     unet = build_unet(preset, 4, te.config.hidden_size, latent).to(device).train()
@@ -103,11 +103,11 @@ def bench_train(preset: str, te_size: str, latent: int, batch: int, steps: int, 
 
 def build_pipeline(device, paper: bool, latent: int, dtype) -> object:
     """A LayeredDiffusionPipeline with random weights: paper-size on GPU, tiny on CPU."""
+    from training.ldm.ddim import ddim_scheduler
+    from training.ldm.pipeline import LayeredDiffusionPipeline
     from training.ldm.text import build_tiny_text_encoder, load_text_encoder
     from training.ldm.unet import build_unet
     from training.models.ae import CaT2IAE
-    from training.pipeline import LayeredDiffusionPipeline
-    from training.sampling.ddim import ddim_scheduler
 
     tmp = Path(tempfile.mkdtemp())
     _, tok = load_text_encoder(build_tiny_text_encoder(tmp / "te"))
@@ -136,7 +136,7 @@ def bench_sample(pipe, batch: int, steps: int, guidance: float, device) -> float
 
 
 def bench_encode(device, paper: bool, res: int, batch: int, iters: int) -> float:
-    from training.ldm.codec import posterior
+    from training.latents.codec import posterior
     from training.models.ae import CaT2IAE
 
     ae = (CaT2IAE() if paper else CaT2IAE(block_out_channels=(8, 16, 16, 16), layers_per_block=1,

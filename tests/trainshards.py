@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from l2i_pipeline.core.typedconfig import with_defaults
-from training.config import TrainConfig, load_train_config
+from training.base.config import TrainConfig, load_train_config
 
 
 def rewrite_tar(path: Path, change: Callable[[str, bytes], bytes | None]) -> None:

@@ -145,9 +145,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_training_half(workdir: Path) -> str:
     """Tiny CaT2I-AE -> encode -> tiny LDM -> sample (.ora) -> eval on its own samples; returns the summary."""
-    from training.demo import format_summary as training_summary
-    from training.demo import run_training_demo
     from training.eval.run import EvalConfig, evaluate
+    from training.jobs.demo import format_summary as training_summary
+    from training.jobs.demo import run_training_demo
 
     paths = run_training_demo(workdir / "l2i", workdir / "training")
     print("\n== l2i train ae -> l2i encode -> l2i train ldm -> l2i sample ==")

@@ -15,7 +15,7 @@ from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from l2i_pipeline.core.storage import open_store
-    from training.config import load_train_config, with_storage_options
+    from training.base.config import load_train_config, with_storage_options
     from training.latents.encode import EncodeJob, encode
 
     cfg = with_storage_options(load_train_config(args.preset, args.config, args.set), args.storage_options)
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                 "--set ae.kind=sd_stack or --set ldm.target=image")
     p.add_argument("--out", required=True, help="latent dir or URL")
     p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
-    add_config_args(p, "training/config.py; encode uses data.resolution, data.test_fraction, data.split_seed, "
+    add_config_args(p, "training/base/config.py; encode uses data.resolution, data.test_fraction, data.split_seed, "
                        "ae.kind", "data.resolution=256", preset=True)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

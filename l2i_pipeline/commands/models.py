@@ -90,8 +90,8 @@ def _sd2_row(cfg: Config) -> tuple[str, str, str, bool]:
 
 def _lpips_row(train_config: str | None) -> tuple[str, str, str, bool]:
     """The VGG16 trunk of LPIPS for `l2i train ae` (from a training config's lpips.vgg_weights)."""
-    from training.config import load_train_config
-    from training.lpips_loader import VGG_FILE
+    from training.ae.lpips_loader import VGG_FILE
+    from training.base.config import load_train_config
 
     cfg = load_train_config(None, train_config)
     role = f"lpips.vgg_weights ({VGG_FILE}, l2i train ae)"
@@ -102,8 +102,8 @@ def _lpips_row(train_config: str | None) -> tuple[str, str, str, bool]:
 
 def run_check(args: argparse.Namespace) -> int:
     from l2i_pipeline.models.icon import WEIGHTS_WHERE
+    from training.ae.lpips_loader import VGG_WHERE
     from training.eval.weights import weight_rows
-    from training.lpips_loader import VGG_WHERE
 
     cfg = load_config(args.config, args.set)
     rows = _icon_rows(cfg, args.load) + [
@@ -129,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = msub.add_parser("check", help="list each configured weight file, whether it is present, and its sha256",
                         description="Exit status 1 when a configured file is missing (or, with --load, does not load).")
     add_config_args(c, "synthesize's keys: `l2i synthesize --help`", "saliency.weights=ICON-Res.weight")
-    c.add_argument("--train-config", help="YAML training config (training/config.py) whose lpips.vgg_weights "
+    c.add_argument("--train-config", help="YAML training config (training/base/config.py) whose lpips.vgg_weights "
                                          "to check; without it the LPIPS trunk shows as not set")
     c.add_argument("--load", action="store_true", help="also load the ICON weights strictly (slow for large files) and "
                                                           "the U²-Netp file in onnxruntime")

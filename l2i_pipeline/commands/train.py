@@ -17,7 +17,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory, a local path or a URL (s3://, gs://, ...: "
                                                  "checkpoints and the export are committed there; local copies "
                                                  "under $L2I_RUN_CACHE); rerun the same command to resume")
-    add_config_args(p, "every key: training/config.py", "train.steps=1000", preset=True)
+    add_config_args(p, "every key: training/base/config.py", "train.steps=1000", preset=True)
     add_runner_args(p, "Ray Train's TorchTrainer, DDP over --workers")
     p.add_argument("--workers", type=int, default=1,
                    help="ray: Ray Train workers, the DDP ranks (one GPU each when GPUs exist; default 1)")
@@ -28,7 +28,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def train_job(args: argparse.Namespace, sets: list[str]):
     """The flags as the library's TrainJob; `sets` go before --set (the model's own keys: --ae, --init ...)."""
-    from training.runner import TrainJob
+    from training.jobs.runner import TrainJob
 
     return TrainJob(data=args.data, out=args.out, preset=args.preset, config=args.config, sets=[*sets, *args.set],
                     runner=args.runner, workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus,
@@ -39,8 +39,8 @@ def train_job(args: argparse.Namespace, sets: list[str]):
 def run_train_ae(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from training.ae_task import AETask
-    from training.runner import run_training
+    from training.ae.task import AETask
+    from training.jobs.runner import run_training
 
     # --init as a config key, so run.json records it and a resume checks it
     summary = run_training(AETask, train_job(args, [f"ae.init={Path(args.init).resolve()}"] if args.init else []))
@@ -50,8 +50,8 @@ def run_train_ae(args: argparse.Namespace) -> int:
 
 
 def run_train_ldm(args: argparse.Namespace) -> int:
+    from training.jobs.runner import run_training
     from training.ldm.task import LDMTask, ldm_sets
-    from training.runner import run_training
 
     summary = run_training(LDMTask, train_job(args, ldm_sets(args.ae, args.text_encoder, args.init)))
     print(f"\ntrained steps {summary['start_step']} -> {summary['step']}; exported {summary['export']} "

@@ -6,8 +6,8 @@ import torch
 from trainshards import tiny_config
 
 from l2i_pipeline.core.errors import ConfigError
-from training.ae_task import build_ae
-from training.config import load_train_config
+from training.ae.task import build_ae
+from training.base.config import load_train_config
 from training.models.ae import CaT2IAE, stack_layers
 
 

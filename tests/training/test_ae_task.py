@@ -5,9 +5,9 @@ import pytest
 import torch
 from trainshards import tiny_config
 
-from training.ae_task import AETask
-from training.config import describe_lr, effective_lr, lr_summary
-from training.loop import Context
+from training.ae.task import AETask
+from training.base.config import describe_lr, effective_lr, lr_summary
+from training.base.loop import Context
 
 
 def _batch(n: int = 2, size: int = 64) -> dict:
@@ -58,8 +58,8 @@ def test_disc_sees_detached_reconstructions():
 
 
 def test_both_optimisers_step_after_disc_start(l2i_dir, tmp_path):
-    from training.loop import train
-    from training.runner import _data
+    from training.base.loop import train
+    from training.jobs.runner import _data
 
     cfg = tiny_config("loss.disc_start=1", "train.steps=2", "ckpt.every=100", "val.every=100")
     task = AETask(cfg)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from training import checkpoint
+from training.base import checkpoint
 
 
 def _model_and_adam():

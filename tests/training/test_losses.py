@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from l2i_pipeline.core.errors import NotFound
-from training import losses
-from training.config import LPIPSConfig
-from training.lpips_loader import load_lpips
+from training.ae import losses
+from training.ae.lpips_loader import load_lpips
+from training.base.config import LPIPSConfig
 
 H = W = 16
 

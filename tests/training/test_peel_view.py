@@ -76,7 +76,7 @@ def test_an_unknown_view_is_refused():
 
 
 def test_a_run_dir_made_before_data_view_existed_resumes(tmp_path):
-    from training.rundir import prepare_run_dir
+    from training.base.rundir import prepare_run_dir
 
     cfg = tiny_config()
     prepare_run_dir(tmp_path, cfg, "ae", "data")

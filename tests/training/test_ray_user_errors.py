@@ -37,8 +37,8 @@ def _run_ray(monkeypatch, tmp_path, plan, max_failures=3):
     import ray
     import ray.train.torch
 
-    from training import runner
-    from training.runner import TrainJob
+    from training.jobs import runner
+    from training.jobs.runner import TrainJob
 
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", _FakeTrainer)
     monkeypatch.setattr("l2i_pipeline.core.rayutil.init_ray", lambda *a, **kw: None)
@@ -74,7 +74,7 @@ def test_other_failures_are_restarted_up_to_max_failures(monkeypatch, tmp_path):
 def test_the_quiet_hook_silences_the_cleaner_warning():
     import logging
 
-    from training.runner import quiet_ray_train
+    from training.jobs.runner import quiet_ray_train
 
     name = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
     before = logging.getLogger(name).level

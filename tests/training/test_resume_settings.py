@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from trainshards import tiny_config
 
 from l2i_pipeline.cli import main
-from training import rundir
-from training.ae_task import AETask
-from training.loop import Context, TrainingDiverged, train
-from training.runner import _data
+from training.ae.task import AETask
+from training.base import rundir
+from training.base.loop import Context, TrainingDiverged, train
+from training.jobs.runner import _data
 
 
 def _args(l2i_dir, run, *sets):

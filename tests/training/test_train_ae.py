@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 from trainshards import tiny_config
 
 from l2i_pipeline.cli import main
-from training import rundir
-from training.ae_task import AETask
-from training.checkpoint import latest_checkpoint, list_checkpoints
-from training.loop import Context, TrainingDiverged, train
-from training.runner import _data
+from training.ae.task import AETask
+from training.base import rundir
+from training.base.checkpoint import latest_checkpoint, list_checkpoints
+from training.base.loop import Context, TrainingDiverged, train
+from training.jobs.runner import _data
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from training import rundir
-from training.checkpoint import latest_checkpoint
+from training.base import rundir
+from training.base.checkpoint import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -63,13 +63,13 @@ def test_a_run_dir_in_a_bucket_commits_each_checkpoint_and_resumes_after_kill_9(
     assert steps == sorted(set(steps)) and steps[-1] == 6  # the redone steps are logged once
     assert bucket.child("val").list(".png")
     assert not (Path.cwd() / "s3:").exists()
-    from training.ldm.codec import check_ae_dir  # `l2i train ldm --ae URL` / `l2i encode --ae URL` load it
+    from training.latents.codec import check_ae_dir  # `l2i train ldm --ae URL` / `l2i encode --ae URL` load it
 
     assert _sha((check_ae_dir(f"{url}/ae") / "diffusion_pytorch_model.safetensors").read_bytes()) == want
 
 
 def test_a_torn_checkpoint_in_the_bucket_is_never_resumed_from(l2i_dir, s3_bucket, tmp_path, monkeypatch):
-    from training.runstore import RunStore
+    from training.base.runstore import RunStore
 
     monkeypatch.setenv("L2I_RUN_CACHE", str(tmp_path / "cache"))
     url = f"{s3_bucket}/runs/torn"

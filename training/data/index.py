@@ -29,7 +29,7 @@ from l2i_pipeline.core.outputs import check_l2i_dir
 from l2i_pipeline.core.shards import ShardError, complete_shards, read_marker, read_verified
 from l2i_pipeline.core.storage import Store
 from l2i_pipeline.formats.names import PARQUET, TAR
-from training.config import DataConfig
+from training.base.config import DataConfig
 from training.data.split import is_test
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from l2i_pipeline.core.storage import Store
 from l2i_pipeline.formats import mask8
 from l2i_pipeline.formats.decode import COLOR, GRAY, decode_image
 from l2i_pipeline.formats.names import ALPHA, BG, FG, FG_RGBA, MASK, TXT, member, source_member
-from training.config import DataConfig
+from training.base.config import DataConfig
 from training.data.index import DataIndex, parse_item
 
 log = logging.getLogger(__name__)

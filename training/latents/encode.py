@@ -38,8 +38,8 @@ class EncodeJob:
     device: str | None = None
 
     def header(self) -> dict:
-        from training.fingerprint import dir_fingerprint
-        from training.runstore import fetched
+        from training.base.fingerprint import dir_fingerprint
+        from training.base.runstore import fetched
 
         return {"data": self.data.url, "ae": self.ae_dir, "ae_fingerprint": dir_fingerprint(fetched(self.ae_dir)),
                 "kind": self.kind, "resolution": self.resolution, "test_fraction": self.test_fraction,
@@ -50,7 +50,7 @@ class EncodeWorker:
     """Loads the AE once; encodes whole shards (a Ray actor, or called in-process)."""
 
     def __init__(self, job: EncodeJob):
-        from training.ldm.codec import load_ae
+        from training.latents.codec import load_ae
 
         self.job = job
         self.device = job.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,7 +59,7 @@ class EncodeWorker:
 
     def encode_shard(self, name: str, keys: list[str]) -> dict:
         from training.data.stream import BAD, collate, iter_shard
-        from training.ldm.codec import posterior
+        from training.latents.codec import posterior
 
         job, t0 = self.job, time.perf_counter()
         means, stds, kept, captions, bad, buf = [], [], [], [], 0, []
@@ -111,9 +111,9 @@ def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address:
            num_cpus: int | None = None, lock: bool = True) -> dict:
     """Encode the shards not yet done; returns latents.json plus this run's counts and speed. `lock`: hold
     the output lock of `job.out` (a second concurrent run into it is refused)."""
-    from training.config import DataConfig
+    from training.base.config import DataConfig
     from training.data.index import build_index
-    from training.ldm.codec import check_ae_dir
+    from training.latents.codec import check_ae_dir
 
     check_ae_dir(job.ae_dir, *(("cat2i", "image") if job.kind == "image" else (job.kind, "layers")))
     cfg = DataConfig(resolution=job.resolution, test_fraction=job.test_fraction, split_seed=job.split_seed)

@@ -1,4 +1,4 @@
-"""The latent-diffusion task for the shared training loop (training/loop.py): paper eq. 5 on AE latents.
+"""The latent-diffusion task for the shared training loop (training/base/loop.py): paper eq. 5 on AE latents.
 
 ε-prediction with an MSE loss on z_t = √ᾱ_t·z + √(1−ᾱ_t)·ε, SD's scaled-linear DDPM schedule, captions
 dropped to "" at `ldm.caption_dropout` (the unconditional branch of classifier-free guidance), z = a draw
@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
-from training.config import TrainConfig, effective_lr
-from training.ldm import codec
+from training.base.config import TrainConfig, effective_lr
+from training.base.loop import StepOutput
+from training.latents import codec
+from training.ldm.ddim import SD_SCHEDULE, ddim_sample
 from training.ldm.text import encode_prompts, load_text_encoder
 from training.ldm.unet import build_unet, load_unet, widen_io
-from training.loop import StepOutput
-from training.sampling.ddim import SD_SCHEDULE, ddim_sample
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class LDMTask:
     def base_config() -> TrainConfig:
         """The defaults `l2i train ldm` starts from (config.LDM_DEFAULTS over TrainConfig's)."""
         from l2i_pipeline.core.typedconfig import apply_dict
-        from training.config import LDM_DEFAULTS
+        from training.base.config import LDM_DEFAULTS
 
         cfg = TrainConfig()
         apply_dict(cfg, copy.deepcopy(LDM_DEFAULTS))
@@ -108,10 +108,10 @@ class LDMTask:
         Resolves ldm.latent_scale (when 0) into `cfg`, so run.json records the scale actually used.
         """
         from l2i_pipeline.core.storage import open_store
-        from training.fingerprint import dir_fingerprint
+        from training.base.fingerprint import dir_fingerprint
+        from training.base.runstore import fetched
         from training.latents.shards import is_latent_dir
         from training.latents.stream import LatentData
-        from training.runstore import fetched
 
         ldm = cfg.ldm
         store = open_store(url, json.loads(cfg.data.storage_options) if cfg.data.storage_options else None)
@@ -262,8 +262,8 @@ class LDMTask:
 
     def export(self, out_dir: Path) -> None:
         """RUN2/pipeline/: the whole pipeline with the EMA UNet, replaced atomically (temp dir + rename)."""
-        from training.pipeline import LayeredDiffusionPipeline
-        from training.sampling.ddim import ddim_scheduler
+        from training.ldm.ddim import ddim_scheduler
+        from training.ldm.pipeline import LayeredDiffusionPipeline
 
         out_dir = Path(out_dir)
         pipe = LayeredDiffusionPipeline(ae=self.ae, unet=self.ema, text_encoder=self.text_encoder,

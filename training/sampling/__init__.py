@@ -1,1 +1,1 @@
-"""DDIM sampling with classifier-free guidance (sampling/ddim.py) and the `l2i sample` runners (sampling/run.py)."""
+"""The `l2i sample` runners (sampling/run.py): prompts through the pipeline (ldm/pipeline.py) into layered files."""

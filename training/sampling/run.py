@@ -25,8 +25,8 @@ from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store, open_store, parse_storage_options
 from l2i_pipeline.formats.names import SAMPLES_INDEX
+from training.base.fingerprint import dir_fingerprint
 from training.export.layers import DEFAULT_FORMATS, FORMATS
-from training.fingerprint import dir_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ class SampleWorker:
                  threads: int = 0, storage_options: dict | None = None):
         import torch
 
-        from training.pipeline import LayeredDiffusionPipeline
-        from training.runstore import fetched
+        from training.base.runstore import fetched
+        from training.ldm.pipeline import LayeredDiffusionPipeline
 
         if threads:  # torch intra-op threads of this process (0 = torch's default), like train.cpu_threads
             torch.set_num_threads(threads)
@@ -238,7 +238,7 @@ def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: in
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if threads < 0:
         raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
-    from training.runstore import fetched
+    from training.base.runstore import fetched
 
     storage_options = parse_storage_options(storage_options)
     local_model = fetched(model_dir, storage_options)  # a URL: RUN2/pipeline of `l2i train ldm --out URL`

@@ -29,11 +29,11 @@ def text_encoder_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory, text_encoder_dir):
     """A saved pipeline over the SD-stack codec (12 latent channels), random weights."""
-    from training.ldm.codec import SDStackAE
+    from training.latents.codec import SDStackAE
+    from training.ldm.ddim import ddim_scheduler
+    from training.ldm.pipeline import LayeredDiffusionPipeline
     from training.ldm.text import load_text_encoder
     from training.ldm.unet import build_unet
-    from training.pipeline import LayeredDiffusionPipeline
-    from training.sampling.ddim import ddim_scheduler
 
     te, tok = load_text_encoder(text_encoder_dir)
     ae = SDStackAE.from_sd_vae(tiny_sd_vae())

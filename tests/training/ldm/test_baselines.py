@@ -68,10 +68,10 @@ def test_sd_laion_l2i_plain_text_to_image(l2i_dir, sd_vae_dir, text_encoder_dir,
 
 
 def test_init_continues_at_another_resolution_and_rerun_checks(l2i_dir, ae_dir, text_encoder_dir, tmp_path, capsys):
-    from training.config import load_train_config
+    from training.base.config import load_train_config
+    from training.base.loop import Context
+    from training.ldm.pipeline import LayeredDiffusionPipeline
     from training.ldm.task import LDMTask
-    from training.loop import Context
-    from training.pipeline import LayeredDiffusionPipeline
 
     _encode(l2i_dir, ae_dir, tmp_path / "lat64")
     assert _train(tmp_path / "lat64", ae_dir, text_encoder_dir, tmp_path / "run64") == 0

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
+from training.ldm.ddim import SD_SCHEDULE, ddim_sample, ddim_scheduler
 from training.ldm.unet import build_unet
-from training.sampling.ddim import SD_SCHEDULE, ddim_sample, ddim_scheduler
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.mark.slow
 def test_training_demo(l2i_dir, tmp_path):
-    from training.demo import format_summary, run_training_demo
+    from training.jobs.demo import format_summary, run_training_demo
 
     paths = run_training_demo(l2i_dir, tmp_path / "work", ae_steps=12, ldm_steps=12, prompts=["a dog", "a cat"])
     assert paths["n_ora"] == "2"

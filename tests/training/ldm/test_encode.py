@@ -15,10 +15,10 @@ def _job(l2i_dir, ae_dir, out, **kw):
 
 
 def test_latents_equal_the_posterior_and_rerun_writes_nothing(l2i_dir, ae_dir, tmp_path):
-    from training.config import DataConfig
+    from training.base.config import DataConfig
     from training.data.index import build_index
     from training.data.stream import collate, iter_shard
-    from training.ldm.codec import load_ae, posterior
+    from training.latents.codec import load_ae, posterior
 
     out = tmp_path / "lat"
     summary = encode(_job(l2i_dir, ae_dir, out))

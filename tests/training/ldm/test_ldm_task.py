@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.config import load_train_config
+from training.base.config import load_train_config
+from training.base.loop import Context, train
 from training.ldm.task import LDMTask, drop_captions
-from training.loop import Context, train
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _cfg(ae_dir, text_encoder_dir, *extra):
 
 
 def _run(cfg, data_url, run_dir):
-    from training.rundir import prepare_run_dir
+    from training.base.rundir import prepare_run_dir
 
     data = LDMTask.make_data(cfg, str(data_url))
     prepare_run_dir(run_dir, cfg, LDMTask.name, str(data_url))
@@ -36,7 +36,7 @@ def _run(cfg, data_url, run_dir):
 
 
 def test_ldm_loss_falls(latent_dir, ae_dir, text_encoder_dir, tmp_path):
-    from training.rundir import read_metrics
+    from training.base.rundir import read_metrics
 
     cfg = _cfg(ae_dir, text_encoder_dir, "train.steps=30", "train.lr=2e-3", "ckpt.every=30")
     assert cfg.train.adam_beta1 == 0.9 and cfg.ldm.unet == "tiny"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.core.storage import open_store
-from training.runstore import RunStore, fetched
+from training.base.runstore import RunStore, fetched
 
 
 def _run(*args) -> int:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
-from training.pipeline import LayeredDiffusionPipeline
+from training.ldm.pipeline import LayeredDiffusionPipeline
 
 
 def test_round_trip_and_layered_output(tiny_pipeline_dir):
     index = json.loads((tiny_pipeline_dir / "model_index.json").read_text())
-    assert index["latent_scale"] == 0.5 and index["ae"] == ["training.ldm.codec", "SDStackAE"]
+    assert index["latent_scale"] == 0.5 and index["ae"] == ["training.latents.codec", "SDStackAE"]
     pipe = LayeredDiffusionPipeline.from_pretrained(tiny_pipeline_dir)
     assert pipe.config.latent_scale == 0.5
     out = pipe(["a dog", "a cat"], [0, 1], steps=2, guidance=2.0)
@@ -38,3 +38,9 @@ def test_missing_component_and_channel_mismatch(tiny_pipeline_dir, tmp_path):
     with pytest.raises(ConfigError, match="12 latent channels but the UNet takes 4"):
         LayeredDiffusionPipeline.load(broken)
     assert cfg["in_channels"] == 12
+
+
+def test_documented_import_path_is_the_same_class():
+    import training.pipeline
+
+    assert training.pipeline.LayeredDiffusionPipeline is LayeredDiffusionPipeline

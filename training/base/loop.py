@@ -3,7 +3,7 @@
 The loop owns what every run needs: steps, gradient accumulation, autocast, gradient clipping, the
 optimiser steps, NaN/inf stops, metrics, validation images, checkpoints and their exact resume, the data
 stream's positions, the progress bar. A task owns its models and losses. The CaT2I-AE is one task
-(`training/ae_task.py`); the latent-diffusion UNet is another task in this same loop.
+(`training/ae/task.py`); the latent-diffusion UNet is another task in this same loop.
 
 Task protocol (duck-typed):
 
@@ -44,8 +44,8 @@ import torch
 from torch import nn
 
 from l2i_pipeline.core.errors import UserError
-from training import checkpoint, rundir
-from training.config import TrainConfig
+from training.base import checkpoint, rundir
+from training.base.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Context:
     world_size: int = 1
     report: Callable[[dict], None] | None = None  # ray.train.report on the Ray runner
     # rank 0, after each checkpoint (its dir) and export (its dir) are written locally: a URL run dir
-    # uploads and commits them (training/runstore.py); the dirs are None when not written this time
+    # uploads and commits them (training/base/runstore.py); the dirs are None when not written this time
     on_checkpoint: Callable[[Path | None, Path | None], None] | None = None
     ddp: list = field(default_factory=list)
 

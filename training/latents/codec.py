@@ -119,9 +119,9 @@ def load_ae(path: str | Path, kind: str = "cat2i", target: str = "layers"):
 
 
 def check_ae_dir(path: str | Path, kind: str = "cat2i", target: str = "layers") -> Path:
-    """The autoencoder dir (a URL: the committed export, fetched; training/runstore.py), or one error naming
+    """The autoencoder dir (a URL: the committed export, fetched; training/base/runstore.py), or one error naming
     the missing dir/file or the wrong kind of model."""
-    from training.runstore import fetched
+    from training.base.runstore import fetched
 
     p = fetched(path)
     if not p.is_dir():

@@ -8,7 +8,7 @@ restarts are ours (Ray's own FailureConfig is 0), so a user error (bad data, a N
 restart would only repeat) ends the run at once with its one line. Ray Train's placement-group cleaner asks
 the State API every second, which a Ray without its dashboard (ours) does not serve; its warning is
 silenced in the Ray workers (`quiet_ray_train`). The run dir is a local path every worker can reach, or a
-URL (training/runstore.py): then each rank trains in its own local copy pulled from the store, rank 0
+URL (training/base/runstore.py): then each rank trains in its own local copy pulled from the store, rank 0
 commits every checkpoint and export to it, and no shared filesystem is needed.
 
 What to run comes as a `TrainJob` (plain typed fields; `l2i train` builds one from its flags).
@@ -29,8 +29,8 @@ from l2i_pipeline.core.errors import user_error_in
 from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store, split_protocol
-from training import checkpoint, rundir
-from training.config import (
+from training.base import checkpoint, rundir
+from training.base.config import (
     TrainConfig,
     config_from_dict,
     describe_lr,
@@ -38,10 +38,10 @@ from training.config import (
     lr_summary,
     with_storage_options,
 )
+from training.base.loop import Context, train
+from training.base.runstore import RunStore, commit_hook
 from training.data.index import build_index
 from training.data.stream import L2IData
-from training.loop import Context, train
-from training.runstore import RunStore, commit_hook
 
 log = logging.getLogger(__name__)
 

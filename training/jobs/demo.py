@@ -19,11 +19,11 @@ def run_training_demo(l2i_dir: str | Path, workdir: str | Path, ae_steps: int = 
                       ldm_steps: int = LDM_STEPS, prompts: list[str] | None = None) -> dict[str, str]:
     """Train the tiny AE and LDM on `l2i_dir`, sample `prompts`; rerunning resumes/skips what is done."""
     from l2i_pipeline.core.storage import open_store
-    from training.ae_task import AETask
+    from training.ae.task import AETask
+    from training.jobs.runner import TrainJob, run_training
     from training.latents.encode import EncodeJob, encode
     from training.ldm.task import LDMTask, ldm_sets
     from training.ldm.text import build_tiny_text_encoder
-    from training.runner import TrainJob, run_training
     from training.sampling.run import SampleSettings, sample
 
     l2i_dir, work = Path(l2i_dir), Path(workdir)

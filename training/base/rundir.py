@@ -18,7 +18,7 @@ import numpy as np
 
 from l2i_pipeline.core.errors import ConfigError, StorageError
 from l2i_pipeline.core.provenance import differing_keys, output_affecting, versions, with_new_keys
-from training.config import OPTIMISER_KEYS, RUNTIME_KEYS, TrainConfig
+from training.base.config import OPTIMISER_KEYS, RUNTIME_KEYS, TrainConfig
 
 PACKAGES = ["l2i-pipeline", "torch", "ray", "diffusers", "safetensors", "lpips", "numpy", "pillow"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from l2i_pipeline.core.errors import NotFound
-from training.config import LPIPSConfig
+from training.base.config import LPIPSConfig
 
 VGG_FILE = "vgg16-397923af.pth"
 VGG_WHERE = (f"torchvision's ImageNet VGG16 weights, {VGG_FILE}, published at "

@@ -1,4 +1,4 @@
-"""The CaT2I-AE as a task of the training loop (protocol in `training/loop.py`).
+"""The CaT2I-AE as a task of the training loop (protocol in `training/base/loop.py`).
 
 Two optimisers, as in LDM's autoencoder: "ae" (the model; the nll's logvar only with loss.learn_logvar, since
 LDM's `configure_optimizers` never steps it and it stays 0) and "disc" (the PatchGAN). Both use the
@@ -24,10 +24,11 @@ from torch import nn
 
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.provenance import differing_keys
-from training import checkpoint, losses
-from training.config import TrainConfig, effective_lr
-from training.loop import Context, StepOutput
-from training.lpips_loader import load_lpips, vgg_weights_path
+from training.ae import losses
+from training.ae.lpips_loader import load_lpips, vgg_weights_path
+from training.base import checkpoint
+from training.base.config import TrainConfig, effective_lr
+from training.base.loop import Context, StepOutput
 from training.models.ae import CaT2IAE, LayeredOutput, stack_layers
 from training.models.discriminator import PatchDiscriminator
 
