@@ -37,6 +37,8 @@ class Work:
     batch_size: int = 1
     expand: Any = None  # unit -> rows on the CPU side (executor.py), or None: a unit is a row
     expand_kwargs: dict = field(default_factory=dict)
+    units: list[dict] | None = None  # the units to run (None: every unit to do)
+    committed: list[str] = field(default_factory=list)  # units committed while planning (nothing to run)
 
 
 @dataclass
@@ -105,8 +107,10 @@ def _run(job: Job, out: Store, executor: Executor, t0: float) -> Summary:
     finished: list[str] = []
     if todo:
         w = job.work(todo)
-        rows: Iterator[dict] = executor.map(w.worker, w.args, todo, w.batch_size, w.expand, w.expand_kwargs,
-                                            what=f"units of `l2i {job.command}`")
+        finished += w.committed
+        units_to_run = todo if w.units is None else w.units
+        rows: Iterator[dict] = executor.map(w.worker, w.args, units_to_run, w.batch_size, w.expand,
+                                            w.expand_kwargs, what=f"units of `l2i {job.command}`")
         for row in rows:
             finished += job.collect(row)
     left = set(finished)
