@@ -12,7 +12,13 @@ Per method, within the trimap's unknown band (the pixels matting is allowed to c
   F = I, the paper's fg.png, with alpha = the cut), against the true alpha F + (1 - alpha) N; MSE in 8-bit units².
 And the cost of soft_alpha per 512² scene in ms·core (process CPU time, so numba's threads count).
 
-    python bench/bench_matting.py [--scenes 12] [--scales 1,0.5,0.25] [--band 12]
+Variants (--variants TRIMAP:METHOD:SCALE,...): TRIMAP `fixed` (every pixel of the ±band band unknown, the
+first version) or `soft` (stages/matting.py soft_trimap, the pipeline's), METHOD a pymatting alpha solver,
+SCALE the matting scale. Errors are scored in the same fixed ±band band for every method. --saliency hard
+hands both methods a map with no soft edge instead (the true alpha's 0.5 cut blurred by 1 px), to see
+what the soft trimap does when the saliency model's edge is sharper than the object's.
+
+    python bench/bench_matting.py [--scenes 12] [--variants fixed:cf:0.25,soft:cf:0.5] [--band 12] [--saliency hard]
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import skimage.data
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from l2i_pipeline.core.config import LayersConfig  # noqa: E402
-from stages.matting import UNKNOWN, soft_alpha, trimap  # noqa: E402
+from stages.matting import METHODS, UNKNOWN, soft_alpha, trimap  # noqa: E402
 
 SIZE = 512
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -112,36 +118,42 @@ def _errors(sc: dict, alpha: np.ndarray, colour: np.ndarray, band: np.ndarray) -
             float((d[edge] ** 2).mean()), float(e2[edge].mean()))
 
 
-def run(n: int, scales: list[float], band_px: int) -> None:
+def run(n: int, variants: list[str], band_px: int, saliency: str = "blurred") -> None:
     cases = scenes(n)
+    if saliency == "hard":  # a model that sees no soft edge: the true alpha's 0.5 cut, blurred by 1 px
+        for sc in cases:
+            sc["saliency"] = np.clip(cv2.GaussianBlur((sc["alpha"] > 0.5).astype(np.float32), (0, 0), 1.0), 0, 1)
+            sc["edge"] = (((sc["alpha"] > 0) & (sc["alpha"] < 1))
+                          | ((sc["saliency"] > LayersConfig.threshold) != (sc["alpha"] > 0.5)))
     base = LayersConfig(band=band_px)
     rows: dict[str, list] = {"binary": []}
     cost: dict[str, list] = {}
-    for sc in cases:
-        band = trimap(sc["saliency"], base.threshold, band_px) == UNKNOWN
+    for sc in cases:  # the scored band: trimap()'s fixed band, the same pixels for every method
+        sc["band"] = trimap(sc["saliency"], base.threshold, band_px) == UNKNOWN
         cut = (sc["saliency"] > base.threshold).astype(np.float32)
-        rows["binary"].append((sc["kind"], *_errors(sc, cut, sc["image"], band)))
-    soft_alpha(cases[0]["image"], cases[0]["saliency"], LayersConfig(alpha="matting"))  # numba warm-up
-    for scale in scales:
-        name = f"matting (scale {scale:g})"
-        cfg = LayersConfig(alpha="matting", band=band_px, matting_scale=scale)
+        rows["binary"].append((sc["kind"], *_errors(sc, cut, sc["image"], sc["band"])))
+    for spec in variants:
+        kind, method, scale = spec.split(":")
+        name = f"matting, {kind} trimap, {method}, scale {float(scale):g}"
+        cfg = LayersConfig(alpha="matting", band=band_px, matting_scale=float(scale))
+        opts = {"fixed_band": kind == "fixed", "method": method}
+        soft_alpha(cases[0]["image"], cases[0]["saliency"], cfg, **opts)  # numba warm-up (compiles per method)
         rows[name], cost[name] = [], []
         for sc in cases:
-            band = trimap(sc["saliency"], cfg.threshold, band_px) == UNKNOWN
             t = time.process_time()
-            alpha, rgba = soft_alpha(sc["image"], sc["saliency"], cfg)
+            alpha, rgba = soft_alpha(sc["image"], sc["saliency"], cfg, **opts)
             cost[name].append(time.process_time() - t)
-            rows[name].append((sc["kind"], *_errors(sc, alpha, rgba[..., :3], band)))
-    print(f"{n} scenes of {SIZE}², kinds {', '.join(KINDS)}; unknown band ±{band_px} px; errors inside the band\n")
+            rows[name].append((sc["kind"], *_errors(sc, alpha, rgba[..., :3], sc["band"])))
+    print(f"{n} scenes of {SIZE}², kinds {', '.join(KINDS)}; saliency {saliency}; scored band ±{band_px} px\n")
     print("| method | band: alpha MSE | alpha SAD (/1000) | new-bg MSE (8-bit²) | edge region: alpha MSE | "
-          "new-bg MSE | ms·core per 512² |")
-    print("|---|---|---|---|---|---|---|")
+          "new-bg MSE | ms·core per 512² | band ratios to binary: MSE, SAD, new-bg |")
+    print("|---|---|---|---|---|---|---|---|")
     ref = np.mean([r[1:] for r in rows["binary"]], axis=0)
     for name, rs in rows.items():
         m = np.mean([r[1:] for r in rs], axis=0)
         ms = f"{1000 * np.mean(cost[name]):.0f}" if name in cost else "0"
-        ratio = "" if name == "binary" else f" band: {m[0] / ref[0]:.2f}× alpha, {m[2] / ref[2]:.2f}× new-bg of binary"
-        print(f"| {name} | {m[0]:.4f} | {m[1]:.2f} | {m[2]:.1f} | {m[3]:.4f} | {m[4]:.1f} | {ms} |{ratio}")
+        ratio = "" if name == "binary" else f"{m[0] / ref[0]:.2f}×, {m[1] / ref[1]:.2f}×, {m[2] / ref[2]:.2f}×"
+        print(f"| {name} | {m[0]:.4f} | {m[1]:.2f} | {m[2]:.1f} | {m[3]:.4f} | {m[4]:.1f} | {ms} | {ratio} |")
     print("\nby kind (alpha MSE / new-background MSE):")
     for kind in KINDS:
         parts = []
@@ -156,10 +168,17 @@ def run(n: int, scales: list[float], band_px: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=int, default=12)
-    p.add_argument("--scales", default="1,0.5,0.25")
+    p.add_argument("--variants", default=f"fixed:cf:0.25,soft:cf:0.25,soft:cf:{LayersConfig.matting_scale:g},soft:cf:1",
+                   help="TRIMAP:METHOD:SCALE,... with TRIMAP fixed|soft, METHOD one of " + ",".join(METHODS))
     p.add_argument("--band", type=int, default=LayersConfig.band)
+    p.add_argument("--saliency", choices=("blurred", "hard"), default="blurred",
+                   help="the map both methods get: the true alpha blurred 1.5 px (default), "
+                        "or its 0.5 cut blurred 1 px")
     a = p.parse_args()
-    run(a.scenes, [float(s) for s in a.scales.split(",")], a.band)
+    for v in a.variants.split(","):
+        if len(v.split(":")) != 3 or v.split(":")[0] not in ("fixed", "soft") or v.split(":")[1] not in METHODS:
+            p.error(f"--variants: {v!r} is not TRIMAP:METHOD:SCALE")
+    run(a.scenes, a.variants.split(","), a.band, a.saliency)
 
 
 if __name__ == "__main__":

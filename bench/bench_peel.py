@@ -16,6 +16,9 @@ also cover what the inpainting made of its hidden part, which lowers its IoU.
 
     python bench/bench_peel.py [--scenes 8] [--backends classical,u2netp] [--size 256] [--inpaint telea]
                                [--set KEY=VALUE ...]
+
+`--set layers.split=occlusion` measures the cut of one region into overlapping objects (stages/overlap.py);
+the README's table has both settings.
 """
 from __future__ import annotations
 

@@ -67,43 +67,47 @@ class LocalCluster:
         for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
             self.env.pop(var, None)
 
-    def _node_args(self, i: int, gpus: int = 0) -> list[str]:
+    def _node_args(self, i: int, gpus: int = 0, cpus: int | None = None) -> list[str]:
         p = self.node_ports[6 * i: 6 * i + 6]
         return ["--node-ip-address", "127.0.0.1", "--node-manager-port", str(p[0]),
                 "--object-manager-port", str(p[1]), "--metrics-export-port", str(p[2]),
                 "--dashboard-agent-listen-port", str(p[3]), "--dashboard-agent-grpc-port", str(p[4]),
                 "--runtime-env-agent-port", str(p[5]),
                 "--min-worker-port", str(20000 + 2000 * i), "--max-worker-port", str(21999 + 2000 * i),
-                "--num-cpus", str(self.cpus), "--num-gpus", str(gpus), "--object-store-memory", str(200 * 2**20),
+                "--num-cpus", str(self.cpus if cpus is None else cpus), "--num-gpus", str(gpus),
+                "--object-store-memory", str(200 * 2**20),
                 "--temp-dir", self.temp_dir, "--disable-usage-stats", "--block"]
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str], env: dict | None = None) -> None:
         log = open(self.workdir / f"ray_{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.procs.append(subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", *args],
-                                           stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                           stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
                                            start_new_session=True))
         print(f"[cluster-demo] started {name} node (pid {self.procs[-1].pid}), log {log.name}", flush=True)
 
-    def start(self, worker: bool = True) -> None:
-        """The head, then (`worker`) a second node; each waited for until Ray lists it alive."""
+    def start(self, worker: bool = True, cpus: int | None = None, env: dict | None = None) -> None:
+        """The head (`cpus`, default cpus_per_node; `env` added to its environment, and so to its workers'),
+        then (`worker`) a second node; each waited for until Ray lists it alive."""
         print(f"[cluster-demo] Ray temp dir {self.temp_dir}", flush=True)
         head = ["--head", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                 "--resources", json.dumps({"demo_head": 1})]
         for flag, port in self.head_ports.items():
             head += [flag, str(port)]
-        self._start("head", head + self._node_args(0))
+        self._start("head", head + self._node_args(0, cpus=cpus), env)
         self.wait_for_nodes(1)
         if worker:
             self.add_node("worker", {"demo_worker": 1})
 
-    def add_node(self, name: str, resources: dict, gpus: int = 0) -> None:
+    def add_node(self, name: str, resources: dict, gpus: int = 0, cpus: int | None = None,
+                 env: dict | None = None) -> None:
         """Another node joining the running cluster, declaring `gpus` GPUs (Ray believes it: on a CPU machine
-        that stands in for a GPU node an autoscaler brings up) and custom `resources`."""
+        that stands in for a GPU node an autoscaler brings up), `cpus` and custom `resources`; `env` is added
+        to its environment (its own working dirs, say)."""
         i = len(self.procs)
         if i >= self.MAX_NODES:
             raise RuntimeError(f"at most {self.MAX_NODES} nodes")
         self._start(name, ["--address", self.gcs_address, "--resources", json.dumps(resources)]
-                    + self._node_args(i, gpus))
+                    + self._node_args(i, gpus, cpus), env)
         self.wait_for_nodes(i + 1)
 
     def ray(self, *args: str, check: bool = True, timeout: float = 120) -> str:

@@ -70,10 +70,17 @@ def check_area(area: float, cfg: LayersConfig) -> str | None:
     return None
 
 
-def split_for_peeling(mask: np.ndarray, cfg: LayersConfig, room: int) -> tuple[np.ndarray, list[Layer]]:
+def split_for_peeling(mask: np.ndarray, cfg: LayersConfig, room: int,
+                      image: np.ndarray | None = None) -> tuple[np.ndarray, list[Layer]]:
     """With layers.count > 1: the first object's mask, and up to `room` further objects queued as layers
-    (mask only) for the peel stage."""
-    parts = split_components(mask, cfg.threshold, max(cfg.min_component_area, cfg.min_area))
+    (mask only) for the peel stage. layers.split=occlusion also cuts each part into overlapping objects
+    (stages/overlap.py), front first, in the part's place."""
+    share = max(cfg.min_component_area, cfg.min_area)
+    parts = split_components(mask, cfg.threshold, share)
+    if cfg.split == "occlusion" and image is not None:
+        from stages.overlap import split_overlapping
+
+        parts = [q for p in parts for q in split_overlapping(image, p, cfg.threshold, share, 1 + room)]
     return parts[0], [Layer(mask=p, meta={"from_split": True}) for p in parts[1:1 + room]]
 
 
@@ -87,7 +94,7 @@ def make_layers(s: Sample, cfg: LayersConfig) -> None:
         s.reject(reason)
         return
     if cfg.count > 1:  # layer 1 is the first object; the others wait for the peel stage (stages/peel.py)
-        s.mask, s.peels = split_for_peeling(s.mask, cfg, cfg.count - 1)
+        s.mask, s.peels = split_for_peeling(s.mask, cfg, cfg.count - 1, s.image)
         s.meta["mask_area"] = round(float((s.mask > cfg.threshold).mean()), 6)
     s.fg = foreground(s.image, s.mask, cfg.threshold)
     s.inpaint_mask = dilated_mask(s.mask, cfg.threshold, cfg.dilate_kernel, cfg.dilate_iterations)

@@ -136,7 +136,7 @@ class PeelStage(Stage):
                 if reason:
                     stop(s, reason)
                     continue
-                first, queued = split_for_peeling(v.mask, cfg, cfg.count - k)
+                first, queued = split_for_peeling(v.mask, cfg, cfg.count - k, image_of(s))
                 s.peels += [Layer(mask=first, meta={"components": count_components(v.mask > cfg.threshold)}),
                             *queued]
         todo = [s for s in active if len(s.peels) >= k - 1]

@@ -8,6 +8,7 @@ through fsspec itself). Inside img2dataset's workers the adapters of `i2d.py` ap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import io
@@ -29,6 +30,7 @@ from l2i_pipeline.commands import i2d as adapters
 from l2i_pipeline.commands.args import add_config_args, add_storage_options_arg
 from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.lock import NO_LOCK_HELP, output_lock
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.index import LAION_COLUMNS
@@ -40,7 +42,8 @@ CAPTION_COLUMNS = ("TEXT", "caption", "text")
 MAX_PIXELS = adapters.MAX_PIXELS
 DISTRIBUTORS = ("multiprocessing", "ray")
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # workers must be able to import l2i_pipeline
-INPUTS_RECORD = "_inputs/inputs.json"  # not *.json at the top: img2dataset reads those as finished shards
+INPUTS_DIR = "_inputs"  # not *.json at the top: img2dataset reads those as finished shards
+INPUTS_RECORD = f"{INPUTS_DIR}/inputs.json"
 
 
 def _input_files(inputs: list[str], storage_options: dict | str | None) -> list[tuple[Store, str]]:
@@ -146,50 +149,53 @@ def _init_ray(processes: int, env: dict[str, str]) -> bool:
 def download(inputs: list[str], output: str, *, allow_private_network: bool = False, processes: int = 1,
              threads: int = 16, raw_shard_size: int = 10_000, distributor: str = "multiprocessing",
              timeout: float = 10, retries: int = 0, max_pixels: int = MAX_PIXELS,
-             storage_options: dict | str | None = None) -> dict[str, Any]:
+             storage_options: dict | str | None = None, lock: bool = True) -> dict[str, Any]:
     """Download every URL of `inputs` (parquet files or folders of them, paths or storage URLs) into
-    `output` (a path or a storage URL); see `summarize`."""
+    `output` (a path or a storage URL); see `summarize`. `lock`: hold the output's lock (in `_inputs/`), so
+    a second download into it is refused."""
     if distributor not in DISTRIBUTORS:
         raise InputError(f"distributor must be one of {DISTRIBUTORS}, not {distributor!r}")
     files = _input_files(inputs, storage_options)
     out = open_store(output, storage_options)
     out.check_writable()
-    staging = _stage_inputs(files, out)
-    if not out.local and out.protocol != "s3":
-        # img2dataset ends with fs.rm(OUTPUT/_tmp, recursive=True), which adlfs refuses for a "directory" that
-        # holds no blob (a flat store has no empty dirs): a placeholder makes it exist; the rm takes it along
-        out.put("_tmp/.l2i-keep", b"")
-    url_col, caption_col, extra = _columns(sorted(staging.glob("*.parquet")))
-    log.info("downloading %d input file(s) to %s; columns kept: %s; private network %s",
-             len(files), out.url, extra, "ALLOWED" if allow_private_network else "refused")
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
-    i2d = importlib.import_module("img2dataset.main")  # `import ... as` would get the function img2dataset.main
+    # the lock sits in _inputs/: img2dataset reads every top-level *.json of the output as a finished shard's
+    with output_lock(out.child(INPUTS_DIR), "download") if lock else contextlib.nullcontext():
+        staging = _stage_inputs(files, out)
+        if not out.local and out.protocol != "s3":
+            # img2dataset ends with fs.rm(OUTPUT/_tmp, recursive=True), which adlfs refuses for a "directory" that
+            # holds no blob (a flat store has no empty dirs): a placeholder makes it exist; the rm takes it along
+            out.put("_tmp/.l2i-keep", b"")
+        url_col, caption_col, extra = _columns(sorted(staging.glob("*.parquet")))
+        log.info("downloading %d input file(s) to %s; columns kept: %s; private network %s",
+                 len(files), out.url, extra, "ALLOWED" if allow_private_network else "refused")
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations phones home on import
+        i2d = importlib.import_module("img2dataset.main")  # `import ... as` would get the function img2dataset.main
 
-    if PACKAGE_ROOT not in sys.path:  # spawned workers unpickle SafeDownloader with the parent's sys.path
-        sys.path.append(PACKAGE_ROOT)
-    with _fsspec_defaults(out) as fsspec_env:
-        started_ray = _init_ray(processes, fsspec_env) if distributor == "ray" else False
-        original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
-        i2d.Downloader = partial(adapters.SafeDownloader, allow_private_network=allow_private_network,
-                                 max_pixels=max_pixels)
-        try:
-            i2d.download(
-                url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
-                save_additional_columns=extra or None, output_folder=out.url, output_format="webdataset",
-                processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
-                distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
-                resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
-                enable_wandb=False, compute_hash="sha256", extract_exif=True,
-            )
-        finally:
-            i2d.Downloader = original
-            if signal.getsignal(signal.SIGINT) is not sigint and sigint is not None:
-                signal.signal(signal.SIGINT, sigint)  # img2dataset installs one that exits with status 0
-            if started_ray:
-                import ray
+        if PACKAGE_ROOT not in sys.path:  # spawned workers unpickle SafeDownloader with the parent's sys.path
+            sys.path.append(PACKAGE_ROOT)
+        with _fsspec_defaults(out) as fsspec_env:
+            started_ray = _init_ray(processes, fsspec_env) if distributor == "ray" else False
+            original, sigint = i2d.Downloader, signal.getsignal(signal.SIGINT)
+            i2d.Downloader = partial(adapters.SafeDownloader, allow_private_network=allow_private_network,
+                                     max_pixels=max_pixels)
+            try:
+                i2d.download(
+                    url_list=str(staging), input_format="parquet", url_col=url_col, caption_col=caption_col,
+                    save_additional_columns=extra or None, output_folder=out.url, output_format="webdataset",
+                    processes_count=processes, thread_count=threads, number_sample_per_shard=raw_shard_size,
+                    distributor=distributor, timeout=timeout, retries=retries, incremental_mode="incremental",
+                    resize_mode="no", skip_reencode=True, disable_all_reencoding=True,  # KeepBytes replaces it anyway
+                    enable_wandb=False, compute_hash="sha256", extract_exif=True,
+                )
+            finally:
+                i2d.Downloader = original
+                if signal.getsignal(signal.SIGINT) is not sigint and sigint is not None:
+                    signal.signal(signal.SIGINT, sigint)  # img2dataset installs one that exits with status 0
+                if started_ray:
+                    import ray
 
-                ray.shutdown()
-    return summarize(out)
+                    ray.shutdown()
+        return summarize(out)
 
 
 def summarize(output: str | Path | Store) -> dict[str, Any]:
@@ -248,7 +254,7 @@ def run_download(args: argparse.Namespace) -> int:
                        processes=args.processes, threads=args.threads, raw_shard_size=args.raw_shard_size,
                        distributor=args.distributor, timeout=args.timeout, retries=args.retries,
                        max_pixels=load_config(args.config, args.set).decode.max_pixels,
-                       storage_options=args.storage_options)
+                       storage_options=args.storage_options, lock=not args.no_lock)
     print(format_summary(summary), file=sys.stdout)
     if summary["incomplete_shards"]:
         log.error("incomplete shards: %s; rerun the same command to finish them", summary["incomplete_shards"])
@@ -273,6 +279,7 @@ def register(subparsers) -> None:
                    help="parquet file(s) or folder(s) of them; shards are numbered across them in this order")
     p.add_argument("--output", required=True, metavar="RAW_DIR",
                    help="output folder, a path or a storage URL (s3://, gs://, ...; created if missing)")
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     add_storage_options_arg(p)
     p.add_argument("--distributor", choices=DISTRIBUTORS, default="multiprocessing",
                    help="run shards in local processes or as Ray tasks (default: %(default)s)")

@@ -13,8 +13,8 @@ from l2i_pipeline.commands.args import (
     add_storage_options_arg,
 )
 from l2i_pipeline.core.errors import ConfigError, NotFound
-from l2i_pipeline.core.outputs import local_output
-from l2i_pipeline.core.storage import open_store
+from l2i_pipeline.core.lock import NO_LOCK_HELP
+from l2i_pipeline.core.storage import open_parent, open_store
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
          "ref_cache", "name", "max_real", "max_samples", "batch_size", "device", "test_fraction", "split_seed",
@@ -66,12 +66,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.eval.run import dataset_only, evaluate
 
     cfg = build_config(args)
-    for flag, value in (("--out", cfg.out), ("--ref-cache", cfg.ref_cache)):
-        if value:
-            local_output(value, f"`l2i eval` {flag}")
-    opts = args.storage_options
-    report = dataset_only(cfg, opts) if args.dataset_only else evaluate(cfg, storage_options=opts)
-    print(Path(report["out"], "metrics.md").read_text())
+    opts, lock = args.storage_options, not args.no_lock
+    report = dataset_only(cfg, opts, lock) if args.dataset_only else evaluate(cfg, storage_options=opts, lock=lock)
+    print(open_store(report["out"], opts).get("metrics.md").decode())
     print(f"wrote {report['out']}/metrics.json, metrics.md" + ("" if args.dataset_only else ", metrics.png"))
     return 0
 
@@ -79,25 +76,24 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from training.eval.report import compare
 
-    if args.output:
-        local_output(args.output, "`l2i eval compare` --output")
-    text = compare(args.dirs)
-    if args.output:
-        Path(args.output).write_text(text)
+    target = open_parent(args.output, args.storage_options) if args.output else None
+    text = compare(args.dirs, args.storage_options)
+    if target:
+        target[0].put(target[1], text.encode())
     print(text, end="")
     return 0
 
 
 def run_prompts(args: argparse.Namespace) -> int:
-    from training.eval.run import EvalConfig, write_prompts
+    from training.eval.prompts import write_prompts
+    from training.eval.run import EvalConfig
 
-    local_output(args.out, "`l2i eval prompts` --out")
     cfg = EvalConfig()
     split = split_from(args.split_from) if args.split_from else {}
     real = open_store(args.real, args.storage_options)
     n = write_prompts(real, args.out, args.test_fraction or split.get("test_fraction", cfg.test_fraction),
                       args.split_seed if args.split_seed is not None else split.get("split_seed", cfg.split_seed),
-                      args.max)
+                      args.max, storage_options=args.storage_options)
     print(f"wrote {n} LL2I-E captions to {args.out}; next: l2i sample --prompts {args.out} --n 1 ...")
     return 0
 
@@ -109,19 +105,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "of --real) and LA (--la, raw images not in L2I), the raw CLIP ViT-L/14 cosine with the "
                     "prompt, and IOU of m̂>0.5 against saliency of the composite (ICON with --icon-weights, "
                     "else the classical backend, labelled so) and human masks. A metric whose weights are not "
-                    "given is skipped and named with the file it needs. Writes OUT/metrics.{json,md,png}; "
-                    "per-image features are cached in OUT, so a rerun resumes.",
+                    "given is skipped and named with the file it needs. Writes OUT/metrics.{json,md,png} "
+                    "(OUT a path or a storage URL, held by its output lock); per-image features are cached in "
+                    "OUT, so a rerun resumes.",
         epilog="`l2i eval compare EVAL_DIR...` tabulates several runs, sorted by FID.")
-    p.add_argument("--samples", help="`l2i sample` output dir (DIR/<id>/composite.png, mask.png, samples.parquet)")
+    p.add_argument("--samples", help="`l2i sample` output dir or URL (DIR/<id>/composite.png, mask.png, "
+                   "samples.parquet)")
     p.add_argument("--real", help="L2I shards dir/URL (`l2i filter` output); its held-out split is LL2I-E")
     p.add_argument("--la", help="raw img2dataset shards dir/URL; LA = its images whose keys are not in --real")
-    p.add_argument("--out", help="EVAL_DIR for metrics and caches")
+    p.add_argument("--out", help="EVAL_DIR (path or URL) for metrics and caches")
     p.add_argument("--inception", help="inception-2015-12-05.pt (clean-fid's torchscript); without it FID is skipped")
     p.add_argument("--clip", help="CLIP ViT-L/14 dir (transformers); without it CLIP score is skipped")
     p.add_argument("--icon-weights", help="ICON .weight file; without it IOU uses the classical saliency backend")
     p.add_argument("--icon-variant", help="ICON-R (default) | ICON-S | ICON-P")
     p.add_argument("--human-masks", help="dir of human masks named <sample id>.png")
-    p.add_argument("--ref-cache", help="dir for reference (mu, Sigma), shared by runs (default OUT/ref_stats)")
+    p.add_argument("--ref-cache", help="dir/URL for reference (mu, Sigma), shared by runs "
+                   "(default OUT/ref_stats)")
     p.add_argument("--name", help="run name in the tables (default: the sample dir's name)")
     p.add_argument("--max-real", type=int, help="images per reference set (default 20000, as the paper)")
     p.add_argument("--max-samples", type=int, help="evaluate at most this many samples")
@@ -137,21 +136,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
     add_config_args(p, "EvalConfig keys: training/eval/run.py", "max_real=5000")
-    add_storage_options_arg(p)  # for --real and --la
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_storage_options_arg(p)  # for --samples, --out, --ref-cache, --real and --la
     p.set_defaults(func=run_eval)
     esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     c = esub.add_parser("compare", help="one table of several eval dirs, sorted by FID")
-    c.add_argument("dirs", nargs="+", metavar="EVAL_DIR")
-    c.add_argument("--output", help="also write the table to this file")
+    c.add_argument("dirs", nargs="+", metavar="EVAL_DIR", help="`l2i eval` --out dirs (paths or URLs)")
+    c.add_argument("--output", help="also write the table to this file (path or URL)")
+    add_storage_options_arg(c)  # for the EVAL_DIRs and --output
     c.set_defaults(func=run_compare)
     q = esub.add_parser("prompts", help="the held-out split's captions as a prompts file for `l2i sample`",
                         description="Section V-B samples the test prompts: this writes the LL2I-E captions "
                                     "(key, prompt) of --real, chosen by the training run's hash split.")
     q.add_argument("--real", required=True, help="L2I shards dir/URL")
-    q.add_argument("--out", required=True, help="prompts parquet to write")
+    q.add_argument("--out", required=True, help="prompts parquet to write (path or URL)")
     q.add_argument("--max", type=int, default=20_000, help="at most this many prompts (default 20000)")
     q.add_argument("--split-from", help="training run dir or run.json (data.test_fraction, data.split_seed)")
     q.add_argument("--test-fraction", type=float)
     q.add_argument("--split-seed", type=int)
-    add_storage_options_arg(q)  # for --real
+    add_storage_options_arg(q)  # for --real and --out
     q.set_defaults(func=run_prompts)

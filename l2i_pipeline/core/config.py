@@ -46,14 +46,16 @@ class LayersConfig:
     max_area: float = 0.95  # ... or more than this fraction
     # soft alpha (issue 26; matting helper owns this block)
     alpha: str = "binary"  # binary (the paper: alpha = the 0/1 cut) | matting (trimap + pymatting)
-    band: int = 12  # matting: half-width (pixels at the working resolution) of the trimap's unknown band
-    matting_scale: float = 0.25  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
+    band: int = 12  # matting: half-width (pixels at the working resolution) of the band alpha may be soft in
+    matting_scale: float = 0.5  # matting: solve alpha and F' at this fraction of the resolution (cost ~ scale^2)
     # peeling (issue 26; peeling helper owns this block)
     count: int = 1  # layers per photo: 1 = the paper; up to 4 (saliency runs again on each background B_k)
     min_component_area: float = 0.01  # count > 1: a separate part of the mask covering at least this share
     # of the image (and at least min_area) becomes a layer of its own; smaller parts go with the nearest one
     max_inpainted_share: float = 0.5  # count > 1: stop when more of a new pass's mask than this lies in pixels
     # an earlier layer's inpainting made (the inpainting's ghost of that layer, not an object of the photo)
+    split: str = "components"  # count > 1: components (separate parts only) | occlusion (also cut one region
+    # into overlapping objects by colour, front first by occlusion: stages/overlap.py)
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Config:
                 raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
         if self.layers.alpha not in ALPHAS:
             raise ConfigError(f"config key 'layers.alpha' = {self.layers.alpha!r}: allowed {', '.join(ALPHAS)}")
+        if self.layers.split not in SPLITS:
+            raise ConfigError(f"config key 'layers.split' = {self.layers.split!r}: allowed {', '.join(SPLITS)}")
         if self.inpaint.dtype not in DTYPES:
             raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
         if self.inpaint.compile_mode not in COMPILE_MODES:
@@ -176,6 +180,7 @@ RANGES: dict[str, tuple[float, float]] = {
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 ALPHAS = ("binary", "matting")  # layers.alpha
+SPLITS = ("components", "occlusion")  # layers.split
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
@@ -191,6 +196,7 @@ def config_help() -> str:
     lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
     lines.append("  saliency.backend: u2netp | classical | icon; inpaint.backend: telea | sd2")
     lines.append(f"  layers.alpha = 'binary'  ({', '.join(ALPHAS)})")
+    lines.append(f"  layers.split = 'components'  ({', '.join(SPLITS)})")
     lines.append("  layers.min_area < layers.max_area")
     return "\n".join(lines)
 

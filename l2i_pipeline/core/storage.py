@@ -364,3 +364,15 @@ def as_store(location: Store | str | os.PathLike) -> Store:
     """Accept a Store or anything `open_store` takes (paths and URLs), so callers need not care."""
     return location if isinstance(location, Store) else open_store(location)
 
+
+
+def open_parent(url: str | os.PathLike, storage_options: dict[str, Any] | str | None = None) -> tuple[Store, str]:
+    """(the Store of the directory holding the object `url`, its name): to `put` or `get` one file by URL."""
+    protocol, path = split_protocol(os.fspath(url))
+    if protocol == "file":
+        parent, name = os.path.split(path)
+        return open_store(parent, storage_options), name
+    parent, _, name = os.fspath(url).rstrip("/").rpartition("/")
+    if not name or parent.endswith(":/"):
+        raise StorageError(f"{os.fspath(url)} names no object inside a bucket")
+    return open_store(parent, storage_options), name

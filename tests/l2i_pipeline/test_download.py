@@ -321,6 +321,23 @@ def test_missing_input_and_changed_inputs(tmp_path):
         download([str(b)], str(tmp_path / "raw"))
 
 
+def test_a_second_download_into_the_same_output_is_refused(tmp_path, capsys):
+    # the lock lives in _inputs/ (img2dataset takes any top-level *.json for a finished shard's stats)
+    from l2i_pipeline.cli import main
+    from l2i_pipeline.core.lock import LOCK, output_lock
+    from l2i_pipeline.core.storage import open_store
+
+    a = write_laion_parquet(tmp_path / "a.parquet", ["http://10.0.0.1/a.jpg"], ["a"])
+    raw = tmp_path / "raw"
+    with output_lock(open_store(raw / "_inputs"), "download"):
+        assert main(["download", "--input", str(a), "--output", str(raw), "--timeout", "1"]) == 2
+        assert "is writing to" in capsys.readouterr().err
+        assert not list(raw.glob("*.tar"))
+    assert main(["download", "--input", str(a), "--output", str(raw), "--timeout", "1"]) in (0, 1)
+    assert not (raw / "_inputs" / LOCK).exists() and not (raw / LOCK).exists()
+    assert (raw / "00000_stats.json").is_file()  # img2dataset finished its shard with the lock held beside it
+
+
 @pytest.mark.slow
 def test_ray_distributor(tmp_path, photo_files):
     """Same shards with Ray tasks: the safety is installed in the Ray workers too."""

@@ -78,7 +78,9 @@ def _cmd(raw: Path, out: Path) -> list[str]:
 
 def test_killed_and_rerun_writes_the_same_bytes_as_an_uninterrupted_run(tmp_path):
     raw = tmp_path / "raw"
-    write_raw_shard(raw, "00000", make_rows(12))
+    rows = make_rows(12)
+    for i in range(3):  # three input units: their output shards are committed unit by unit, so a kill at the
+        write_raw_shard(raw, f"0000{i}", rows[4 * i: 4 * i + 4])  # first marker lands mid-run, even under load
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run(_cmd(raw, tmp_path / "clean"), check=True, capture_output=True, timeout=300, env=env)
     out = tmp_path / "resumed"

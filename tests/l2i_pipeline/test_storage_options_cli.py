@@ -15,8 +15,8 @@ from l2i_pipeline.core.storage import open_store
 # every leaf command, by whether one of its arguments is a storage URL (a new command must be placed here)
 URL_COMMANDS = {"download", "synthesize", "stats", "ls", "plan", "annotate pool", "annotate serve", "annotate rank",
                 "classifiers train", "classifiers eval", "score", "filter", "train ae", "train ldm", "encode",
-                "eval", "eval prompts", "export", "sample"}
-LOCAL_ONLY = {"demo", "models check", "annotate export", "eval compare",  # --out/--model: local paths
+                "eval", "eval prompts", "eval compare", "export", "sample"}
+LOCAL_ONLY = {"demo", "models check", "annotate export",  # --out/--model: local paths
               *(f"annotate users {c}" for c in ("add", "list", "revoke", "rotate", "remove", "restore", "set-role"))}
 
 

@@ -5,7 +5,7 @@ import pytest
 from l2i_pipeline.core.config import ConfigError, LayersConfig, load_config
 from l2i_pipeline.core.sample import Sample
 from stages.layers import make_layers
-from stages.matting import UNKNOWN, soft_alpha, trimap
+from stages.matting import UNKNOWN, soft_alpha, soft_trimap, trimap
 
 
 def _scene(size=128, r=36, soft=6.0):
@@ -29,6 +29,34 @@ def test_trimap_has_a_band_of_the_set_width_around_the_cut():
     row = tri[32]
     assert (row[20:44] == 1).all() and (row[12:20] == UNKNOWN).all() and (row[44:52] == UNKNOWN).all()
     assert (row[:12] == 0).all() and (row[52:] == 0).all()
+
+
+def test_soft_trimap_leaves_unknown_only_where_the_saliency_is_soft_within_the_band():
+    import cv2
+
+    _, true_alpha, _, _ = _scene(size=160, r=50, soft=4.0)
+    saliency = cv2.GaussianBlur(true_alpha, (0, 0), 1.0)
+    tri = soft_trimap(saliency, 0.1, 12)
+    band = trimap(saliency, 0.1, 12) == UNKNOWN
+    unknown = tri == UNKNOWN
+    assert unknown.any() and not (unknown & ~band).any()  # never outside the fixed band
+    assert unknown.sum() < 0.6 * band.sum()  # the sure ends of the band are left out
+    soft = (saliency > 0.01) & (saliency < 0.99) & band
+    assert (unknown[soft]).all()
+    cut = (saliency > 0.1).astype(np.float64)
+    assert (tri[~unknown] == cut[~unknown]).all()
+
+
+def test_soft_trimap_widens_its_core_for_a_hard_map_and_shrinks_the_band_for_a_small_object():
+    big = np.zeros((200, 200), np.float32)
+    big[40:160, 40:160] = 1.0  # a hard map: no soft pixel, so the core is half the band, ±6 px
+    row = soft_trimap(big, 0.1, 12)[100]
+    assert (row[34:46] == UNKNOWN).all() and row[33] == 0 and row[46] == 1
+    small = np.zeros((64, 64), np.float32)
+    small[26:38, 26:38] = 1.0  # radius ~6.8 px: the band shrinks to 2 px and the object keeps a sure core
+    tri = soft_trimap(small, 0.1, 12)
+    assert (tri == 1).any() and (tri[small == 0] != 1).all()
+    assert ((tri == UNKNOWN) == (trimap(small, 0.1, 2) == UNKNOWN)).all()
 
 
 def test_soft_alpha_beats_the_binary_cut_in_the_band_and_keeps_the_rest():
@@ -91,3 +119,16 @@ def test_a_failed_solve_rejects_the_sample_with_a_reason(monkeypatch):
 def test_bad_matting_settings_are_refused_before_work(override):
     with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[1]):
         load_config(None, [override])
+
+
+def test_the_soft_trimap_beats_the_fixed_band_on_a_soft_saliency_map():
+    import cv2
+
+    image, true_alpha, _, _ = _scene(size=160, r=50, soft=10.0)
+    saliency = np.clip(cv2.GaussianBlur(true_alpha, (0, 0), 1.5), 0, 1)
+    cfg = LayersConfig(alpha="matting", band=12, matting_scale=0.5)
+    band = trimap(saliency, 0.1, 12) == UNKNOWN
+    sad = {name: np.abs(soft_alpha(image, saliency, cfg, fixed_band=fixed)[0] - true_alpha)[band].sum()
+           for name, fixed in (("soft", False), ("fixed", True))}
+    binary = np.abs((saliency > 0.1) - true_alpha)[band].sum()
+    assert sad["soft"] < sad["fixed"] and sad["soft"] < 0.5 * binary, (sad, binary)

@@ -1,6 +1,7 @@
 """Outputs a command writes through the local filesystem only: a URL is refused with one line, and no
-local directory named `s3:` appears (item: `--out s3://...` used to create one). `l2i train --out URL`
-writes to the bucket (test_url_run_dir.py)."""
+local directory named `s3:` appears (item: `--out s3://...` used to create one). `l2i train --out URL`,
+`l2i sample --out URL` and `l2i eval --out URL` write to the bucket (test_url_run_dir.py,
+ldm/test_model_url.py, eval/test_eval_url.py)."""
 from __future__ import annotations
 
 import pytest
@@ -11,12 +12,8 @@ URL = "s3://bucket/out"
 
 
 @pytest.mark.parametrize("argv", [
-    ["sample", "--model", "m", "--prompt", "a red ball", "--out", URL],
-    ["eval", "--samples", "s", "--out", URL],
-    ["eval", "--samples", "s", "--out", "o", "--ref-cache", URL],
-    ["eval", "compare", "d1", "--output", URL],
-    ["eval", "prompts", "--real", "DATA", "--out", URL],
-], ids=["sample", "eval", "eval-ref-cache", "eval-compare", "eval-prompts"])
+    ["export", "--input", "DATA", "--format", "png", "--out", URL],
+], ids=["export"])
 def test_a_url_output_is_refused_in_one_line(argv, l2i_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     rc = main([str(l2i_dir) if a == "DATA" else a for a in argv])

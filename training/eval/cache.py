@@ -1,28 +1,31 @@
-"""Per-image results cached on disk, so an interrupted `l2i eval` resumes where it stopped.
+"""Per-image results cached in the output, so an interrupted `l2i eval` resumes where it stopped.
 
-A cache is a directory of `part-NNNNN.npz` files (ids + one row per id), each written to a temporary name and
-renamed; rows are kept by id, so a rerun computes only the ids no part holds yet.
+A cache is a directory (a local path or a storage URL) of `part-NNNNN.npz` objects (ids + one row per id),
+each one whole-object put through the storage layer; rows are kept by id, so a rerun computes only the ids
+no part holds yet, from a local directory or a bucket alike.
 """
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from l2i_pipeline.core.storage import Store, as_store
+
 
 class FeatureCache:
-    def __init__(self, root: str | Path, flush_every: int = 256):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | Store, flush_every: int = 256):
+        self.store = as_store(root)
         self.flush_every = flush_every
         self.rows: dict[str, np.ndarray] = {}
         self._pending: list[str] = []
         self._parts = 0
-        if self.root.is_dir():
-            for part in sorted(self.root.glob("part-*.npz")):
-                with np.load(part) as z:
+        for part in self.store.list(".npz"):
+            if part.startswith("part-"):
+                with np.load(io.BytesIO(self.store.get(part))) as z:
                     self.rows.update(zip(z["ids"].tolist(), z["rows"]))
                 self._parts += 1
 
@@ -42,11 +45,9 @@ class FeatureCache:
     def flush(self) -> None:
         if not self._pending:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.root / f"part-{self._parts:05d}.npz"
-        tmp = self.root / f".{final.name}.tmp{os.getpid()}.npz"
-        np.savez(tmp, ids=np.array(self._pending), rows=np.stack([self.rows[i] for i in self._pending]))
-        os.replace(tmp, final)
+        buf = io.BytesIO()
+        np.savez(buf, ids=np.array(self._pending), rows=np.stack([self.rows[i] for i in self._pending]))
+        self.store.put(f"part-{self._parts:05d}.npz", buf.getvalue())
         self._parts += 1
         self._pending = []
 

@@ -1,19 +1,22 @@
 """Fréchet distance of two feature sets (clean-fid's implementation) and cached reference statistics.
 
 Reference statistics (mu, Sigma) of LL2I-E and LA are computed once per set and extractor and kept in
-`<ref cache>/<set>-<extractor digest>-<set fingerprint>.npz`, never in site-packages; a rerun, or another
-model evaluated against the same set, loads them instead of extracting 20K images again.
+`<ref cache>/<set>-<extractor digest>-<set fingerprint>.npz` (a local dir or a storage URL, one whole-object
+put), never in site-packages; a rerun, or another model evaluated against the same set, loads them instead
+of extracting 20K images again.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from cleanfid.fid import frechet_distance
+
+from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +46,19 @@ def small_set_warning(n: int, dim: int, what: str) -> str | None:
             f"({PAPER_SET_SIZE} per set){rank}")
 
 
-def cached_ref_stats(cache_dir: str | Path, set_name: str, extractor_digest: str, fingerprint: str,
+def cached_ref_stats(cache_dir: str | os.PathLike | Store, set_name: str, extractor_digest: str, fingerprint: str,
                      compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """(mu, sigma, n, reused): load the statistics, or compute the features once and store them."""
-    path = Path(cache_dir) / f"{set_name}-{extractor_digest[:12]}-{fingerprint[:12]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            log.info("reference statistics for %s reused from %s", set_name, path)
+    store = as_store(cache_dir)
+    name = f"{set_name}-{extractor_digest[:12]}-{fingerprint[:12]}.npz"
+    if store.exists(name):
+        with np.load(io.BytesIO(store.get(name))) as z:
+            log.info("reference statistics for %s reused from %s", set_name, store.url_of(name))
             return z["mu"], z["sigma"], int(z["n"]), True
     feats = compute()
     mu, sigma = stats(feats)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
     meta = json.dumps({"set": set_name, "extractor_sha256": extractor_digest, "fingerprint": fingerprint})
-    np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), meta=np.array(meta))
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, mu=mu, sigma=sigma, n=len(feats), meta=np.array(meta))
+    store.put(name, buf.getvalue())
     return mu, sigma, len(feats), False

@@ -6,6 +6,8 @@ paper's), and human masks (`<id>.png` in a dir). Two empty masks agree perfectly
 """
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import cv2
@@ -13,6 +15,8 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.config import Config
+from l2i_pipeline.core.errors import NotFound
+from l2i_pipeline.core.storage import Store, as_store
 from l2i_pipeline.formats.names import MASK
 from stages.registry import saliency_backend
 from training.eval.sources import Item, decode_rgb
@@ -37,9 +41,10 @@ def iou(pred: np.ndarray, ref: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(pred, ref).sum() / union)
 
 
-def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A grayscale mask as uint8, resized (bilinear, before binarising) to `shape` (H, W) when it differs."""
-    with Image.open(path) as im:
+def read_mask(src: str | Path | bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A grayscale mask (a file or its bytes) as uint8, resized (bilinear, before binarising) to `shape` (H, W)
+    when it differs."""
+    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
         m = np.asarray(im.convert("L"))
     if shape is not None and m.shape != shape:
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -49,7 +54,7 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
 class SaliencyIou:
     """IOU of each sample's m̂ against the saliency of its composite: `__call__(items) -> (n, 1)`."""
 
-    def __init__(self, sample_root: Path, icon_weights: str | None, icon_variant: str = "ICON-R",
+    def __init__(self, sample_root: str | os.PathLike | Store, icon_weights: str | None, icon_variant: str = "ICON-R",
                  device: str = "auto", batch_size: int = 8):
         cfg = Config()
         s = cfg.saliency
@@ -62,7 +67,7 @@ class SaliencyIou:
             self.label = "classical saliency (not ICON)"
         self.backend = saliency_backend(cfg)
         self.backend.check()
-        self.root = sample_root
+        self.root = as_store(sample_root)  # pickled to Ray actors with its storage options
         self.key = f"{s.backend}-{icon_variant}" if icon_weights else "classical"
 
     def describe(self) -> dict:
@@ -73,22 +78,23 @@ class SaliencyIou:
         refs = self.backend.predict(composites)
         out = []
         for (sid, _, _), ref in zip(items, refs):
-            path = self.root / sid / MASK
-            if not path.is_file():  # no m̂ to score: left out of the mean, not counted as 0
+            try:
+                mask = self.root.get(f"{sid}/{MASK}")
+            except NotFound:  # no m̂ to score: left out of the mean, not counted as 0
                 out.append(np.nan)
                 continue
-            out.append(iou(binarize(read_mask(path, ref.shape[:2])), binarize(ref)))
+            out.append(iou(binarize(read_mask(mask, ref.shape[:2])), binarize(ref)))
         return np.asarray(out, dtype=np.float64)[:, None]
 
 
-def human_iou(sample_root: Path, ids: list[str], human_dir: str | Path) -> dict[str, float]:
+def human_iou(sample_root: str | os.PathLike | Store, ids: list[str], human_dir: str | Path) -> dict[str, float]:
     """IOU against `<human_dir>/<id>.png` for every sample that has one (resized to m̂'s size)."""
-    human = Path(human_dir)
+    human, store = Path(human_dir), as_store(sample_root)
     out = {}
     for sid in ids:
         ref_path = human / f"{sid}.png"
-        if ref_path.is_file() and (sample_root / sid / MASK).is_file():
-            pred = read_mask(sample_root / sid / MASK)
+        if ref_path.is_file() and store.exists(f"{sid}/{MASK}"):
+            pred = read_mask(store.get(f"{sid}/{MASK}"))
             out[sid] = iou(binarize(pred), binarize(read_mask(ref_path, pred.shape)))
     return out
 

@@ -5,10 +5,11 @@
 """
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.storage import open_store
 
 # Table I (FID LL2I-E, FID LA, CLIP) and Table II (IOU ICON, IOU human); None = not reported.
 PAPER = [
@@ -102,8 +103,8 @@ def dataset_markdown(report: dict) -> str:
     return "\n".join(lines + _table(["dataset", "CLIP score"], rows) + [""] + _skips(report)) + "\n"
 
 
-def plot(report: dict, path: Path) -> None:
-    """One panel per metric: the paper's models as grey bars, ours in colour (or 'skipped')."""
+def plot(report: dict) -> bytes:
+    """metrics.png: one panel per metric, the paper's models as grey bars, ours in colour (or 'skipped')."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,19 +129,23 @@ def plot(report: dict, path: Path) -> None:
         ax.invert_yaxis()
         ax.set_title(title if ours else f"{title}\n(ours skipped)", fontsize=9)
     fig.suptitle(f"l2i eval: {report['name']} (grey: paper; † classical saliency, not ICON)", fontsize=10)
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
     plt.close(fig)
+    return buf.getvalue()
 
 
-def compare(dirs: list[str]) -> str:
-    """One markdown table of several eval dirs, sorted by FID LL²I-E (then FID LA); missing values last."""
+def compare(dirs: list[str], storage_options: dict | str | None = None) -> str:
+    """One markdown table of several eval dirs (paths or URLs), sorted by FID LL²I-E (then FID LA); missing
+    values last."""
     rows = []
     for d in dirs:
-        path = Path(d) / "metrics.json"
-        if not path.is_file():
+        store = open_store(d, storage_options)
+        path = store.url_of("metrics.json") if "://" in d else f"{d.rstrip('/')}/metrics.json"
+        if not store.exists("metrics.json"):
             raise NotFound(f"{path} not found: expected the --out dir of `l2i eval`")
         try:
-            r = json.loads(path.read_text())
+            r = json.loads(store.get("metrics.json"))
             m = r["metrics"]
         except (ValueError, KeyError) as e:
             raise InputError(f"{path} is not an `l2i eval` metrics.json ({e})") from None

@@ -2,10 +2,14 @@
 
 Usable from Python (the demo calls it) as from `l2i eval`. Per-image results are cached under
 `OUT/features/`, reference statistics under `OUT/ref_stats/` (or `ref_cache`), so a rerun resumes and a
-second model against the same reference sets extracts only its own samples.
+second model against the same reference sets extracts only its own samples. OUT (and `ref_cache`) is a
+local path or a storage URL: every file is one whole-object put through the storage layer, and the job
+holds OUT's output lock, so a second run into the same OUT is refused while one runs.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -17,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from l2i_pipeline.core.errors import ConfigError, InputError, NotFound, StorageError
+from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store, open_store
 from training.eval import fid as fidlib
 from training.eval import report as rep
@@ -79,16 +84,19 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _out_dir(cfg: EvalConfig) -> Path:
-    out = Path(cfg.out).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise StorageError(f"cannot write to --out {out}: {e}") from None
+def _location(url: str) -> str:
+    return url if "://" in url else str(Path(url).expanduser())
+
+
+def _out_dir(cfg: EvalConfig, storage_options: dict | str | None) -> Store:
+    """OUT (a path or URL) opened with the --storage-options and checked writable before any work."""
+    out = open_store(_location(cfg.out), storage_options)
+    out.check_writable()
     return out
+
+
+def _locked(out: Store, lock: bool):
+    return output_lock(out, "eval") if lock else contextlib.nullcontext()
 
 
 def _weights(cfg: EvalConfig) -> tuple[dict[str, weights.Need], list[str]]:
@@ -104,7 +112,7 @@ def _resolution(sd: SampleDir) -> int | str | None:
     """The side of the first readable composite (WxH when not square)."""
     for sid in sd.ids:
         try:
-            with Image.open(sd.composite(sid)) as im:
+            with Image.open(io.BytesIO(sd.composite(sid))) as im:
                 return im.width if im.width == im.height else f"{im.width}x{im.height}"
         except (OSError, ValueError):
             continue
@@ -117,10 +125,10 @@ def _mean_std(values: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} if v.size else {}
 
 
-def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str, warnings: list[str],
+def _cached(cfg: EvalConfig, out: Store, tag: str, s: ImageSet, compute, factory, desc: str, warnings: list[str],
             batch_size: int | None = None) -> np.ndarray:
     """Per-image rows of `s` from the cache, computing the missing ones (locally, or on a Ray actor pool)."""
-    cache = FeatureCache(Path(cfg.out).expanduser() / "features" / f"{tag}-{s.fingerprint[:12]}")
+    cache = FeatureCache(out.child(f"features/{tag}-{s.fingerprint[:12]}"))
     if cfg.runner == "ray":
         from training.eval.ray_runner import fill_ray
 
@@ -134,13 +142,14 @@ def _cached(cfg: EvalConfig, tag: str, s: ImageSet, compute, factory, desc: str,
     return cache.get(s.keys) if len(cache) else np.zeros((0, 1))
 
 
-def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], warnings: list[str]) -> dict:
+def _fid(cfg: EvalConfig, out: Store, samples: ImageSet, refs: list[ImageSet], warnings: list[str],
+         storage_options: dict | str | None) -> dict:
     from training.eval.inception import InceptionFeatures
 
     ext = InceptionFeatures(cfg.inception, cfg.device, cfg.workers)
     make = partial(InceptionFeatures, cfg.inception, cfg.device, cfg.workers)
     tag = f"inception-{ext.digest[:12]}"
-    feats = _cached(cfg, f"samples-{tag}", samples, ext, make, "inception: samples", warnings)
+    feats = _cached(cfg, out, f"samples-{tag}", samples, ext, make, "inception: samples", warnings)
     if len(feats) < 2:
         warnings.append(f"FID: skipped, {len(feats)} sample image(s) could be read (needs at least 2)")
         return {}
@@ -148,7 +157,7 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
         warnings.append(w)
     mu, sigma = fidlib.stats(feats)
     results = {}
-    ref_dir = Path(cfg.ref_cache).expanduser() if cfg.ref_cache else out / "ref_stats"
+    ref_dir = open_store(_location(cfg.ref_cache), storage_options) if cfg.ref_cache else out.child("ref_stats")
     for s in refs:
         if len(s.keys) < 2:
             warnings.append(f"FID {LABELS[s.name]}: skipped, the reference set has {len(s.keys)} image(s) "
@@ -156,7 +165,7 @@ def _fid(cfg: EvalConfig, out: Path, samples: ImageSet, refs: list[ImageSet], wa
             continue
         mu_r, sigma_r, n_ref, reused = fidlib.cached_ref_stats(
             ref_dir, s.name, ext.digest, s.fingerprint,
-            lambda s=s: _cached(cfg, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}", warnings))
+            lambda s=s: _cached(cfg, out, f"{s.name}-{tag}", s, ext, make, f"inception: {s.name}", warnings))
         if w := fidlib.small_set_warning(n_ref, feats.shape[1], f"reference {LABELS[s.name]}"):
             warnings.append(w)
         results[f"fid_{s.name}"] = {"value": fidlib.fid(mu, sigma, mu_r, sigma_r), "n_samples": len(feats),
@@ -185,21 +194,21 @@ def _reference_sets(cfg: EvalConfig, is_test: IsTest | None, warnings: list[str]
     return refs
 
 
-def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics: dict, skipped: list[str],
+def _iou(cfg: EvalConfig, out: Store, sd: SampleDir, samples: ImageSet, found: dict, metrics: dict, skipped: list[str],
          warnings: list[str]) -> None:
     """IOU of m̂ against the saliency of the composite (ICON, else classical) and against human masks."""
     from training.eval.iou import SaliencyIou, human_iou
 
-    sal_args = (sd.root, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
+    sal_args = (sd.store, cfg.icon_weights, cfg.icon_variant, cfg.device, min(cfg.batch_size, 16))
     sal = SaliencyIou(*sal_args)
     if not found["icon"].present:
         skipped.append(found["icon"].skipped_line() + "; IOU measured against the classical backend instead")
-    values = _cached(cfg, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
+    values = _cached(cfg, out, f"iou-{sal.key}", samples, sal, partial(SaliencyIou, *sal_args), f"IOU vs {sal.label}",
                      warnings, min(cfg.batch_size, 16))
     metrics["iou_saliency"] = {**_mean_std(values), "reference": sal.label, "icon": found["icon"].present,
                                "saliency": sal.describe()}
     if cfg.human_masks:
-        h = human_iou(sd.root, samples.keys, cfg.human_masks)
+        h = human_iou(sd.store, samples.keys, cfg.human_masks)
         if h:
             metrics["iou_human"] = _mean_std(np.array(list(h.values())))
         else:
@@ -208,16 +217,24 @@ def _iou(cfg: EvalConfig, sd: SampleDir, samples: ImageSet, found: dict, metrics
         skipped.append("IOU (human): skipped, needs human masks (--human-masks DIR of <id>.png)")
 
 
-def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: dict | str | None = None) -> dict:
-    """Compute the metrics for `cfg.samples`, write metrics.json / .md / .png into `cfg.out`, return the report."""
+def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: dict | str | None = None,
+             lock: bool = True) -> dict:
+    """Compute the metrics for `cfg.samples`, write metrics.json / .md / .png into `cfg.out` (a path or URL),
+    return the report. `lock`: hold OUT's output lock (a second concurrent run into it is refused)."""
     cfg.validate()
     if not cfg.samples:
         raise ConfigError("--samples SAMPLE_DIR is required (or --dataset-only)")
     if cfg.human_masks and not Path(cfg.human_masks).is_dir():
         raise NotFound(f"--human-masks {cfg.human_masks} not found (expected a dir of <id>.png)")
     found, skipped = _weights(cfg)
-    sd = read_sample_dir(cfg.samples, cfg.max_samples)
-    out = _out_dir(cfg)
+    sd = read_sample_dir(cfg.samples, cfg.max_samples, storage_options)
+    out = _out_dir(cfg, storage_options)
+    with _locked(out, lock):
+        return _evaluate(cfg, out, sd, found, skipped, is_test, storage_options)
+
+
+def _evaluate(cfg: EvalConfig, out: Store, sd: SampleDir, found: dict, skipped: list[str], is_test: IsTest | None,
+              storage_options: dict | str | None) -> dict:
     warnings: list[str] = []
     if sd.missing:
         warnings.append(f"{len(sd.missing)} samples without composite.png left out")
@@ -227,7 +244,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: di
     if found["fid"].present:
         refs = _reference_sets(cfg, is_test, warnings, storage_options)
         if refs:
-            metrics.update(_fid(cfg, out, samples, refs, warnings))
+            metrics.update(_fid(cfg, out, samples, refs, warnings, storage_options))
         else:
             warnings.append("FID: skipped, no reference set (give --real and/or --la)")
     if found["clip"].present:
@@ -235,69 +252,58 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: di
 
         scorer = ClipScorer(cfg.clip, cfg.device)
         make = partial(ClipScorer, cfg.clip, cfg.device)
-        metrics["clip"] = _mean_std(_cached(cfg, f"clip-{scorer.digest[:12]}", samples, scorer, make, "CLIP score",
-                                            warnings))
-    if any(sd.mask(sid).is_file() for sid in sd.ids):
-        _iou(cfg, sd, samples, found, metrics, skipped, warnings)
+        metrics["clip"] = _mean_std(_cached(cfg, out, f"clip-{scorer.digest[:12]}", samples, scorer, make,
+                                            "CLIP score", warnings))
+    if any(sd.has_mask(sid) for sid in sd.ids):
+        _iou(cfg, out, sd, samples, found, metrics, skipped, warnings)
     else:
         skipped.append("IOU: not applicable, the samples have no mask.png (a plain text-to-image model)")
-    report = {"name": cfg.name or sd.root.resolve().name, "samples": str(sd.root), "out": str(out),
+    report = {"name": cfg.name or sd.name, "samples": sd.given, "out": _shown(cfg, out),
               "n_samples": len(samples.keys), "resolution": resolution, "metrics": metrics, "skipped": skipped,
               "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
     _write(out, report, rep.model_markdown(report))
-    rep.plot(report, out / "metrics.png")
+    out.put("metrics.png", rep.plot(report))
     return report
 
 
-def dataset_only(cfg: EvalConfig, storage_options: dict | str | None = None) -> dict:
+def dataset_only(cfg: EvalConfig, storage_options: dict | str | None = None, lock: bool = True) -> dict:
     """Table V: CLIP score of captions vs images, mean ± std, for L2I (`real`) and LAION-A (`la`, not in L2I)."""
     cfg.validate()
     if not cfg.real and not cfg.la:
         raise ConfigError("--dataset-only needs --real L2I_DIR and/or --la RAW_DIR")
     found, skipped = _weights(cfg)
-    out = _out_dir(cfg)
-    dataset: dict = {}
-    warnings: list[str] = []
-    if found["clip"].present:
-        from training.eval.clip_score import ClipScorer
+    out = _out_dir(cfg, storage_options)
+    with _locked(out, lock):
+        dataset: dict = {}
+        warnings: list[str] = []
+        if found["clip"].present:
+            from training.eval.clip_score import ClipScorer
 
-        scorer = ClipScorer(cfg.clip, cfg.device)
-        make = partial(ClipScorer, cfg.clip, cfg.device)
-        sets = []
-        real, la = _stores(cfg, storage_options)
-        if real:
-            sets.append(("l2i", l2i_set(real, cfg.max_real)))
-        if la:
-            sets.append(("laion_a", la_set(la, real, cfg.max_real)))
-        for key, s in sets:
-            if not s.keys:
-                raise InputError(f"{key}: no images to score")
-            dataset[key] = _mean_std(_cached(cfg, f"clip-{key}-{scorer.digest[:12]}", s, scorer, make,
-                                             f"CLIP score: {key}", warnings))
-    report = {"name": cfg.name or "dataset", "out": str(out), "dataset": dataset, "skipped": skipped,
-              "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
-    _write(out, report, rep.dataset_markdown(report))
+            scorer = ClipScorer(cfg.clip, cfg.device)
+            make = partial(ClipScorer, cfg.clip, cfg.device)
+            sets = []
+            real, la = _stores(cfg, storage_options)
+            if real:
+                sets.append(("l2i", l2i_set(real, cfg.max_real)))
+            if la:
+                sets.append(("laion_a", la_set(la, real, cfg.max_real)))
+            for key, s in sets:
+                if not s.keys:
+                    raise InputError(f"{key}: no images to score")
+                dataset[key] = _mean_std(_cached(cfg, out, f"clip-{key}-{scorer.digest[:12]}", s, scorer, make,
+                                                 f"CLIP score: {key}", warnings))
+        report = {"name": cfg.name or "dataset", "out": _shown(cfg, out), "dataset": dataset, "skipped": skipped,
+                  "warnings": warnings, "settings": asdict(cfg), "versions": _versions()}
+        _write(out, report, rep.dataset_markdown(report))
     return report
 
 
-def _write(out: Path, report: dict, markdown: str) -> None:
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "metrics.md").write_text(markdown)
-    log.info("wrote %s, %s", out / "metrics.json", out / "metrics.md")
+def _shown(cfg: EvalConfig, out: Store) -> str:
+    """OUT as the report names it: a local path as given (~ expanded), a URL as the store spells it."""
+    return out.url if "://" in cfg.out else _location(cfg.out)
 
 
-def write_prompts(real: str | Store, out: str, test_fraction: float, split_seed: int, limit: int = 20_000,
-                  is_test: IsTest | None = None) -> int:
-    """The captions of LL2I-E as `out` (parquet: key, prompt) for `l2i sample --prompts`: the paper's CLIP
-    score and FID are measured on samples generated from the held-out split's captions."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    s = ll2ie_set(real, test_fraction, split_seed, limit, is_test)
-    if not s.keys:
-        raise InputError(f"no ok sample of {real} is in the held-out split (test_fraction={test_fraction}, "
-                         f"split_seed={split_seed})")
-    path = Path(out).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"key": s.keys, "prompt": [s.captions[k] for k in s.keys]}), path)
-    return len(s.keys)
+def _write(out: Store, report: dict, markdown: str) -> None:
+    out.put("metrics.json", (json.dumps(report, indent=2) + "\n").encode())
+    out.put("metrics.md", markdown.encode())
+    log.info("wrote %s, %s", out.url_of("metrics.json"), out.url_of("metrics.md"))

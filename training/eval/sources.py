@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import Image
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.inputshards import image_member
 from l2i_pipeline.core.shards import iter_tar
-from l2i_pipeline.core.storage import Store, as_store
+from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.names import COMPOSITE, JPG, MARKER, MASK, PARQUET, SAMPLES_INDEX, TAR, TXT
 from training.eval.cache import BadImage
 
@@ -56,40 +57,57 @@ def _digest(obj) -> str:
 
 @dataclass
 class SampleDir:
-    root: Path
+    """An `l2i sample` output (a local path or a storage URL), planned from one listing and its index."""
+
+    store: Store
+    given: str  # the dir as the report names it
     ids: list[str]
     prompts: dict[str, str]
     missing: list[str]  # ids listed in samples.parquet whose composite.png is absent
+    files: dict[str, int] = field(default_factory=dict, repr=False)  # {name below the dir: size}
 
-    def composite(self, sid: str) -> Path:
-        return self.root / sid / COMPOSITE
+    @property
+    def where(self) -> str:
+        """The dir to fingerprint: a local path with its symlinks resolved, a URL as the store spells it."""
+        return os.path.realpath(self.store.root) if self.store.local else self.store.url
 
-    def mask(self, sid: str) -> Path:
-        return self.root / sid / MASK
+    @property
+    def name(self) -> str:
+        return self.where.rstrip("/").rsplit("/", 1)[-1]
+
+    def composite(self, sid: str) -> bytes:
+        return self.store.get(f"{sid}/{COMPOSITE}")
+
+    def has_mask(self, sid: str) -> bool:
+        return f"{sid}/{MASK}" in self.files
 
     def image_set(self) -> ImageSet:
         def read(todo: set[str]) -> Iterator[Item]:
             for sid in self.ids:
                 if sid in todo:
-                    yield sid, self.composite(sid).read_bytes(), self.prompts[sid]
-        sizes = [(sid, self.composite(sid).stat().st_size) for sid in self.ids]
-        return ImageSet("samples", self.ids, self.prompts, _digest([str(self.root.resolve()), sizes]), read)
+                    yield sid, self.composite(sid), self.prompts[sid]
+        sizes = [(sid, self.files[f"{sid}/{COMPOSITE}"]) for sid in self.ids]
+        return ImageSet("samples", self.ids, self.prompts, _digest([self.where, sizes]), read)
 
 
-def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
-    root = Path(path)
-    index = root / SAMPLES_INDEX
-    if not root.is_dir():
+def read_sample_dir(path: str | os.PathLike, limit: int | None = None,
+                    storage_options: dict | str | None = None) -> SampleDir:
+    url = os.fspath(path)
+    store = open_store(url if "://" in url else os.path.expanduser(url), storage_options)
+    root = store.url if "://" in url else str(Path(url))
+    files = {} if store.local and not os.path.isdir(store.root) else store.find()
+    if not files and not (store.local and os.path.isdir(store.root)):
         raise NotFound(f"sample dir not found: {root}")
-    if not index.is_file():
+    index = f"{root}/{SAMPLES_INDEX}" if "://" in url else str(Path(root) / SAMPLES_INDEX)
+    if SAMPLES_INDEX not in files:
         raise InputError(f"{root} has no samples.parquet: expected the output dir of `l2i sample`")
-    table = pq.read_table(index).to_pylist()
+    table = pq.read_table(io.BytesIO(store.get(SAMPLES_INDEX))).to_pylist()
     if not table or "id" not in table[0]:
         raise InputError(f"{index} lists no samples (or has no `id` column)")
     ids, prompts, missing = [], {}, []
     for row in table:
         sid = str(row["id"])
-        if (root / sid / COMPOSITE).is_file():
+        if f"{sid}/{COMPOSITE}" in files:
             ids.append(sid)
             prompts[sid] = str(row.get("prompt") or "")
         else:
@@ -102,7 +120,7 @@ def read_sample_dir(path: str | Path, limit: int | None = None) -> SampleDir:
                     len(missing), len(table), missing[0])
     if limit is not None:
         ids = ids[:limit]
-    return SampleDir(root, ids, prompts, missing)
+    return SampleDir(store, root, ids, prompts, missing, files)
 
 
 # ---------------------------------------------------------------- shards (L2I and raw)

@@ -3,7 +3,9 @@
 - `NAME.safetensors`: `mean` and `std` of the AE posterior q(z|x), float32 N x C x h x w (unscaled).
 - `NAME.parquet`: one row per latent, in the same order: key, caption, split (train | test).
 - `NAME_stats.json`: counts, and sums over the train split's latents (n, sum z, sum z^2 with
-  E[z^2] = mean^2 + std^2) from which `latents.json` gets the latent std that sets the LDM's scale.
+  E[z^2] = mean^2 + std^2) from which `latents.json` gets the latent std that sets the LDM's scale; and,
+  as every shard kind's marker (core/commit.py), the size and sha256 of the two data files: a shard whose
+  files disagree with it is torn (redone by `l2i encode`, never read), and a read checks the digest.
 `encode.json` (what they were encoded with) is written before the first shard; `latents.json` after the last.
 """
 from __future__ import annotations
@@ -20,7 +22,9 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from l2i_pipeline.core.commit import commit_shard
 from l2i_pipeline.core.errors import InputError, NotFound
+from l2i_pipeline.core.shards import read_verified, verified_shards
 from l2i_pipeline.core.storage import Store
 from l2i_pipeline.formats.index import LATENT_SCHEMA
 from l2i_pipeline.formats.names import MARKER, PARQUET, SAFETENSORS
@@ -34,18 +38,18 @@ def write_shard(out: Store, name: str, keys: list[str], captions: list[str], spl
     stats = {"name": name, "count": len(keys), "train": int(train.sum()), "test": int((~train).sum()),
              "elements": int(m.numel()), "sum": float(m.sum()), "sum_sq": float((m * m + s * s).sum()),
              "latent_shape": list(mean.shape[1:]), **extra}
-    out.put(f"{name}{SAFETENSORS}", save_tensors({"mean": mean.float().contiguous(), "std": std.float().contiguous()}))
+    tensors = save_tensors({"mean": mean.float().contiguous(), "std": std.float().contiguous()})
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pydict({"key": keys, "caption": captions, "split": splits}, schema=LATENT_SCHEMA), buf)
-    out.put(f"{name}{PARQUET}", buf.getvalue())
-    out.put(f"{name}{MARKER}", json.dumps(stats, sort_keys=True).encode())
-    return stats
+    return commit_shard(out, name, {SAFETENSORS: tensors, PARQUET: buf.getvalue()}, stats)
 
 
 def complete_shards(out: Store) -> list[str]:
+    """Shards whose marker exists and whose listed files match it (a torn one is left out, to be redone);
+    a marker of an older encode, without file records, counts when its tensors exist."""
     names = out.list()
-    return sorted(n[: -len(MARKER)] for n in names if n.endswith(MARKER)
-                  and f"{n[: -len(MARKER)]}{SAFETENSORS}" in names)
+    good, _ = verified_shards(out)
+    return sorted(n for n in good if f"{n}{SAFETENSORS}" in names)
 
 
 def read_stats(out: Store, name: str) -> dict:
@@ -87,7 +91,7 @@ def read_index(out: Store) -> tuple[dict, list[LatentShard]]:
     summary = json.loads(out.get("latents.json"))
     shards = []
     for name in complete_shards(out):
-        table = pq.read_table(io.BytesIO(out.get(f"{name}{PARQUET}"))).to_pydict()
+        table = pq.read_table(io.BytesIO(read_verified(out, name, PARQUET))).to_pydict()
         split = np.array(table["split"])
         shards.append(LatentShard(name, table["key"], table["caption"], np.flatnonzero(split == "train").tolist(),
                                   np.flatnonzero(split != "train").tolist()))
@@ -97,7 +101,7 @@ def read_index(out: Store) -> tuple[dict, list[LatentShard]]:
 
 
 def load_shard(out: Store, name: str) -> dict[str, torch.Tensor]:
-    return load_tensors(out.get(f"{name}{SAFETENSORS}"))
+    return load_tensors(read_verified(out, name, SAFETENSORS))
 
 
 def is_latent_dir(out: Store) -> bool:

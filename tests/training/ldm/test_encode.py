@@ -48,6 +48,26 @@ def test_latents_equal_the_posterior_and_rerun_writes_nothing(l2i_dir, ae_dir, t
     assert json.loads((out / "latents.json").read_text())["latent_std"] == pytest.approx(summary["latent_std"])
 
 
+def test_latent_markers_vouch_for_sizes_and_digests(l2i_dir, ae_dir, tmp_path):
+    # as every shard kind's marker: a torn latent shard is redone, a same-size foreign write is never read
+    from l2i_pipeline.core.shards import ShardError
+
+    out = tmp_path / "lat"
+    encode(_job(l2i_dir, ae_dir, out))
+    store = open_store(str(out), {})
+    name = read_index(store)[1][0].name
+    marker = json.loads((out / f"{name}_stats.json").read_text())
+    assert set(marker["files"]) == {f"{name}.safetensors", f"{name}.parquet"}
+    tensors = out / f"{name}.safetensors"
+    good = tensors.read_bytes()
+    tensors.write_bytes(good[:-8])  # torn: shorter than its marker says
+    again = encode(_job(l2i_dir, ae_dir, out))
+    assert again["encoded_now"] == 6 and tensors.read_bytes() == good
+    tensors.write_bytes(good[:-8] + b"\x00" * 8)  # same size, other bytes
+    with pytest.raises(ShardError, match="does not match its marker"):
+        load_shard(store, name)
+
+
 def test_other_autoencoder_refused(l2i_dir, ae_dir, tmp_path):
     from l2i_pipeline.core.errors import ConfigError
     from training.models.ae import CaT2IAE
