@@ -64,6 +64,7 @@ class Job:
     record_name: str | None = None  # the run record in the output (None: no run record)
     record_what = "outputs"  # "holds <what> made with other settings"
     record_sort_keys = False
+    progress: str | None = None  # a progress bar over the units, in these words ("sample"); None: none
 
     def open(self) -> Store:
         raise NotImplementedError
@@ -111,8 +112,13 @@ def _run(job: Job, out: Store, executor: Executor, t0: float) -> Summary:
         units_to_run = todo if w.units is None else w.units
         rows: Iterator[dict] = executor.map(w.worker, w.args, units_to_run, w.batch_size, w.expand,
                                             w.expand_kwargs, what=f"units of `l2i {job.command}`")
-        for row in rows:
-            finished += job.collect(row)
+        from tqdm import tqdm
+
+        with tqdm(total=len(units_to_run), unit=job.progress or "unit", disable=job.progress is None) as bar:
+            for row in rows:
+                done_now = job.collect(row)
+                finished += done_now
+                bar.update(len(done_now))
     left = set(finished)
     missing = [str(u[job.unit_key]) for u in todo if str(u[job.unit_key]) not in left]
     summary = Summary(len(units), len(units) - len(todo), finished, missing, 0.0)

@@ -105,7 +105,7 @@ class SampleJob(Job):
     """`l2i sample` on the job frame (engine/job.py): a unit is one (prompt, seed) item, committed by the
     worker (its files, then `ID/meta.json` last); the run record is DIR/sample.json."""
 
-    command, unit_key, record_name, record_what = "sample", "id", "sample.json", "samples"
+    command, unit_key, record_name, record_what, progress = "sample", "id", "sample.json", "samples", "sample"
 
     def __init__(self, model, local_model: Path, out: Store, items: list[Item], settings: SampleSettings,
                  batch_size: int, device: str | None, threads: int, storage_options: dict):
