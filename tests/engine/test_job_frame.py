@@ -90,3 +90,32 @@ def test_local_executor_keeps_each_units_rows_apart():
                                     expand=lambda u: ({"unit": u["unit"]} for _ in range(u["k"]))))
     assert [(r["unit"], int(r["n"])) for r in rows] == [("a", 2), ("a", 2), ("a", 1), ("b", 1)]
     assert columns([{"s": "x", "v": 1}])["s"].dtype == object
+
+
+class CpuSquare(Square):
+    @classmethod
+    def ask(cls, out):
+        from l2i_pipeline.core.gpus import Ask
+
+        return Ask(None, None, "cpu")
+
+
+@pytest.mark.slow
+def test_ray_executor_writes_what_the_local_one_does(tmp_path):
+    import ray
+
+    from l2i_pipeline.engine.executor import RayExecutor
+
+    class RayToy(Toy):
+        def work(self, todo):
+            return Work(CpuSquare, (self.out,), batch_size=2)
+
+    names = [f"u{i}" for i in range(5)] + ["lost"]
+    local, remote = (open_store(str(tmp_path / k), {}) for k in ("local", "ray"))
+    assert run_job(Toy(local, names), LocalExecutor()).missing == ["lost"]
+    try:
+        s = run_job(RayToy(remote, names), RayExecutor(num_cpus=2, actors=1))
+    finally:
+        ray.shutdown()
+    assert s.missing == ["lost"] and sorted(s.finished) == names[:-1]
+    assert {n: remote.get(f"{n}.txt") for n in names[:-1]} == {n: local.get(f"{n}.txt") for n in names[:-1]}
