@@ -1,1 +1,2 @@
-"""DDIM sampling with classifier-free guidance (sampling/ddim.py) and the `l2i sample` runners (sampling/run.py)."""
+"""DDIM sampling with classifier-free guidance (sampling/ddim.py) and the `l2i sample` job (sampling/run.py),
+on the engine's job frame."""
