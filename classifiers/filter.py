@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from classifiers.score import read_sidecar, sidecar_exists, sidecar_location
+from classifiers.sidecars import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.errors import ConfigError, NotFound

@@ -1,18 +1,22 @@
 """Both quality classifiers on one device: prepare inputs on the CPU, score them in batches.
 
-Used by the Ray actors of `l2i score` and by the inline stage (stages/score.py), which treats it as a
-backend (`check`, `setup`, `describe`, `uses_gpu`).
+`read_shard` and `ScoreWorker` are what `l2i score` (engine/score.py) runs per shard and per batch; the
+inline stage (stages/score.py) uses `Scorer` as a backend (`check`, `setup`, `describe`, `uses_gpu`).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from classifiers.checkpoint import checkpoint_paths, load_meta
+from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import ConfigError
+from l2i_pipeline.core.gpus import Ask
+from l2i_pipeline.core.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +95,48 @@ class Scorer:
         if not self.models:
             self.setup()
         return predict(self.models[task], inputs, self.device, self.batch_size)
+
+
+def read_shard(row: dict, input_dir: str | Store, sizes: dict[str, int]) -> Iterator[dict]:
+    """Every ok sample of one shard as prepared uint8 inputs per task (CPU side of the pipeline)."""
+    from classifiers.features import decode_members, prepare
+
+    name = row["shard"]
+    try:
+        items = list(shards.iter_output_samples(input_dir, name))
+    except OSError as e:
+        log.error("shard %s cannot be read (%s); it gets no sidecar", name, e)
+        return
+    for key, members in items:
+        out: dict[str, Any] = {"shard": name, "key": key, "error": ""}
+        for task, size in sizes.items():
+            try:
+                out[task] = prepare(task, size, **decode_members(members, task))
+            except Exception as e:  # noqa: BLE001 - one bad sample gets NaN, not a failed job
+                out[task] = np.zeros((size, size, 4 if task == "mask" else 3), np.uint8)
+                out["error"] = f"{task}:{type(e).__name__}"
+        yield out
+
+
+class ScoreWorker:
+    """The worker `l2i score` runs (engine/score.py, through the job frame's executor): both classifiers
+    loaded once; batches of prepared inputs -> scores (NaN for a sample that could not be prepared)."""
+
+    def __init__(self, mask_classifier: str | None, inpaint_classifier: str | None, device: str, batch_size: int,
+                 num_gpus: float | None = None):
+        self.scorer = Scorer(mask_classifier, inpaint_classifier, device, batch_size)
+        self.scorer.setup()
+
+    @classmethod
+    def ask(cls, mask_classifier, inpaint_classifier, device: str, batch_size: int,
+            num_gpus: float | None = None) -> Ask:
+        return Ask(num_gpus, None, device)  # None: one GPU when the cluster has or can get GPUs (core/gpus.py)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        bad = np.array([bool(e) for e in batch["error"]])
+        out = {"shard": batch["shard"], "key": batch["key"]}
+        for task in self.scorer.tasks:
+            s = self.scorer.score(task, np.asarray(batch[task]))
+            s[bad] = np.nan
+            out[SCORE_FIELDS[task]] = s
+        return out

@@ -33,7 +33,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
           f"  latent shape    {s['latent_shape']}\n  latent std      {s['latent_std']:.5f} (mean "
           f"{s['latent_mean']:.5f}); scale 1/std = {s['latent_scale']:.5f}\n  summary         "
           f"{job.out.url_of('latents.json')}")
-    return 0
+    for name in s["missing"]:
+        print(f"not written: {name}")
+    return 1 if s["missing"] else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,7 +20,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
           f"  skipped   {result['skipped']} (already in {args.out})\n  sampled   {result['sampled']}\n"
           f"  index     {result['index']}")
-    return 0
+    for name in result["missing"]:
+        print(f"not written: {name}")
+    return 1 if result["missing"] else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from classifiers.score import ScoreJob, score
+    from l2i_pipeline.engine.score import ScoreJob, score
 
     s = score(ScoreJob(input=open_url(args.input, args), mask_classifier=args.mask_classifier,
                        inpaint_classifier=args.inpaint_classifier, scores_dir=open_url(args.scores_dir, args),

@@ -9,7 +9,7 @@ import pytest
 
 from classifiers.checkpoint import checkpoint_paths
 from classifiers.filter import LOCK
-from classifiers.score import read_sidecar, sidecar_path, sidecar_provenance
+from classifiers.sidecars import read_sidecar, sidecar_path, sidecar_provenance
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
 

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.score import read_sidecar, sidecar_path
+from classifiers.sidecars import read_sidecar, sidecar_path
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.config import Config, ConfigError

@@ -1,13 +1,13 @@
 """`l2i encode`: every `ok` sample of the L2I shards through the frozen AE once, into latent shards.
 
 One latent shard per L2I shard (training/latents/shards.py), written by a worker: the unit of work and
-of resume, like `synthesize`'s shards — a rerun skips shards whose marker exists. Runners: `local` (one
-process) and `ray` (a Ray Data actor pool, one AE per actor, a GPU each when the cluster has them).
+of resume, like `synthesize`'s shards — a rerun skips shards whose marker exists. A job on the frame
+(engine/job.py): runners `local` (one process) and `ray` (a Ray Data actor pool, one AE per actor, a GPU
+each when the cluster has them); a shard left unwritten is named and the command exits 1.
 The split (train/test) comes from the same key hash training uses, so the LDM never sees a test sample.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from l2i_pipeline.core.errors import ConfigError
-from l2i_pipeline.core.lock import output_lock
+from l2i_pipeline.core.gpus import Ask
 from l2i_pipeline.core.storage import Store
+from l2i_pipeline.engine.executor import executor_for
+from l2i_pipeline.engine.job import Job, Work, run_job
 from training.data.split import is_test
 from training.latents.shards import complete_shards, summarize, write_shard
 
@@ -90,65 +91,68 @@ class EncodeWorker:
         return write_shard(job.out, name, kept, captions, splits, torch.cat(means), torch.cat(stds),
                            {"bad": bad, "seconds": round(seconds, 3)})
 
+    @classmethod
+    def ask(cls, job: EncodeJob) -> Ask:
+        return Ask(None, None, job.device or "auto")  # one GPU per worker when the cluster has or can get one
+
     def __call__(self, batch: dict) -> dict:
         stats = [self.encode_shard(str(n), json.loads(str(k))) for n, k in zip(batch["shard"], batch["keys"])]
         return {"shard": np.array([s["name"] for s in stats]), "count": np.array([s["count"] for s in stats])}
 
 
-def _check_header(job: EncodeJob, header: dict) -> None:
-    if job.out.exists("encode.json"):
-        old = json.loads(job.out.get("encode.json"))
-        diff = sorted(k for k in header if old.get(k) != header[k])
-        if diff:
-            raise ConfigError(f"{job.out.url} holds latents encoded with other settings ({', '.join(diff)} differ: "
-                              f"see its encode.json); use a new --out")
-    else:
+class EncodeRun(Job):
+    """`l2i encode` on the job frame (engine/job.py): a unit is one L2I shard, committed by the worker
+    (latent shard, marker last); the run record is OUT/encode.json."""
+
+    command, unit_key, record_name, record_what, record_sort_keys = "encode", "shard", "encode.json", "latents", True
+
+    def __init__(self, job: EncodeJob):
+        self.job, self.encoded, self.t0 = job, 0, time.perf_counter()
+
+    def open(self) -> Store:
+        return self.job.out
+
+    def check(self) -> None:
+        from training.base.config import DataConfig
+        from training.data.index import build_index
+        from training.latents.codec import check_ae_dir
+
+        job = self.job
+        check_ae_dir(job.ae_dir, *(("cat2i", "image") if job.kind == "image" else (job.kind, "layers")))
+        cfg = DataConfig(resolution=job.resolution, test_fraction=job.test_fraction, split_seed=job.split_seed)
+        self.index = build_index(job.data.url, job.data, cfg)
+        self.header = job.header()
         job.out.makedirs()
-        job.out.put("encode.json", json.dumps(header, indent=2, sort_keys=True).encode())
+
+    def record(self) -> dict:
+        return self.header
+
+    def plan(self) -> list[dict]:
+        return [{"shard": s.name, "keys": json.dumps(sorted(s.train_keys + s.test_keys))} for s in self.index.shards]
+
+    def committed(self, out: Store, units: list[dict]) -> set[str]:
+        self.done = set(complete_shards(out))
+        return self.done
+
+    def work(self, todo: list[dict]) -> Work:
+        self.t0 = time.perf_counter()
+        return Work(EncodeWorker, (self.job,))
+
+    def collect(self, row: dict) -> list[str]:
+        self.encoded += int(row["count"])
+        log.info("encoded %s", row["shard"])
+        return [str(row["shard"])]
+
+    def finish(self, out: Store, summary) -> dict:
+        seconds, n = time.perf_counter() - self.t0, self.encoded
+        return {**summarize(out, self.header), "encoded_now": n, "skipped_shards": len(self.done),
+                "seconds": seconds, "samples_per_s": n / seconds if n and seconds > 0 else None,
+                "missing": summary.missing}
 
 
 def encode(job: EncodeJob, runner: str = "local", workers: int = 0, ray_address: str | None = None,
            num_cpus: int | None = None, lock: bool = True) -> dict:
-    """Encode the shards not yet done; returns latents.json plus this run's counts and speed. `lock`: hold
-    the output lock of `job.out` (a second concurrent run into it is refused)."""
-    from training.base.config import DataConfig
-    from training.data.index import build_index
-    from training.latents.codec import check_ae_dir
-
-    check_ae_dir(job.ae_dir, *(("cat2i", "image") if job.kind == "image" else (job.kind, "layers")))
-    cfg = DataConfig(resolution=job.resolution, test_fraction=job.test_fraction, split_seed=job.split_seed)
-    index = build_index(job.data.url, job.data, cfg)
-    header = job.header()
-    job.out.makedirs()
-    with output_lock(job.out, "encode") if lock else contextlib.nullcontext():
-        return _encode_pending(job, index, header, runner, workers, ray_address, num_cpus)
-
-
-def _encode_pending(job: EncodeJob, index, header: dict, runner: str, workers: int, ray_address: str | None,
-                    num_cpus: int | None) -> dict:
-    _check_header(job, header)
-    done = set(complete_shards(job.out))
-    todo = [(s.name, sorted(s.train_keys + s.test_keys)) for s in index.shards if s.name not in done]
-    log.info("encode: %d shards, %d already done, %d to encode", len(index.shards), len(done), len(todo))
-    t0, n = time.perf_counter(), 0
-    if todo and runner == "ray":
-        import ray
-
-        from l2i_pipeline.core.gpus import Ask
-        from l2i_pipeline.core.rayutil import init_ray, model_pool
-
-        init_ray(ray_address, num_cpus)
-        _, pool, _ = model_pool([Ask(None, workers or None, job.device or "auto")])  # one GPU per worker if any
-        ds = ray.data.from_items([{"shard": name, "keys": json.dumps(keys)} for name, keys in todo],
-                                 override_num_blocks=len(todo))
-        ds = ds.map_batches(EncodeWorker, fn_constructor_args=(job,), batch_size=1, batch_format="numpy", **pool)
-        n = sum(int(r["count"]) for r in ds.iter_rows())
-    elif todo:
-        worker = EncodeWorker(job)
-        for name, keys in todo:
-            n += worker.encode_shard(name, keys)["count"]
-            log.info("encoded %s", name)
-    seconds = time.perf_counter() - t0
-    summary = summarize(job.out, header)
-    return {**summary, "encoded_now": n, "skipped_shards": len(done), "seconds": seconds,
-            "samples_per_s": n / seconds if n and seconds > 0 else None}
+    """Encode the shards not yet done; returns latents.json plus this run's counts and speed (and `missing`:
+    the shards left unwritten). `lock`: hold the output lock of `job.out` (a second concurrent run into it
+    is refused)."""
+    return run_job(EncodeRun(job), executor_for(runner, ray_address, num_cpus, workers or None), lock).extra

@@ -1,1 +1,2 @@
-"""The `l2i sample` runners (sampling/run.py): prompts through the pipeline (ldm/pipeline.py) into layered files."""
+"""The `l2i sample` job (sampling/run.py, on the engine's job frame): prompts through the pipeline
+(ldm/pipeline.py) into layered files."""

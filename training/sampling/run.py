@@ -3,14 +3,14 @@
 A sample's id is fixed by its prompt (index and hash) and seed, and its `meta.json` is written last:
 a rerun skips every sample whose marker exists. `DIR/sample.json` records the model's fingerprint and
 the settings; a rerun with another model or other settings is refused rather than mixing samples.
-Runners: `local` (one process, batches of --batch-size) and `ray` (an actor pool, one pipeline per
-actor, GPUs when the cluster has them) for the tens of thousands of samples evaluation needs.
+A job on the frame (engine/job.py): runners `local` (one process, batches of --batch-size) and `ray` (an
+actor pool, one pipeline per actor, GPUs when the cluster has them) for the tens of thousands of samples
+evaluation needs; a sample left unwritten is named and the command exits 1.
 DIR is a local path or a storage URL: every file is one whole-object put through the storage layer, and
 the job holds DIR's output lock. A URL model is fetched by each worker into its own cache.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,8 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
-from l2i_pipeline.core.lock import output_lock
+from l2i_pipeline.core.gpus import Ask
 from l2i_pipeline.core.storage import Store, open_store, parse_storage_options
+from l2i_pipeline.engine.executor import executor_for
+from l2i_pipeline.engine.job import Job, Work, run_job
+from l2i_pipeline.engine.record import check_run_record
 from l2i_pipeline.formats.names import SAMPLES_INDEX
 from training.base.fingerprint import dir_fingerprint
 from training.export.layers import DEFAULT_FORMATS, FORMATS
@@ -98,35 +101,58 @@ def _model_name(model: str | Path) -> str:
     return str(model) if "://" in str(model) else str(Path(model).resolve())
 
 
-def open_output(out: Store, model: str | Path, local_model: Path, settings: SampleSettings) -> dict:
-    """Create or check DIR/sample.json: the same model and settings as the samples already there."""
-    record = {"model": _model_name(model), "fingerprint": dir_fingerprint(local_model),
-              "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
-    if out.exists("sample.json"):
-        old = json.loads(out.get("sample.json"))
-        if old.get("fingerprint") != record["fingerprint"]:
-            raise InputError(f"{out} holds samples of another model ({old.get('model')}, fingerprint "
-                             f"{old.get('fingerprint')}); use a new --out")
-        diff = sorted(k for k in record["settings"] if old["settings"].get(k) != record["settings"][k])
-        if diff:
-            raise ConfigError(f"{out} was sampled with other settings ({', '.join(diff)}: "
-                              + ", ".join(f"{old['settings'].get(k)} != {record['settings'][k]}" for k in diff)
-                              + "); use a new --out")
-        return old
-    if done_ids(out):
-        raise InputError(f"{out} holds samples without a sample.json; use a new --out")
-    out.put("sample.json", json.dumps(record, indent=2).encode())
-    return record
+class SampleJob(Job):
+    """`l2i sample` on the job frame (engine/job.py): a unit is one (prompt, seed) item, committed by the
+    worker (its files, then `ID/meta.json` last); the run record is DIR/sample.json."""
+
+    command, unit_key, record_name, record_what, progress = "sample", "id", "sample.json", "samples", "sample"
+
+    def __init__(self, model, local_model: Path, out: Store, items: list[Item], settings: SampleSettings,
+                 batch_size: int, device: str | None, threads: int, storage_options: dict):
+        self.model, self.local_model, self.out, self.items = model, local_model, out, items
+        self.settings, self.batch_size, self.device = settings, batch_size, device
+        self.threads, self.storage_options = threads, storage_options
+        self.sampled = 0
+
+    def open(self) -> Store:
+        return self.out
+
+    def check(self) -> None:
+        self.out.check_writable()
+
+    def record(self) -> dict:
+        return {"model": _model_name(self.model), "fingerprint": dir_fingerprint(self.local_model),
+                "settings": json.loads(json.dumps(dataclasses.asdict(self.settings)))}
+
+    def open_record(self, out: Store) -> dict:
+        """DIR/sample.json: the same model (by fingerprint, wherever it lies now) and settings."""
+        record = self.record()
+        if out.exists("sample.json"):
+            old = json.loads(out.get("sample.json"))
+            if old.get("fingerprint") != record["fingerprint"]:
+                raise InputError(f"{out} holds samples of another model ({old.get('model')}, fingerprint "
+                                 f"{old.get('fingerprint')}); use a new --out")
+        elif done_ids(out):
+            raise InputError(f"{out} holds samples without a sample.json; use a new --out")
+        return check_run_record(out, "sample.json", record, "samples", ignore=("model",))
+
+    def plan(self) -> list[dict]:
+        return [dataclasses.asdict(it) for it in self.items]
+
+    def committed(self, out: Store, units: list[dict]) -> set[str]:
+        return done_ids(out)
+
+    def work(self, todo: list[dict]) -> Work:
+        return Work(SampleWorker, (_model_name(self.model), self.out, self.settings, self.device, self.threads,
+                                   self.storage_options), self.batch_size)
+
+    def finish(self, out: Store, summary) -> dict:
+        return {"index": write_index(out)}
 
 
 def done_ids(out: Store) -> set[str]:
     """The ids whose `ID/meta.json` marker exists, from one recursive listing."""
     return {name.rsplit("/", 1)[0] for name in out.find("/meta.json") if name.count("/") == 1}
-
-
-def pending(out: Store, items: list[Item]) -> list[Item]:
-    done = done_ids(out)
-    return [it for it in items if it.id not in done]
 
 
 class SampleWorker:
@@ -165,46 +191,15 @@ class SampleWorker:
             rows.append(meta)
         return rows
 
+    @classmethod
+    def ask(cls, model_dir, out, settings, device=None, *_) -> Ask:
+        return Ask(None, None, device or "auto")  # one GPU per worker when the cluster has or can get one
+
     def __call__(self, batch: dict) -> dict:
-        """Ray Data entry point: columns of Item fields in, the ids written out."""
+        """Executor entry point: columns of Item fields in, the ids written out."""
         items = [Item(*(batch[f.name][i] for f in dataclasses.fields(Item))) for i in range(len(batch["id"]))]
         items = [Item(str(it.id), str(it.prompt), int(it.prompt_index), int(it.seed)) for it in items]
         return {"id": [r["id"] for r in self.run(items)]}
-
-
-def run_local(model_dir, out: Store, items: list[Item], settings: SampleSettings, batch_size: int,
-              device: str | None = None, progress: bool = True, threads: int = 0,
-              storage_options: dict | None = None) -> int:
-    from tqdm import tqdm
-
-    if not items:
-        return 0
-    worker = SampleWorker(str(model_dir), out, settings, device, threads, storage_options)
-    done = 0
-    with tqdm(total=len(items), unit="sample", disable=not progress) as bar:
-        for i in range(0, len(items), batch_size):
-            done += len(worker.run(items[i:i + batch_size]))
-            bar.update(len(items[i:i + batch_size]))
-    return done
-
-
-def run_ray(model_dir, out: Store, items: list[Item], settings: SampleSettings, batch_size: int, workers: int,
-            ray_address: str | None = None, num_cpus: int | None = None, threads: int = 0,
-            device: str | None = None, storage_options: dict | None = None) -> int:
-    import ray
-
-    from l2i_pipeline.core.gpus import Ask
-    from l2i_pipeline.core.rayutil import init_ray, model_pool
-
-    if not items:
-        return 0
-    init_ray(ray_address, num_cpus)
-    _, pool, plan = model_pool([Ask(None, workers or None, device or "auto")])  # one GPU per worker if any
-    ds = ray.data.from_items([dataclasses.asdict(it) for it in items],
-                             override_num_blocks=max(1, min(len(items), 4 * plan.max_size)))
-    args = (_model_name(model_dir), out, settings, device, threads, storage_options)
-    ds = ds.map_batches(SampleWorker, fn_constructor_args=args, batch_size=batch_size, batch_format="numpy", **pool)
-    return sum(1 for _ in ds.iter_rows())
 
 
 def write_index(out: Store) -> str:
@@ -245,19 +240,8 @@ def sample(model_dir: str | Path, out_dir: str | Path, prompts: list[str], n: in
     if not (local_model / "model_index.json").is_file():
         raise NotFound(f"not a pipeline dir (no model_index.json): {local_model} (expected RUN2/pipeline)")
     model = model_dir if "://" in str(model_dir) else local_model
-    out = open_store(out_dir, storage_options)
-    out.check_writable()
-    items = plan(prompts, n, seed)
-    with output_lock(out, "sample") if lock else contextlib.nullcontext():
-        open_output(out, model, local_model, settings)
-        todo = pending(out, items)
-        log.info("%d samples planned, %d already done, %d to sample", len(items), len(items) - len(todo),
-                 len(todo))
-        if runner == "ray":
-            made = run_ray(model, out, todo, settings, batch_size, workers, ray_address, num_cpus, threads, device,
-                           storage_options)
-        else:
-            made = run_local(model, out, todo, settings, batch_size, device, threads=threads,
-                             storage_options=storage_options)
-        index = write_index(out)
-    return {"planned": len(items), "skipped": len(items) - len(todo), "sampled": made, "index": index}
+    job = SampleJob(model, local_model, open_store(out_dir, storage_options), plan(prompts, n, seed), settings,
+                    batch_size, device, threads, storage_options)
+    s = run_job(job, executor_for(runner, ray_address, num_cpus, workers or None), lock=lock)
+    return {"planned": s.planned, "skipped": s.skipped, "sampled": len(s.finished), "missing": s.missing,
+            "index": s.extra["index"]}

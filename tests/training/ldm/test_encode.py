@@ -119,3 +119,23 @@ def test_ray_actor_pool_writes_the_same_latents(l2i_dir, ae_dir, tmp_path):
         a, b = load_shard(open_store(str(tmp_path / "local"), {}), p.stem), \
             load_shard(open_store(str(tmp_path / "ray"), {}), p.stem)
         assert torch.equal(a["mean"], b["mean"]) and torch.equal(a["std"], b["std"])
+
+
+def test_a_shard_left_unwritten_is_named_and_exits_1(l2i_dir, ae_dir, tmp_path, monkeypatch):
+    from training.latents import encode as enc
+
+    real = enc.EncodeWorker.__call__
+    first = []
+
+    def skip_first(self, batch):
+        if not first:  # the first shard is "lost": nothing written, nothing returned
+            first.append(str(batch["shard"][0]))
+            return {"shard": [], "count": []}
+        return real(self, batch)
+
+    monkeypatch.setattr(enc.EncodeWorker, "__call__", skip_first)
+    summary = encode(_job(l2i_dir, ae_dir, tmp_path / "lat"))
+    assert summary["missing"] == first and summary["encoded_now"] > 0
+    monkeypatch.setattr(enc.EncodeWorker, "__call__", real)
+    summary = encode(_job(l2i_dir, ae_dir, tmp_path / "lat"))
+    assert summary["missing"] == [] and summary["skipped_shards"] == 1

@@ -84,3 +84,17 @@ def test_ray_runner_matches_local(tiny_pipeline_dir, tmp_path):
         ray.shutdown()
     for p in sorted((tmp_path / "local").glob("*/fg_rgba.png")):
         assert (tmp_path / "ray" / p.parent.name / p.name).read_bytes() == p.read_bytes()
+
+
+def test_a_sample_left_unwritten_is_named_and_exits_1(tiny_pipeline_dir, tmp_path, capsys, monkeypatch):
+    from training.sampling import run
+
+    real = run.SampleWorker.run
+    monkeypatch.setattr(run.SampleWorker, "run", lambda self, items: real(self, items[:-1]))  # drops the last
+    args = ["--model", tiny_pipeline_dir, "--prompt", "a dog", "--out", tmp_path / "s", "--n", 2, "--steps", 1,
+            "--batch-size", 2]
+    assert _run(*args) == 1
+    out = capsys.readouterr().out
+    assert "sampled   1" in out and "not written: 000000_" in out and "_s1" in out
+    monkeypatch.setattr(run.SampleWorker, "run", real)
+    assert _run(*args) == 0 and "sampled   1" in capsys.readouterr().out
