@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     s.add_argument("--mask-classifier", metavar="CKPT")
     s.add_argument("--inpaint-classifier", metavar="CKPT")
     s.add_argument("--scores-dir", help="where sidecars go (default: beside the shards)")
-    add_actors_arg(s, 1, "one per GPU is typical", deprecated=("--num-actors",))
+    add_actors_arg(s, None, "default: one per GPU, else 1", deprecated=("--num-actors",))
     s.add_argument("--num-gpus", type=float, default=None,
                    help="GPUs per actor, always asked (default: one when the cluster has or can get GPUs and "
                         "--device is not cpu)")

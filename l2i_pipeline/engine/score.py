@@ -48,7 +48,7 @@ class ScoreJob:
     inpaint_classifier: str | None
     scores_dir: str | Store | None = None  # default: beside the shards
     batch_size: int = 64
-    num_actors: int = 1
+    num_actors: int | None = None  # ray: actors in the pool (None: one per GPU the cluster holds or will, else 1)
     num_gpus: float | None = None  # per actor; None: one GPU when the cluster has or can get GPUs (core/gpus.py)
     device: str = "auto"
     overwrite: bool = False
@@ -94,7 +94,7 @@ class ScoreRun(Job):
         job = self.job
         for flag, value, ok, allowed in (
                 ("--batch-size", job.batch_size, job.batch_size >= 1, ">= 1"),
-                ("--num-actors", job.num_actors, job.num_actors >= 1, ">= 1"),
+                ("--actors", job.num_actors, job.num_actors is None or job.num_actors >= 1, ">= 1"),
                 ("--num-gpus", job.num_gpus, job.num_gpus is None or 0 <= job.num_gpus <= 8, "0..8"),
                 ("--device", job.device, bool(DEVICE.fullmatch(job.device)), "auto, cpu, cuda, cuda:N")):
             if not ok:  # before any work
