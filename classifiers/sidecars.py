@@ -3,9 +3,15 @@
 
 One sidecar per L2I shard, a single whole-object put; its parquet metadata (`l2i_scores`) records what
 made it (the classifiers' sha256 digests, the input), which a rerun checks before skipping the shard.
+It is committed as a shard is (core/commit.py): the parquet, then its marker `NAME_scores.json` last with
+the parquet's size and sha256 (its own suffix, so an L2I shard's `NAME_stats.json` beside it stays the
+shard's). A rerun redoes a sidecar whose listed size disagrees with its marker; `read_sidecar` checks the
+bytes against it (a foreign write, even of the same size, is an error naming the file). A sidecar of an
+older `l2i score`, without a marker, is read as it is (its single put was whole).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,10 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from l2i_pipeline.core.commit import commit_shard
+from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.storage import Store, as_store
 
 SIDECAR_SCHEMA = pa.schema([("key", pa.string()), ("mask_score", pa.float32()), ("inpaint_score", pa.float32())])
 SIDECAR_SUFFIX = "_scores.parquet"
+SIDECAR_MARKER = "_scores.json"  # written last: the sidecar's size and sha256
 
 
 def sidecar_path(scores_dir: str | Path | Store, name: str) -> Path | str:
@@ -55,9 +64,41 @@ def write_sidecar(scores_dir: str | Path | Store, name: str, scores: dict[str, d
     table = table.replace_schema_metadata({"l2i_scores": json.dumps(provenance, default=str)})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    store, obj = sidecar_location(scores_dir, name)
-    store.put(obj, buf.getvalue())
+    store = as_store(scores_dir)
+    commit_shard(store, name, {SIDECAR_SUFFIX: buf.getvalue()}, {"count": len(keys)}, marker=SIDECAR_MARKER)
     return sidecar_path(store, name)
+
+
+def sidecar_marker(store: Store, name: str) -> dict[str, Any] | None:
+    """The marker of shard `name`'s sidecar, None when it has none (an older `l2i score`'s)."""
+    try:
+        return json.loads(store.get(f"{name}{SIDECAR_MARKER}"))
+    except NotFound:
+        return None
+
+
+def torn_sidecar(store: Store, name: str, listing: dict[str, int]) -> str | None:
+    """Why shard `name`'s sidecar, as listed ({object: size}), disagrees with its marker, or None."""
+    marker = sidecar_marker(store, name) if f"{name}{SIDECAR_MARKER}" in listing else None
+    obj = f"{name}{SIDECAR_SUFFIX}"
+    want = ((marker or {}).get("files") or {}).get(obj)
+    if marker is not None and obj not in listing:
+        return f"{obj} is missing"
+    if want and listing.get(obj) != want["size"]:
+        return f"{obj} is {listing.get(obj)} bytes, its marker {name}{SIDECAR_MARKER} says {want['size']}"
+    return None
+
+
+def sidecar_bytes(store: Store, obj: str) -> bytes:
+    """A sidecar read whole, checked against the size and sha256 its marker records (when it has one)."""
+    data = store.get(obj)
+    name = obj[: -len(SIDECAR_SUFFIX)] if obj.endswith(SIDECAR_SUFFIX) else None
+    marker = sidecar_marker(store, name) if name is not None else None
+    want = ((marker or {}).get("files") or {}).get(obj)
+    if want and (len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]):
+        raise InputError(f"{store.url_of(obj)} does not match its marker {name}{SIDECAR_MARKER} (size {len(data)} "
+                         f"vs {want['size']}): a torn or foreign write; rerun `l2i score` with --overwrite")
+    return data
 
 
 def sidecar_provenance(path: SidecarRef) -> dict[str, Any]:
@@ -73,7 +114,7 @@ def sidecar_provenance(path: SidecarRef) -> dict[str, Any]:
 
 def read_sidecar(path: SidecarRef) -> dict[str, dict[str, float]]:
     store, name = _located(path)
-    rows = pq.read_table(io.BytesIO(store.get(name))).to_pylist()
+    rows = pq.read_table(io.BytesIO(sidecar_bytes(store, name))).to_pylist()
     return {r["key"]: {f: r[f] for f in ("mask_score", "inpaint_score")} for r in rows}
 
 

@@ -135,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-only", action="store_true",
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
-    add_config_args(p, "EvalConfig keys: training/eval/run.py", "max_real=5000")
+    add_config_args(p, "EvalConfig keys: training/eval/config.py", "max_real=5000")
     p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
     add_storage_options_arg(p)  # for --samples, --out, --ref-cache, --real and --la
     p.set_defaults(func=run_eval)

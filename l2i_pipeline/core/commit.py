@@ -56,14 +56,16 @@ def commit_entries(out: Store | str, name: str, entries: list[Entry], extra: dic
     return commit_shard(out, name, {TAR: tar_bytes(entries), PARQUET: parquet_bytes(rows)}, stats)
 
 
-def commit_shard(out: Store | str, name: str, files: dict[str, bytes], stats: dict[str, Any]) -> dict[str, Any]:
-    """Upload `NAME<suffix>` for each file whole, then the marker with their sizes and digests."""
+def commit_shard(out: Store | str, name: str, files: dict[str, bytes], stats: dict[str, Any],
+                 marker: str = MARKER) -> dict[str, Any]:
+    """Upload `NAME<suffix>` for each file whole, then the marker `NAME<marker>` with their sizes and digests
+    (a score sidecar beside an L2I shard has its own marker suffix, so the shard's stays the shard's)."""
     out = as_store(out)
     out.makedirs()
     for suffix, data in files.items():
         out.put(f"{name}{suffix}", data)
     stats = {**stats, "files": {f"{name}{suffix}": file_record(data) for suffix, data in files.items()}}
-    out.put(f"{name}{MARKER}", json.dumps(stats, indent=2, sort_keys=True, default=str).encode())
+    out.put(f"{name}{marker}", json.dumps(stats, indent=2, sort_keys=True, default=str).encode())
     return stats
 
 

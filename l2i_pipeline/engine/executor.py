@@ -30,11 +30,12 @@ def worker_ask(worker: type, args: tuple) -> Ask:
 
 
 def columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """Rows -> a numpy batch as Ray Data hands one to a worker (strings as object arrays)."""
+    """Rows -> a numpy batch as Ray Data hands one to a worker (strings and bytes as object arrays, so no
+    trailing NUL byte is dropped)."""
     out = {}
     for k in rows[0]:
         values = [r[k] for r in rows]
-        out[k] = np.array(values, dtype=object) if isinstance(values[0], str) else np.array(values)
+        out[k] = np.array(values, dtype=object) if isinstance(values[0], (str, bytes)) else np.array(values)
     return out
 
 

@@ -127,10 +127,16 @@ def _run(job: Job, out: Store, executor: Executor, t0: float) -> Summary:
     return summary
 
 
+def job_lock(out: Store, command: str, lock: bool = True):
+    """`command`'s lock on `out` (core/lock.py), or nothing when `lock` is False. `run_job` takes it; a
+    command that runs several jobs into one output (`l2i eval`) holds it around them all."""
+    return output_lock(out, command) if lock else contextlib.nullcontext()
+
+
 def run_job(job: Job, executor: Executor, lock: bool = True) -> Summary:
     """Run `job` through `executor` (the steps in the module docstring); `lock`: hold the output's lock."""
     out = job.open()
     job.check()
     t0 = time.perf_counter()
-    with output_lock(out, job.command) if lock else contextlib.nullcontext():
+    with job_lock(out, job.command, lock):
         return _run(job, out, executor, t0)

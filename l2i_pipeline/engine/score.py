@@ -22,11 +22,12 @@ import numpy as np
 
 from classifiers.scorer import Scorer, ScoreWorker, read_shard
 from classifiers.sidecars import (
+    SIDECAR_MARKER,
     SIDECAR_SUFFIX,
     digests,
-    sidecar_exists,
     sidecar_location,
     sidecar_provenance,
+    torn_sidecar,
     write_sidecar,
 )
 from l2i_pipeline.core import shards
@@ -59,11 +60,13 @@ class ScoreJob:
 
 
 def stale_sidecars(out_dir: Store, names: list[str], provenance: dict[str, Any]) -> dict[str, str]:
-    """Shards whose sidecar was made by other classifiers -> the first differing item, in words."""
+    """Shards whose sidecar was made by other classifiers -> the first differing item, in words (a torn
+    sidecar is not read: it is rescored)."""
     want, stale = digests(provenance), {}
+    listing = out_dir.list()
     for name in names:
         path = sidecar_location(out_dir, name)
-        if not sidecar_exists(path):
+        if path[1] not in listing or torn_sidecar(out_dir, name, listing):
             continue
         have = digests(sidecar_provenance(path))
         diff = changed_keys(have, {t: want.get(t) for t in set(want) | set(have)})
@@ -120,8 +123,17 @@ class ScoreRun(Job):
         return [{"shard": n} for n in self.names]
 
     def committed(self, out: Store, units: list[dict]) -> set[str]:
-        have = out.list(SIDECAR_SUFFIX)  # one listing, not one request per shard
-        return {n for n in self.names if n not in self.stale and f"{n}{SIDECAR_SUFFIX}" in have}
+        have = out.list()  # one listing, and each sidecar's marker
+        done = set()
+        for n in self.names:
+            if n in self.stale or f"{n}{SIDECAR_SUFFIX}" not in have and f"{n}{SIDECAR_MARKER}" not in have:
+                continue
+            why = torn_sidecar(out, n, have)
+            if why:
+                log.warning("shard %s: its sidecar is torn (%s): rescoring it", n, why)
+            else:
+                done.add(n)
+        return done
 
     def _write(self, name: str) -> str:
         write_sidecar(self.out, name, self.got.pop(name, {}), self.provenance)

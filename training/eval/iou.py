@@ -20,6 +20,7 @@ from l2i_pipeline.core.storage import Store, as_store
 from l2i_pipeline.formats.names import MASK
 from stages.registry import saliency_backend
 from training.eval.sources import Item, decode_rgb
+from training.sampling.markers import read_checked
 
 THRESHOLD = 0.5
 
@@ -79,7 +80,7 @@ class SaliencyIou:
         out = []
         for (sid, _, _), ref in zip(items, refs):
             try:
-                mask = self.root.get(f"{sid}/{MASK}")
+                mask = read_checked(self.root, sid, MASK)
             except NotFound:  # no m̂ to score: left out of the mean, not counted as 0
                 out.append(np.nan)
                 continue
@@ -94,7 +95,7 @@ def human_iou(sample_root: str | os.PathLike | Store, ids: list[str], human_dir:
     for sid in ids:
         ref_path = human / f"{sid}.png"
         if ref_path.is_file() and store.exists(f"{sid}/{MASK}"):
-            pred = read_mask(store.get(f"{sid}/{MASK}"))
+            pred = read_mask(read_checked(store, sid, MASK))
             out[sid] = iou(binarize(pred), binarize(read_mask(ref_path, pred.shape)))
     return out
 

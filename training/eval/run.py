@@ -1,19 +1,20 @@
 """`evaluate(cfg)`: every metric whose weights are present, the rest named as skipped; `dataset_only(cfg)`: Table V.
 
 Usable from Python (the demo calls it) as from `l2i eval`. Per-image results are cached under
-`OUT/features/`, reference statistics under `OUT/ref_stats/` (or `ref_cache`), so a rerun resumes and a
-second model against the same reference sets extracts only its own samples. OUT (and `ref_cache`) is a
-local path or a storage URL: every file is one whole-object put through the storage layer, and the job
-holds OUT's output lock, so a second run into the same OUT is refused while one runs.
+`OUT/features/` (each extraction a job on the frame: eval/features.py), reference statistics under
+`OUT/ref_stats/` (or `ref_cache`), so a rerun resumes and a second model against the same reference sets
+extracts only its own samples. OUT (and `ref_cache`) is a local path or a storage URL: every file is one
+whole-object put through the storage layer, and the command holds OUT's output lock around all its jobs
+(engine/job.py `job_lock`), so a second run into the same OUT is refused while one runs. Settings:
+eval/config.py.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,56 +23,19 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
-from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store, open_store
+from l2i_pipeline.engine.executor import executor_for
+from l2i_pipeline.engine.job import job_lock
 from training.eval import fid as fidlib
 from training.eval import report as rep
 from training.eval import weights
-from training.eval.cache import FeatureCache, fill
+from training.eval.config import EvalConfig
+from training.eval.features import extract
 from training.eval.sources import ImageSet, SampleDir, l2i_set, la_set, ll2ie_set, read_sample_dir
 
 log = logging.getLogger(__name__)
 IsTest = Callable[[str, float, int], bool]
 LABELS = {"ll2ie": "LL2I-E", "la": "LA"}
-
-
-@dataclass
-class EvalConfig:
-    samples: str | None = None  # `l2i sample` output dir
-    real: str | None = None  # L2I shards (their held-out split is LL2I-E)
-    la: str | None = None  # raw img2dataset shards (LA = those not in L2I)
-    out: str | None = None  # EVAL_DIR
-    inception: str | None = None  # inception-2015-12-05.pt
-    clip: str | None = None  # CLIP ViT-L/14 dir
-    icon_weights: str | None = None  # ICON .weight file; without it the classical saliency backend
-    icon_variant: str = "ICON-R"
-    human_masks: str | None = None  # dir of <id>.png
-    ref_cache: str | None = None  # reference statistics dir (default OUT/ref_stats); share it across runs
-    name: str | None = None  # run name in the tables (default: the sample dir's name)
-    max_real: int = 20_000  # images per reference set (the paper: 20K)
-    max_samples: int | None = None
-    test_fraction: float = 0.01  # must match the training run's data.test_fraction
-    split_seed: int = 0  # ... and data.split_seed
-    batch_size: int = 32
-    device: str = "auto"  # auto | cpu | cuda[:N]
-    workers: int = 4  # decode/resize threads
-    runner: str = "local"  # local | ray (Ray Data actor pool; GPU actors when the cluster has GPUs)
-    actors: int = 1  # ray: actor pool size
-    ray_address: str | None = None  # ray: cluster to join (default $RAY_ADDRESS, else a private local Ray)
-    strict: bool = False  # fail instead of skipping a metric whose weights were not given
-
-    def validate(self) -> EvalConfig:
-        if not self.out:
-            raise ConfigError("--out EVAL_DIR is required")
-        for ok, msg in ((self.max_real >= 1, "max_real must be >= 1"),
-                        (self.batch_size >= 1, "batch_size must be >= 1"),
-                        (0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1)"),
-                        (self.max_samples is None or self.max_samples >= 1, "max_samples must be >= 1"),
-                        (self.runner in ("local", "ray"), f"runner {self.runner!r}: choose local or ray"),
-                        (self.actors >= 1, "actors must be >= 1")):
-            if not ok:
-                raise ConfigError(msg)
-        return self
 
 
 def _versions() -> dict[str, str]:
@@ -93,10 +57,6 @@ def _out_dir(cfg: EvalConfig, storage_options: dict | str | None) -> Store:
     out = open_store(_location(cfg.out), storage_options)
     out.check_writable()
     return out
-
-
-def _locked(out: Store, lock: bool):
-    return output_lock(out, "eval") if lock else contextlib.nullcontext()
 
 
 def _weights(cfg: EvalConfig) -> tuple[dict[str, weights.Need], list[str]]:
@@ -127,19 +87,16 @@ def _mean_std(values: np.ndarray) -> dict:
 
 def _cached(cfg: EvalConfig, out: Store, tag: str, s: ImageSet, compute, factory, desc: str, warnings: list[str],
             batch_size: int | None = None) -> np.ndarray:
-    """Per-image rows of `s` from the cache, computing the missing ones (locally, or on a Ray actor pool)."""
-    cache = FeatureCache(out.child(f"features/{tag}-{s.fingerprint[:12]}"))
-    if cfg.runner == "ray":
-        from training.eval.ray_runner import fill_ray
-
-        bad = fill_ray(cache, s.keys, s.read, factory, batch_size or cfg.batch_size, desc, cfg.actors,
-                       cfg.ray_address, cfg.device)
-    else:
-        bad = fill(cache, s.keys, s.read, compute, batch_size or cfg.batch_size, desc)
+    """Per-image rows of `s` from the cache, computing the missing ones (a job on the frame: eval/features.py)."""
+    executor = executor_for(cfg.runner, cfg.ray_address, None, cfg.actors)
+    rows, bad, missing = extract(out, tag, s, compute, factory, batch_size or cfg.batch_size, desc, executor,
+                                 cfg.runner != "ray", cfg.device, cfg.actors)
     if bad:
         key, why = next(iter(bad.items()))
         warnings.append(f"{desc}: {len(bad)} image(s) could not be read and were left out (first: {key}: {why})")
-    return cache.get(s.keys) if len(cache) else np.zeros((0, 1))
+    if missing:
+        warnings.append(f"{desc}: {len(missing)} unit(s) of the feature cache left unwritten ({', '.join(missing)})")
+    return rows
 
 
 def _fid(cfg: EvalConfig, out: Store, samples: ImageSet, refs: list[ImageSet], warnings: list[str],
@@ -229,7 +186,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: di
     found, skipped = _weights(cfg)
     sd = read_sample_dir(cfg.samples, cfg.max_samples, storage_options)
     out = _out_dir(cfg, storage_options)
-    with _locked(out, lock):
+    with job_lock(out, "eval", lock):
         return _evaluate(cfg, out, sd, found, skipped, is_test, storage_options)
 
 
@@ -273,7 +230,7 @@ def dataset_only(cfg: EvalConfig, storage_options: dict | str | None = None, loc
         raise ConfigError("--dataset-only needs --real L2I_DIR and/or --la RAW_DIR")
     found, skipped = _weights(cfg)
     out = _out_dir(cfg, storage_options)
-    with _locked(out, lock):
+    with job_lock(out, "eval", lock):
         dataset: dict = {}
         warnings: list[str] = []
         if found["clip"].present:

@@ -24,6 +24,7 @@ from l2i_pipeline.core.shards import iter_tar
 from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.names import COMPOSITE, JPG, MARKER, MASK, PARQUET, SAMPLES_INDEX, TAR, TXT
 from training.eval.cache import BadImage
+from training.sampling.markers import read_checked
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ class SampleDir:
         return self.where.rstrip("/").rsplit("/", 1)[-1]
 
     def composite(self, sid: str) -> bytes:
-        return self.store.get(f"{sid}/{COMPOSITE}")
+        """The composite read whole, checked against the sample's marker (sampling/markers.py)."""
+        return read_checked(self.store, sid, COMPOSITE)
 
     def has_mask(self, sid: str) -> bool:
         return f"{sid}/{MASK}" in self.files

@@ -1,7 +1,8 @@
 """`l2i sample`: prompts x seeds -> DIR/<id>/ layered files and DIR/samples.parquet, resumable.
 
-A sample's id is fixed by its prompt (index and hash) and seed, and its `meta.json` is written last:
-a rerun skips every sample whose marker exists. `DIR/sample.json` records the model's fingerprint and
+A sample's id is fixed by its prompt (index and hash) and seed, and its `meta.json` is written last,
+with the size and sha256 of each file (sampling/markers.py): a rerun skips every sample whose marker
+exists and whose files match it, and redoes a torn one. `DIR/sample.json` records the model's fingerprint and
 the settings; a rerun with another model or other settings is refused rather than mixing samples.
 A job on the frame (engine/job.py): runners `local` (one process, batches of --batch-size) and `ray` (an
 actor pool, one pipeline per actor, GPUs when the cluster has them) for the tens of thousands of samples
@@ -30,6 +31,7 @@ from l2i_pipeline.engine.record import check_run_record
 from l2i_pipeline.formats.names import SAMPLES_INDEX
 from training.base.fingerprint import dir_fingerprint
 from training.export.layers import DEFAULT_FORMATS, FORMATS
+from training.sampling.markers import META, marker, verified_ids
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,10 @@ class SampleJob(Job):
         return [dataclasses.asdict(it) for it in self.items]
 
     def committed(self, out: Store, units: list[dict]) -> set[str]:
-        return done_ids(out)
+        good, torn = verified_ids(out)
+        for sid, why in torn.items():
+            log.warning("sample %s is torn (%s): redoing it", sid, why)
+        return set(good)
 
     def work(self, todo: list[dict]) -> Work:
         return Work(SampleWorker, (_model_name(self.model), self.out, self.settings, self.device, self.threads,
@@ -151,8 +156,8 @@ class SampleJob(Job):
 
 
 def done_ids(out: Store) -> set[str]:
-    """The ids whose `ID/meta.json` marker exists, from one recursive listing."""
-    return {name.rsplit("/", 1)[0] for name in out.find("/meta.json") if name.count("/") == 1}
+    """The ids whose `ID/meta.json` marker exists, from one recursive listing (whole or torn)."""
+    return {name.rsplit("/", 1)[0] for name in out.find(f"/{META}") if name.count("/") == 1}
 
 
 class SampleWorker:
@@ -184,10 +189,9 @@ class SampleWorker:
             files = export_files(lay, self.settings.formats)
             for name, data in files.items():
                 self.out.put(f"{it.id}/{name}", data)
-            meta = {**dataclasses.asdict(it), "steps": self.settings.steps, "guidance": self.settings.guidance,
-                    "precision": self.settings.precision, "model": self.model_dir,
-                    "files": sorted(files)}
-            self.out.put(f"{it.id}/meta.json", json.dumps(meta).encode())  # the completion marker, last
+            meta = marker({**dataclasses.asdict(it), "steps": self.settings.steps, "guidance": self.settings.guidance,
+                           "precision": self.settings.precision, "model": self.model_dir}, files)
+            self.out.put(f"{it.id}/{META}", json.dumps(meta).encode())  # the completion marker, last
             rows.append(meta)
         return rows
 
@@ -203,13 +207,14 @@ class SampleWorker:
 
 
 def write_index(out: Store) -> str:
-    """DIR/samples.parquet from every finished sample's meta.json, sorted by id."""
+    """DIR/samples.parquet from every whole sample's meta.json, sorted by id (a torn one is left out)."""
     import io
 
-    rows = [json.loads(out.get(f"{i}/meta.json")) for i in sorted(done_ids(out))]
+    good, _ = verified_ids(out)
+    rows = [dict(good[i]) for i in sorted(good)]
     for r in rows:
         r["dir"] = out.url_of(r["id"])
-        r["paths"] = [out.url_of(f"{r['id']}/{f}") for f in r.pop("files")]
+        r["paths"] = [out.url_of(f"{r['id']}/{f}") for f in sorted(r.pop("files"))]
     schema = pa.schema([("id", pa.string()), ("prompt", pa.string()), ("prompt_index", pa.int64()),
                         ("seed", pa.int64()), ("steps", pa.int64()), ("guidance", pa.float64()),
                         ("precision", pa.string()), ("model", pa.string()), ("dir", pa.string()),

@@ -27,3 +27,22 @@ def test_la_excludes_l2i_images_by_url_not_by_colliding_keys(tmp_path, l2i_dir):
     write_raw_shard(other, "00000", rows)
     assert la_set(str(other), str(l2i_dir), 100).keys == [r["key"] for r in rows]
     assert la_set(str(same), None, 4).keys == [f"00000{i:04d}" for i in range(4)]
+
+
+def test_a_same_size_foreign_write_is_an_error_naming_the_file(tmp_path, make_sample_dir, capsys):
+    import json
+
+    from l2i_pipeline.cli import main
+    from training.sampling.markers import marker
+
+    d = make_sample_dir(tmp_path / "s", 3)
+    for sdir in sorted(p for p in d.iterdir() if p.is_dir()):
+        files = {p.name: p.read_bytes() for p in sdir.iterdir()}
+        (sdir / "meta.json").write_text(json.dumps(marker({"id": sdir.name}, files)))
+    victim = sorted(d.glob("*/composite.png"))[1]
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0xFF  # same size, other bytes
+    victim.write_bytes(bytes(data))
+    rc = main(["eval", "--runner", "local", "--samples", str(d), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{victim.parent.name}/composite.png does not match its marker" in err
