@@ -19,7 +19,7 @@ from l2i_pipeline.core.storage import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = "ae/diffusion_pytorch_model.safetensors"
-FIRST = "checkpoints/step_0000002.done.json"
+FIRST = "checkpoints/step_0000050.done.json"
 
 
 def _sha(data: bytes) -> str:
@@ -33,8 +33,22 @@ def _wait(cond, proc: subprocess.Popen, log: Path, timeout: float, what: str) ->
             return
         if proc.poll() is not None:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"{what} did not happen; the driver's log: {log.read_text(errors='replace')[-3000:]}")
+
+
+def _settled(store, quiet: float = 15.0, timeout: float = 180.0) -> None:
+    """Wait until the store's committed checkpoints stop changing for `quiet` s (Ray ends a killed driver's
+    workers within seconds; until then they may still commit)."""
+    deadline, last, since = time.time() + timeout, None, time.time()
+    while time.time() < deadline:
+        now = sorted(store.child("checkpoints").list(".done.json"))
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet:
+            return
+        time.sleep(1)
+    raise AssertionError(f"commits to {store.url} did not stop within {timeout:.0f} s")
 
 
 @pytest.mark.slow
@@ -52,7 +66,7 @@ def test_train_into_a_bucket_survives_kill_9_of_the_driver_and_of_a_worker_node(
         log = tmp_path / f"{name}.log"
         cmd = [sys.executable, "-m", "l2i_pipeline.cli", "train", "ae", "--runner", "ray", "--workers", "2",
                "--ray-address", cluster.gcs_address, "--preset", "tiny", "--data", str(l2i_dir), "--out", out,
-               "--set", "train.steps=10", "--set", "ckpt.every=2", "--set", "ckpt.keep=2",
+               "--set", "train.steps=400", "--set", "ckpt.every=50", "--set", "ckpt.keep=2",
                "--set", "data.num_workers=0", "--set", "log.progress=false", "--set", "train.device=cpu"]
         env = {**cluster.env, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **cache("driver")}
         with open(log, "wb") as f:
@@ -76,6 +90,7 @@ def test_train_into_a_bucket_survives_kill_9_of_the_driver_and_of_a_worker_node(
         _wait(lambda: store.exists(FIRST), proc, log, 600, "the first checkpoint commit")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+        _settled(store)  # the dead driver's workers are gone once the commits stop
         assert not store.exists("ae.done.json"), "the kill must land mid-run for this test to mean anything"
         finish(*driver(out, "driver-rerun"))
         assert _sha(store.get(WEIGHTS)) == want
