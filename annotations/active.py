@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from annotations import db
 from annotations.pool import SampleFiles, sample_files
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.core.sidecars import sidecar_bytes
 from l2i_pipeline.core.storage import Store, as_store
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def read_sidecars(conn: sqlite3.Connection, scores_dir: str | Path | Store, task
         if name not in have:
             continue
         found += 1
-        table = pq.read_table(io.BytesIO(store.get(name)))
+        table = pq.read_table(io.BytesIO(sidecar_bytes(store, name)))  # checked against its marker
         meta = json.loads((table.schema.metadata or {}).get(b"l2i_scores", b"{}"))
         for task in tasks:
             t = (meta.get("classifiers") or {}).get(task, {}).get("threshold")

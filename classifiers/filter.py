@@ -19,13 +19,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from classifiers.sidecars import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.commit import write_output_shard
 from l2i_pipeline.core.errors import ConfigError, NotFound
 from l2i_pipeline.core.lock import LOCK, output_lock  # noqa: F401 - LOCK: the lock object's name
 from l2i_pipeline.core.outputs import check_apart, check_l2i_dir, check_output
 from l2i_pipeline.core.sample import OK, REJECTED, Sample
+from l2i_pipeline.core.sidecars import read_sidecar, sidecar_exists, sidecar_location
 from l2i_pipeline.core.storage import Store, as_store
 from l2i_pipeline.formats.names import MEMBERS, PARQUET
 

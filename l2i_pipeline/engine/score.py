@@ -4,7 +4,7 @@ A job on the frame (engine/job.py). A unit is one shard: its ok samples are read
 the CPU side (`classifiers.scorer.read_shard`, Ray tasks on the `ray` runner), scored in batches by
 `classifiers.scorer.ScoreWorker` (an actor pool, `num_gpus` only when the cluster has or can get GPUs),
 and gathered here per shard: once all of a shard's samples are in, its sidecar is written atomically
-(classifiers/sidecars.py). A rerun skips shards whose sidecar exists and was made by the same classifiers
+(l2i_pipeline/core/sidecars.py). A rerun skips shards whose sidecar exists and was made by the same classifiers
 (sha256 of their weights, recorded in the sidecar); one made by other classifiers is refused, or rescored
 with `overwrite`. A sample that cannot be decoded gets NaN scores (`l2i filter` drops it as `unscored`);
 a shard that cannot be read gets no sidecar, is named, and the command exits 1.
@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from classifiers.scorer import Scorer, ScoreWorker, read_shard
-from classifiers.sidecars import (
+from l2i_pipeline.core import shards
+from l2i_pipeline.core.errors import ConfigError, NotFound
+from l2i_pipeline.core.outputs import check_l2i_dir, check_output
+from l2i_pipeline.core.sidecars import (
     SIDECAR_MARKER,
     SIDECAR_SUFFIX,
     digests,
@@ -30,9 +33,6 @@ from classifiers.sidecars import (
     torn_sidecar,
     write_sidecar,
 )
-from l2i_pipeline.core import shards
-from l2i_pipeline.core.errors import ConfigError, NotFound
-from l2i_pipeline.core.outputs import check_l2i_dir, check_output
 from l2i_pipeline.core.storage import Store, as_store
 from l2i_pipeline.engine.executor import executor_for
 from l2i_pipeline.engine.job import Job, Summary, Work, run_job

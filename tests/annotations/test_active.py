@@ -62,6 +62,26 @@ def test_sidecar_scores_rank_the_train_split_only(env, make_client, tmp_path, ca
     assert served(make_client("ann3", overlap=0.0, strategy="uncertain"), "inpaint") == random_order
 
 
+def test_a_sidecar_that_disagrees_with_its_marker_is_refused(env, tmp_path, capsys):
+    # the ranking reads sidecars as `l2i filter` does: checked against the size and sha256 `l2i score` recorded
+    from l2i_pipeline.core.sidecars import write_sidecar
+
+    out = tmp_path / "scores"
+    shards = sorted({shard for _, shard, _ in pool_rows(env)})
+    for shard in shards:
+        keys = [k for k, s, _ in pool_rows(env) if s == shard]
+        write_sidecar(out, shard.rsplit("/", 1)[-1], {k: {"mask_score": 0.5} for k in keys},
+                      {"classifiers": {"mask": {"threshold": 0.3}}})
+    assert main(["annotate", "rank", "--db", str(env.db_path), "--scores", str(out)]) == 0
+    capsys.readouterr()
+    victim = sorted(out.glob("*_scores.parquet"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    victim.write_bytes(bytes(data))
+    assert main(["annotate", "rank", "--db", str(env.db_path), "--scores", str(out)]) == 2
+    assert "does not match its marker" in capsys.readouterr().err
+
+
 def test_serve_loads_scores_records_the_strategy_and_answers_its_url(env, tmp_path, monkeypatch, do_login):
     import uvicorn
 

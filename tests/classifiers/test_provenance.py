@@ -9,9 +9,9 @@ import pytest
 
 from classifiers.checkpoint import checkpoint_paths
 from classifiers.filter import LOCK
-from classifiers.sidecars import read_sidecar, sidecar_path, sidecar_provenance
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
+from l2i_pipeline.core.sidecars import read_sidecar, sidecar_path, sidecar_provenance
 
 
 @pytest.fixture

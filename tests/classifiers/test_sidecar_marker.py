@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from classifiers.sidecars import read_sidecar, sidecar_location, torn_sidecar, write_sidecar
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
 from l2i_pipeline.core.errors import InputError
+from l2i_pipeline.core.sidecars import read_sidecar, sidecar_location, torn_sidecar, write_sidecar
 from l2i_pipeline.core.storage import open_store
 
 

@@ -70,7 +70,7 @@ def test_plan_counts_the_inpainting_passes_of_the_measured_depth(peeled, capsys)
 def test_filter_copies_every_layer_of_the_kept_samples(peeled, tmp_path):
     import shutil
 
-    from classifiers.sidecars import write_sidecar
+    from l2i_pipeline.core.sidecars import write_sidecar
 
     src = tmp_path / "u"
     shutil.copytree(peeled, src)

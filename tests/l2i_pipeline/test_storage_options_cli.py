@@ -60,7 +60,7 @@ def test_ls_and_plan_read_the_bucket_through_the_options(l2i_in_bucket, capsys):
 
 
 def test_filter_and_annotate_read_and_write_the_bucket_through_the_options(l2i_in_bucket, tmp_path, capsys):
-    from classifiers.sidecars import write_sidecar
+    from l2i_pipeline.core.sidecars import write_sidecar
 
     url, opts = l2i_in_bucket
     bucket = url.rsplit("/", 1)[0]
