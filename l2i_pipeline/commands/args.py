@@ -69,3 +69,11 @@ def add_storage_options_arg(p: argparse.ArgumentParser) -> None:
                         "'{\"anon\": true}' (credentials otherwise come from the usual AWS/GCP "
                         "environment and config files; AWS_ENDPOINT_URL for S3-compatible stores); "
                         "never recorded in run.json or logs")
+
+
+def unwritten_exit(names: list[str], word: str = "not written") -> int:
+    """The job frame's one exit-code rule (engine/job.py): every unit left unwritten is named, one line
+    each, and the command exits 1; else 0."""
+    for name in names:
+        print(f"{word}: {name}")
+    return 1 if names else 0

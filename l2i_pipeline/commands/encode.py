@@ -9,6 +9,7 @@ from l2i_pipeline.commands.args import (
     add_config_args,
     add_runner_args,
     add_storage_options_arg,
+    unwritten_exit,
 )
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 
@@ -33,9 +34,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
           f"  latent shape    {s['latent_shape']}\n  latent std      {s['latent_std']:.5f} (mean "
           f"{s['latent_mean']:.5f}); scale 1/std = {s['latent_scale']:.5f}\n  summary         "
           f"{job.out.url_of('latents.json')}")
-    for name in s["missing"]:
-        print(f"not written: {name}")
-    return 1 if s["missing"] else 0
+    return unwritten_exit(s["missing"])
 
 
 def register(sub: argparse._SubParsersAction) -> None:

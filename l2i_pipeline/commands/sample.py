@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
+from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg, unwritten_exit
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -20,9 +20,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"\nl2i sample\n  prompts   {len(prompts)}\n  planned   {result['planned']}\n"
           f"  skipped   {result['skipped']} (already in {args.out})\n  sampled   {result['sampled']}\n"
           f"  index     {result['index']}")
-    for name in result["missing"]:
-        print(f"not written: {name}")
-    return 1 if result["missing"] else 0
+    return unwritten_exit(result["missing"])
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg
+from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg, unwritten_exit
 from l2i_pipeline.commands.classifiers import device_args, open_url, print_table
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 
@@ -20,9 +20,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                          ("scored", s["scored"]), ("failed (unreadable)", len(s["failed"])),
                          ("samples", s["samples"]), ("unscored (undecodable)", s["unscored"]),
                          ("seconds", s["seconds"])])
-    for name in s["failed"]:
-        print(f"failed: {name}")
-    return 1 if s["failed"] else 0
+    return unwritten_exit(s["failed"], "failed")
 
 
 def register(subparsers) -> None:
