@@ -47,7 +47,7 @@ def free_ports(n: int) -> list[int]:
 class LocalCluster:
     """A head and one worker node, each a `ray start --block` child of this process."""
 
-    MAX_NODES = 3
+    MAX_NODES = 4
 
     def __init__(self, workdir: Path, cpus_per_node: int) -> None:
         self.workdir, self.cpus = workdir, cpus_per_node
