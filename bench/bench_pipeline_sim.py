@@ -69,8 +69,7 @@ def calibrate(raw: Path, work: Path, cfg) -> dict:
     cpu = {"read": (time.process_time() - t) / n}
     gpu_wall = 0.0
     for stage in build_stages(cfg):
-        stage.setup()
-        stage._ready = True
+        stage.start()
         t, w = time.process_time(), time.perf_counter()
         samples = stage.run_all(samples)
         cpu[stage.name] = (time.process_time() - t) / n

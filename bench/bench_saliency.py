@@ -55,7 +55,7 @@ def cutouts() -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _stage(backend: str, extra: list[str]) -> SaliencyStage:
     stage = SaliencyStage(load_config(None, [f"saliency.backend={backend}", *extra]))
-    stage.setup()
+    stage.start()
     return stage
 
 

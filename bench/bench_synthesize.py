@@ -84,8 +84,7 @@ def main() -> None:
     print(f"\n{'stage':<10}{'images/s':>10}{'ms/image':>10}{'CPU ms':>10}")
     cpu: dict[str, float] = {}
     for stage in build_stages(cfg):
-        stage.setup()
-        stage._ready = True
+        stage.start()
         t, c = time.perf_counter(), time.process_time()
         samples = stage.run_all(samples)
         dt, cpu[stage.name] = time.perf_counter() - t, time.process_time() - c

@@ -43,16 +43,26 @@ class Stage(ABC):
         self._ready = False
 
     def setup(self) -> None:  # noqa: B027 - an optional hook: most CPU stages load nothing
-        """Load models etc. Called once per actor (or once per process for the local runner)."""
+        """Load models etc. Not called directly: `start()` calls it once."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether `setup()` has run in this process."""
+        return self._ready
+
+    def start(self) -> None:
+        """setup() once (later calls do nothing). The executors call it: the device actor when it is built
+        (engine/runner.py), the local runner's stage thread on its first batch (through `run`)."""
+        if not self._ready:
+            self.setup()
+            self._ready = True
 
     @abstractmethod
     def process(self, samples: list[Sample]) -> list[Sample]:
         """Transform a batch; reject bad samples with a reason instead of raising."""
 
     def run(self, samples: list[Sample]) -> list[Sample]:
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.start()
         return self.process(samples)
 
     def run_all(self, samples: list[Sample]) -> list[Sample]:

@@ -121,7 +121,7 @@ def test_in_a_device_actor_the_peel_stage_uses_the_actors_models_and_builds_the_
     assert type(stages[first]).__name__ == "InpaintStage"  # classical saliency runs as tasks before it
     actor = DeviceActor(cfg, tuple(type(st) for st in stages[first:]), open_store(tmp_path))
     peel = next(st for st in actor.stages if isinstance(st, PeelStage))
-    assert peel.inpaint is actor.stages[0] and peel.saliency._ready  # its own saliency, set up
+    assert peel.inpaint is actor.stages[0] and peel.saliency.ready  # its own saliency, set up
 
 
 def test_an_unexpected_error_ends_that_samples_peeling_only(monkeypatch):
