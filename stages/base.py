@@ -14,6 +14,7 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
+from stages.protocols import ModelBackend
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class ModelStage(Stage):
 
     section = ""  # the config section naming the backend: "saliency" | "inpaint"
 
-    def __init__(self, cfg: Config, backend):
+    def __init__(self, cfg: Config, backend: ModelBackend):
         super().__init__(cfg)
         self.backend = backend
         c = getattr(cfg, self.section)
