@@ -6,13 +6,18 @@ what is stored: I was round-tripped through its JPEG by the decode stage and m i
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from classifiers.scorer import SCORE_FIELDS, Scorer
-from l2i_pipeline.core.config import Config, ConfigError
+from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.sample import Sample
 from stages.base import ModelStage
 from stages.fallback import batch_then_singles
+
+if TYPE_CHECKING:
+    from stages.config import Config  # its `score` section: stages/score_settings.py
 
 
 class ScoreStage(ModelStage):

@@ -18,7 +18,6 @@ from contextlib import nullcontext
 from typing import Any
 
 from l2i_pipeline.core.commit import write_output_shard
-from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError, user_error_in
 from l2i_pipeline.core.gpus import Ask
 from l2i_pipeline.core.inputshards import Unit
@@ -30,6 +29,7 @@ from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
 from l2i_pipeline.engine.writer import finalize_unit, records_batch, write_parts
 from stages.base import ModelStage, Stage, device_lock
+from stages.config import Config
 
 log = logging.getLogger(__name__)
 

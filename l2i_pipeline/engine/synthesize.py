@@ -13,7 +13,6 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.inputshards import plan_units
 from l2i_pipeline.core.lock import output_lock
@@ -25,6 +24,7 @@ from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
 from l2i_pipeline.formats.names import MARKER, PARQUET, TAR
+from stages.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 

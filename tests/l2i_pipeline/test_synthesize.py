@@ -10,11 +10,11 @@ import webdataset as wds
 from PIL import Image
 from rawshards import make_rows, write_raw_shard
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.core.typedconfig import with_defaults
 from l2i_pipeline.engine.synthesize import synthesize
 from l2i_pipeline.formats.names import MEMBERS
+from stages.config import ConfigError, load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
 

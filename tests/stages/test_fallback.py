@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.sample import Sample
+from stages.config import load_config
 from stages.fallback import batch_then_singles
 from stages.inpaint import InpaintStage
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.demo.peel_scenes import shape_scene as scene
 from l2i_pipeline.engine.runner import build_stages
 from l2i_pipeline.formats.decode import composite, depth_of, read_layers
+from stages.config import ConfigError, load_config
 from stages.layers import split_components
 from stages.peel import PeelStage
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from stages import registry
+from stages.config import ConfigError, load_config
 from stages.protocols import InpaintBackend, SaliencyBackend, missing_members
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.runner import DeviceActor
+from stages.config import load_config
 from stages.inpaint import InpaintStage
 
 
