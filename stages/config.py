@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from l2i_pipeline.core import config as core
+from l2i_pipeline.core import provenance
 from l2i_pipeline.core.config import (  # noqa: F401 - the ground floor's sections, re-exported for callers
     DEVICE,
     ConfigError,
@@ -33,7 +34,7 @@ from stages.score_settings import ScoreConfig
 from stages.sd2_settings import COMPILE_MODES, DTYPES, Sd2Settings  # noqa: F401 - re-exported
 
 __all__ = ["Config", "ConfigError", "InpaintConfig", "ScoreConfig", "load_config", "config_from_dict",
-           "config_help", "RANGES"]
+           "config_help", "RANGES", "RUNTIME_KEYS"]
 
 
 @dataclass
@@ -66,6 +67,8 @@ STAGE_RANGES: dict[str, tuple[float, float]] = {
     **_prefixed("inpaint", inpaint_stage.RANGES), **score_settings.RANGES,
 }
 RANGES: dict[str, tuple[float, float]] = {**core.RANGES, **STAGE_RANGES}  # every numeric key, for --help
+# the leaf keys a resumed `l2i synthesize` may change (speed only): the ground floor's and the backends'
+RUNTIME_KEYS: set[str] = provenance.RUNTIME_KEYS | sd2_settings.RUNTIME_KEYS
 
 
 def config_help() -> str:

@@ -25,6 +25,7 @@ RANGES = {  # prefixed with the section's name by stages/config.py
     "guidance_scale": (0.0, 100.0),
     "vae_batch_size": (1, 4096),
 }
+RUNTIME_KEYS = {"compile", "compile_mode", "vae_batch_size"}  # speed only: a resumed run may change them
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 

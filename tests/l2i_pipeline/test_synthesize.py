@@ -77,8 +77,12 @@ def test_changed_config_on_existing_output_is_refused(raw_dir, tmp_path):
     synthesize(raw_dir, out, load_config(None, CFG), runner="local")
     with pytest.raises(ConfigError, match=r"made with settings \(layers.threshold differ\)"):
         synthesize(raw_dir, out, load_config(None, CFG + ["layers.threshold=0.3"]), runner="local")
-    # speed-only settings may change on resume
+    # speed-only settings may change on resume, the backends' own among them (stages/sd2_settings.py)
     synthesize(raw_dir, out, load_config(None, CFG + ["saliency.batch_size=2"]), runner="local")
+    synthesize(raw_dir, out, load_config(None, CFG + ["inpaint.compile=true", "inpaint.vae_batch_size=2"]),
+               runner="local")
+    with pytest.raises(ConfigError, match=r"made with settings \(inpaint.steps differ\)"):
+        synthesize(raw_dir, out, load_config(None, CFG + ["inpaint.steps=20"]), runner="local")
 
 
 def test_truncated_input_tar_is_read_up_to_the_damage(raw_dir, tmp_path):
