@@ -29,10 +29,10 @@ import torch  # noqa: E402
 from bench_sd2_gpu import build_pipeline, inputs  # noqa: E402
 from bench_synthesize import write_photo_shards  # noqa: E402
 
-from l2i_pipeline.core.config import InpaintConfig, load_config  # noqa: E402
 from l2i_pipeline.core.typedconfig import with_defaults  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
 from l2i_pipeline.models.icon import ICON  # noqa: E402
+from stages.config import InpaintConfig, load_config  # noqa: E402
 from stages.inpaint_sd2 import Sd2Inpainter  # noqa: E402
 
 

@@ -95,7 +95,7 @@ def main() -> None:
     fid_from_feats(a, b)
     print(f"FID of two 2500 x 2048 feature sets (stats + sqrtm): {time.perf_counter() - t0:.1f} s")
 
-    from l2i_pipeline.core.config import SaliencyConfig
+    from stages.config import SaliencyConfig
     from stages.saliency_classical import ClassicalSaliency
 
     sal = ClassicalSaliency(SaliencyConfig())

@@ -33,7 +33,7 @@ import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2i_pipeline.core.config import LayersConfig  # noqa: E402
+from stages.config import LayersConfig  # noqa: E402
 from stages.matting import METHODS, UNKNOWN, soft_alpha, trimap  # noqa: E402
 
 SIZE = 512

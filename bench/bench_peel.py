@@ -31,10 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.sample import Sample  # noqa: E402
 from l2i_pipeline.demo.peel_scenes import photo_scene, shape_scene  # noqa: E402
 from l2i_pipeline.engine.runner import build_stages  # noqa: E402
+from stages.config import load_config  # noqa: E402
 
 KINDS = {"shapes": shape_scene, "photos": photo_scene}
 

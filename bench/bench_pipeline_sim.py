@@ -36,11 +36,11 @@ import sim_backends  # noqa: E402
 from bench_synthesize import write_photo_shards  # noqa: E402
 
 from l2i_pipeline.core.commit import write_output_shard  # noqa: E402
-from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.inputshards import plan_units  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
 from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
+from stages.config import load_config  # noqa: E402
 
 SIM = ["saliency.backend=sim_backends:SimSaliency", "inpaint.backend=sim_backends:SimInpainter"]
 
@@ -69,8 +69,7 @@ def calibrate(raw: Path, work: Path, cfg) -> dict:
     cpu = {"read": (time.process_time() - t) / n}
     gpu_wall = 0.0
     for stage in build_stages(cfg):
-        stage.setup()
-        stage._ready = True
+        stage.start()
         t, w = time.process_time(), time.perf_counter()
         samples = stage.run_all(samples)
         cpu[stage.name] = (time.process_time() - t) / n

@@ -23,9 +23,9 @@ import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.sample import Sample  # noqa: E402
 from l2i_pipeline.demo.saliency_cases import composed_scenes, no_object_cases, object_scenes  # noqa: E402
+from stages.config import load_config  # noqa: E402
 from stages.decode import resize_center_crop  # noqa: E402
 from stages.registry import saliency_backend  # noqa: E402
 from stages.saliency import SaliencyStage  # noqa: E402
@@ -55,7 +55,7 @@ def cutouts() -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _stage(backend: str, extra: list[str]) -> SaliencyStage:
     stage = SaliencyStage(load_config(None, [f"saliency.backend={backend}", *extra]))
-    stage.setup()
+    stage.start()
     return stage
 
 

@@ -24,7 +24,7 @@ from rawshards import make_rows, write_raw_shard  # noqa: E402
 
 DRIVER = r"""
 import json, resource, sys, time
-from l2i_pipeline.core.config import load_config
+from stages.config import load_config
 from l2i_pipeline.engine.synthesize import synthesize
 raw, out, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 t0 = time.time()

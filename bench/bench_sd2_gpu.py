@@ -34,7 +34,7 @@ from diffusers import (
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from l2i_pipeline.core.config import InpaintConfig
+from stages.config import InpaintConfig
 from stages.inpaint_sd2 import Sd2Inpainter
 
 # Published configs of stabilityai/stable-diffusion-2-inpainting (unet/, vae/, text_encoder/, scheduler/).

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from rawshards import make_rows, write_raw_shard  # noqa: E402
 
 from l2i_pipeline.core.commit import write_output_shard  # noqa: E402
-from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.core.inputshards import plan_units  # noqa: E402
 from l2i_pipeline.core.reader import read_units  # noqa: E402
 from l2i_pipeline.engine.runner import build_stages  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
+from stages.config import load_config  # noqa: E402
 
 
 def photo_variants(n: int, seed: int = 0) -> list[bytes]:
@@ -84,8 +84,7 @@ def main() -> None:
     print(f"\n{'stage':<10}{'images/s':>10}{'ms/image':>10}{'CPU ms':>10}")
     cpu: dict[str, float] = {}
     for stage in build_stages(cfg):
-        stage.setup()
-        stage._ready = True
+        stage.start()
         t, c = time.perf_counter(), time.process_time()
         samples = stage.run_all(samples)
         dt, cpu[stage.name] = time.perf_counter() - t, time.process_time() - c

@@ -14,6 +14,7 @@ from typing import Any
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample, from_batch, to_batch
+from stages.protocols import ModelBackend
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,26 @@ class Stage(ABC):
         self._ready = False
 
     def setup(self) -> None:  # noqa: B027 - an optional hook: most CPU stages load nothing
-        """Load models etc. Called once per actor (or once per process for the local runner)."""
+        """Load models etc. Not called directly: `start()` calls it once."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether `setup()` has run in this process."""
+        return self._ready
+
+    def start(self) -> None:
+        """setup() once (later calls do nothing). The executors call it: the device actor when it is built
+        (engine/runner.py), the local runner's stage thread on its first batch (through `run`)."""
+        if not self._ready:
+            self.setup()
+            self._ready = True
 
     @abstractmethod
     def process(self, samples: list[Sample]) -> list[Sample]:
         """Transform a batch; reject bad samples with a reason instead of raising."""
 
     def run(self, samples: list[Sample]) -> list[Sample]:
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.start()
         return self.process(samples)
 
     def run_all(self, samples: list[Sample]) -> list[Sample]:
@@ -98,7 +109,7 @@ class ModelStage(Stage):
 
     section = ""  # the config section naming the backend: "saliency" | "inpaint"
 
-    def __init__(self, cfg: Config, backend):
+    def __init__(self, cfg: Config, backend: ModelBackend):
         super().__init__(cfg)
         self.backend = backend
         c = getattr(cfg, self.section)

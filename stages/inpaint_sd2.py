@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
 
-from l2i_pipeline.core.config import ConfigError, InpaintConfig
+from l2i_pipeline.core.errors import ConfigError
 from stages import sd2_pipeline as sd2
 from stages.base import sample_seed  # noqa: F401 - re-exported for callers of this module
+
+if TYPE_CHECKING:
+    from stages.config import InpaintConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,24 @@
 """Telea inpainting (OpenCV): the CPU, weight-free background backend; `sd2` is the paper's model."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from l2i_pipeline.core.config import InpaintConfig
 from l2i_pipeline.formats import mask8
 
+if TYPE_CHECKING:
+    from stages.config import InpaintConfig
+
+
+@dataclass
+class TeleaSettings:
+    radius: int = 5  # telea: inpainting radius
+
+
+RANGES = {"radius": (1, 64)}  # prefixed with the section's name by stages/config.py
 WORK = 256  # Telea's cost grows with the hole; fill at this size, then paste back at full size
 
 

@@ -69,10 +69,9 @@ class PeelStage(Stage):
 
     def setup(self) -> None:
         for st in (getattr(self, name) for name in sorted(self._own)):
-            if not st._ready:
+            if not st.ready:
                 st.backend.check()
-                st.setup()
-                st._ready = True
+                st.start()
 
     def _call(self, stage: Stage, views: list[Sample]) -> list[Sample]:
         with device_lock(stage):

@@ -1,26 +1,15 @@
 """Backends by config name. A new backend is one line here plus its module.
 
-Saliency backend: `__init__(cfg: SaliencyConfig)`, `check()` (fail fast in the driver, e.g. a missing
-weight file), `setup()` (load once per actor), `predict(list[RGB uint8 HxWx3], seeds) -> list[float32 HxW
-in [0,1]]` (seeds: one per image, from the run seed and the key; every random draw must come from it),
-`describe() -> dict` (recorded in each sample's json), attribute `uses_gpu`.
-
-Inpaint backend: `__init__(cfg: InpaintConfig, seed: int)`, `check()`, `setup()`,
-`inpaint(images, masks, keys) -> list[RGB uint8]` (masks: uint8 HxW, 255 = fill), `describe()`,
-`uses_gpu`. The stage pastes the original back outside the mask, so backends need not.
-
-Optional on both: `thread_safe = True` when the backend may be called from several threads at once
-because it holds its own lock around the device section only; the runners then overlap one batch's CPU
-pre/post work with another batch's device time. Without it, calls into the backend are serialised.
-
-Besides these names, either backend may be given by import path, `package.module:Class`, so users bring
-their own models; the class is checked against the protocol above before any work starts.
+What a backend must have is stages/protocols.py (`SaliencyBackend`, `InpaintBackend`). Besides these
+names, either backend may be given by import path, `package.module:Class`, so users bring their own
+models; the class is checked against its protocol before any work starts.
 """
 from __future__ import annotations
 
 import importlib
 
 from l2i_pipeline.core.config import ConfigError
+from stages.protocols import InpaintBackend, SaliencyBackend, missing_members
 
 SALIENCY = {
     "classical": "stages.saliency_classical:ClassicalSaliency",
@@ -33,8 +22,7 @@ INPAINT = {
 }
 
 
-PROTOCOL = {"saliency": ("check", "setup", "predict", "describe"),
-            "inpaint": ("check", "setup", "inpaint", "describe")}
+PROTOCOL: dict[str, type] = {"saliency": SaliencyBackend, "inpaint": InpaintBackend}
 
 
 def _load(table: dict[str, str], kind: str, name: str):
@@ -46,17 +34,16 @@ def _load(table: dict[str, str], kind: str, name: str):
         backend = getattr(importlib.import_module(module), cls)
     except Exception as e:  # noqa: BLE001 - a missing module, a typo, or an error while importing it
         raise ConfigError(f"{kind}.backend {name!r} is not available: {type(e).__name__}: {e}") from e
-    missing = [m for m in PROTOCOL[kind] if not callable(getattr(backend, m, None))]
-    missing += [] if isinstance(getattr(backend, "uses_gpu", None), bool) else ["uses_gpu (a bool)"]
+    missing = missing_members(backend, PROTOCOL[kind])
     if not isinstance(backend, type) or missing:
         raise ConfigError(f"{kind}.backend {name!r} does not implement the {kind} backend protocol "
-                          f"(see stages/registry.py): missing {', '.join(missing) or 'a class'}")
+                          f"(stages/protocols.py): missing {', '.join(missing) or 'a class'}")
     return backend
 
 
-def saliency_backend(cfg):
+def saliency_backend(cfg) -> SaliencyBackend:
     return _load(SALIENCY, "saliency", cfg.saliency.backend)(cfg.saliency)
 
 
-def inpaint_backend(cfg):
+def inpaint_backend(cfg) -> InpaintBackend:
     return _load(INPAINT, "inpaint", cfg.inpaint.backend)(cfg.inpaint, cfg.seed)

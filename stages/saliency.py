@@ -1,18 +1,15 @@
 """Saliency stage: m = backend(I), quantised to 8 bits so the stored mask.png reproduces it exactly."""
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.formats import mask8
 from stages.base import ModelStage, sample_seed
+from stages.fallback import batch_then_singles
 from stages.registry import saliency_backend
 from stages.saliency_gate import shows_object
-
-log = logging.getLogger(__name__)
 
 
 class SaliencyStage(ModelStage):
@@ -28,17 +25,8 @@ class SaliencyStage(ModelStage):
         todo = [s for s in samples if s.ok]
         if not todo:
             return samples
-        try:
-            masks = self.backend.predict([s.image for s in todo], [self._seed(s) for s in todo])
-        except Exception as e:  # noqa: BLE001 - a failed batch is retried one sample at a time
-            log.warning("saliency batch of %d failed (%s); retrying one by one", len(todo), e)
-            masks = []
-            for s in todo:
-                try:
-                    masks.append(self.backend.predict([s.image], [self._seed(s)])[0])
-                except Exception as e1:  # noqa: BLE001
-                    masks.append(None)
-                    s.reject(f"saliency:error:{type(e1).__name__}")
+        masks = batch_then_singles(self.name, todo, lambda xs: self.backend.predict(
+            [s.image for s in xs], [self._seed(s) for s in xs]))
         for s, m in zip(todo, masks):
             if m is None:
                 continue

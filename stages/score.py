@@ -6,16 +6,18 @@ what is stored: I was round-tripped through its JPEG by the decode stage and m i
 """
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from classifiers.scorer import SCORE_FIELDS, Scorer
-from l2i_pipeline.core.config import Config, ConfigError
+from l2i_pipeline.core.errors import ConfigError
 from l2i_pipeline.core.sample import Sample
 from stages.base import ModelStage
+from stages.fallback import batch_then_singles
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from stages.config import Config  # its `score` section: stages/score_settings.py
 
 
 class ScoreStage(ModelStage):
@@ -42,17 +44,7 @@ class ScoreStage(ModelStage):
         todo = [s for s in samples if s.ok]
         if not todo:
             return samples
-        try:
-            results = self._score(todo)
-        except Exception as e:  # noqa: BLE001 - a failed batch is retried one sample at a time
-            log.warning("score batch of %d failed (%s); retrying one by one", len(todo), e)
-            results = []
-            for s in todo:
-                try:
-                    results.append(self._score([s])[0])
-                except Exception as e1:  # noqa: BLE001
-                    results.append(None)
-                    s.reject(f"score:error:{type(e1).__name__}")
+        results = batch_then_singles(self.name, todo, self._score)
         for s, r in zip(todo, results):
             if r is not None:
                 s.meta.update(r)

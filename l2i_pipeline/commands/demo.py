@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.demo.inputs import bad_inputs, photos, write_files, write_laion_parquet
+from stages.config import load_config
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ import pyarrow.parquet as pq
 
 from l2i_pipeline.commands import i2d as adapters
 from l2i_pipeline.commands.args import add_config_args, add_storage_options_arg
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import InputError, NotFound
 from l2i_pipeline.core.lock import NO_LOCK_HELP, output_lock
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.index import LAION_COLUMNS
+from stages.config import load_config
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from l2i_pipeline.commands.args import add_config_args
-from l2i_pipeline.core.config import Config, load_config
+from stages.config import Config, load_config
 
 
 def _sha256(path: Path) -> str:

@@ -69,7 +69,7 @@ def count_requests(inputs: float, downloaded: float, synthesized: float, kept: f
 def format_requests(raw_shard_size: int, counts: dict[str, float], kept: float, raw_b: float, l2i_b: float,
                     n: Callable[[float], str]) -> list[str]:
     """The request table: per store and job, per million of the job's items and for the run (`n` formats)."""
-    from l2i_pipeline.core.config import load_config
+    from stages.config import load_config
 
     cfg = load_config(None, [])
     batch = max(cfg.saliency.batch_size, cfg.inpaint.batch_size)  # the pipeline batch (engine/runner.py)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 
 from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
-from l2i_pipeline.core.config import config_help, load_config
 from l2i_pipeline.core.lock import NO_LOCK_HELP
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
+from stages.config import config_help, load_config
 
 
 def print_summary(summary: dict) -> None:
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="redo what another input, changed input shards or other settings made in --output "
                         "(default: such a rerun is refused, naming what differs)")
     p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
-    add_config_args(p, "every key and its allowed values: below, and l2i_pipeline/core/config.py",
+    add_config_args(p, "every key and its allowed values: below, and stages/config.py",
                     "saliency.backend=icon")
     add_runner_args(p, "the Ray Data pipeline (device actors, one per GPU)")
     p.set_defaults(func=run_synthesize)

@@ -1,4 +1,6 @@
-"""One typed config for the whole pipeline: defaults here, a YAML file over them, `--set a.b=v` last.
+"""The ground floor's part of the pipeline config: the run keys and the decode, saliency and layers
+sections. The sections the stages and backends above declare (`inpaint`, `score`) are composed onto it by
+stages/config.py, where `load_config` lives; core knows none of their keys.
 
 Every key is a dataclass field, so a typo or a wrong type is a clear error before any work starts.
 """
@@ -8,14 +10,12 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from l2i_pipeline.core.errors import ConfigError
-from l2i_pipeline.core.typedconfig import apply_dict, load_typed
 from l2i_pipeline.formats import mask8
 
-__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_help", "RANGES"]
+__all__ = ["Config", "ConfigError", "RANGES", "check_ranges", "check_device", "span"]
 
 
 @dataclass
@@ -59,38 +59,6 @@ class LayersConfig:
 
 
 @dataclass
-class InpaintConfig:
-    backend: str = "telea"  # telea | sd2
-    radius: int = 5  # telea: inpainting radius
-    model: str = "stabilityai/stable-diffusion-2-inpainting"  # sd2: diffusers dir or HF id (local cache)
-    allow_download: bool = False  # sd2: let diffusers fetch the model when not cached
-    steps: int = 50
-    scheduler: str | None = None  # sd2: diffusers scheduler class name; None keeps the model's own
-    guidance_scale: float = 7.5  # sd2: irrelevant with the empty prompt (see stages/inpaint_sd2.py)
-    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp16 | bf16 | fp32
-    compile: bool = False  # sd2: torch.compile the UNet and the VAE decoder (the first batch compiles)
-    compile_mode: str = "default"  # sd2: torch.compile mode; "reduce-overhead" replays CUDA graphs
-    vae_batch_size: int | None = None  # sd2: decode latents this many at a time (None: the whole batch)
-    feather: int = 0  # pixels of feathered seam when pasting the original back
-    # sd2: the stage alone peaks at 32-48 on an H100 (issue 16), but on Ray coarser batches cost pipeline
-    # fill and drain (bench_pipeline_sim.py: steady busy 0.92 vs 0.96 at 60 ms/img); measure with make bench-gpu
-    batch_size: int = 8
-    num_actors: int | None = None  # as for saliency
-    num_gpus: float | None = None
-    device: str = "auto"
-
-
-@dataclass
-class ScoreConfig:
-    mask_classifier: str | None = None  # checkpoint of `l2i classifiers train --task mask`
-    inpaint_classifier: str | None = None
-    batch_size: int = 64
-    num_actors: int | None = None  # as for saliency: the classifiers ride in the same device actors
-    num_gpus: float | None = None
-    device: str = "auto"
-
-
-@dataclass
 class Config:
     resolution: int = 512
     output_shard_size: int = 1000  # chunk of an input shard = one output shard = unit of restart
@@ -101,31 +69,17 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
-    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def validate(self) -> Config:
-        """Every numeric key within RANGES, every device/dtype a known name; else ConfigError naming the key."""
-        for key, (lo, hi) in RANGES.items():
-            v = self.get(key)
-            if v is None and key.endswith(("num_actors", "num_gpus", "vae_batch_size", "read_tasks")):
-                continue  # unset: derived from the cluster's resources (the batch, for the VAE)
-            if not (lo <= v <= hi):  # false for nan too
-                raise ConfigError(f"config key {key!r} = {v!r}: allowed {_span(lo, hi)}")
+        """Every numeric key within RANGES, every device a known name; else ConfigError naming the key."""
+        check_ranges(self, RANGES)
         if self.layers.min_area >= self.layers.max_area:
             raise ConfigError("need layers.min_area < layers.max_area")
-        for key in ("saliency.device", "inpaint.device", "score.device"):
-            if not DEVICE.fullmatch(self.get(key)):
-                raise ConfigError(f"config key {key!r} = {self.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
+        check_device(self, "saliency.device")
         if self.layers.alpha not in ALPHAS:
             raise ConfigError(f"config key 'layers.alpha' = {self.layers.alpha!r}: allowed {', '.join(ALPHAS)}")
         if self.layers.split not in SPLITS:
             raise ConfigError(f"config key 'layers.split' = {self.layers.split!r}: allowed {', '.join(SPLITS)}")
-        if self.inpaint.dtype not in DTYPES:
-            raise ConfigError(f"config key 'inpaint.dtype' = {self.inpaint.dtype!r}: allowed {', '.join(DTYPES)}")
-        if self.inpaint.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"config key 'inpaint.compile_mode' = {self.inpaint.compile_mode!r}: "
-                              f"allowed {', '.join(COMPILE_MODES)}")
         return self
 
     def get(self, dotted: str) -> Any:
@@ -138,8 +92,26 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _span(lo: float, hi: float) -> str:
+def span(lo: float, hi: float) -> str:
     return f">= {lo}" if hi == math.inf else f"{lo}..{hi}"
+
+
+OPTIONAL = ("num_actors", "num_gpus", "vae_batch_size", "read_tasks")  # None: derived at run time
+
+
+def check_ranges(cfg: Any, ranges: dict[str, tuple[float, float]]) -> None:
+    """Each dotted key of `cfg` within its (lo, hi); the keys ending in OPTIONAL may also be None."""
+    for key, (lo, hi) in ranges.items():
+        v = cfg.get(key)
+        if v is None and key.endswith(OPTIONAL):
+            continue  # unset: derived from the cluster's resources (the batch, for the VAE)
+        if not (lo <= v <= hi):  # false for nan too
+            raise ConfigError(f"config key {key!r} = {v!r}: allowed {span(lo, hi)}")
+
+
+def check_device(cfg: Any, key: str) -> None:
+    if not DEVICE.fullmatch(cfg.get(key)):
+        raise ConfigError(f"config key {key!r} = {cfg.get(key)!r}: allowed auto, cpu, cuda or cuda:N")
 
 
 # Allowed values, checked before any work and listed by `l2i synthesize --help` (config_help()).
@@ -165,48 +137,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "layers.count": (1, 4),
     "layers.min_component_area": (0.0, 1.0),
     "layers.max_inpainted_share": (0.0, 1.0),
-    "inpaint.radius": (1, 64),
-    "inpaint.steps": (1, 1000),
-    "inpaint.guidance_scale": (0.0, 100.0),
-    "inpaint.feather": (0, 256),
-    "inpaint.batch_size": (1, 4096),
-    "inpaint.vae_batch_size": (1, 4096),
-    "inpaint.num_actors": (1, 4096),
-    "inpaint.num_gpus": (0.0, 8.0),
-    "score.batch_size": (1, 65536),
-    "score.num_actors": (1, 4096),
-    "score.num_gpus": (0.0, 8.0),
 }
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-DTYPES = ("auto", "fp16", "bf16", "fp32")
 ALPHAS = ("binary", "matting")  # layers.alpha
 SPLITS = ("components", "occlusion")  # layers.split
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-
-
-def config_help() -> str:
-    """Every config key with its default and allowed values, for --help."""
-    defaults = Config()
-    lines = ["config keys (--set KEY=VALUE; default, allowed):"]
-    for key, (lo, hi) in RANGES.items():
-        lines.append(f"  {key} = {defaults.get(key)!r}  ({_span(lo, hi)})")
-    for key in ("saliency.device", "inpaint.device", "score.device"):
-        lines.append(f"  {key} = {defaults.get(key)!r}  (auto, cpu, cuda, cuda:N)")
-    lines.append(f"  inpaint.dtype = {defaults.inpaint.dtype!r}  ({', '.join(DTYPES)})")
-    lines.append(f"  inpaint.compile = False, inpaint.compile_mode = 'default'  ({', '.join(COMPILE_MODES)})")
-    lines.append("  saliency.backend: u2netp | classical | icon; inpaint.backend: telea | sd2")
-    lines.append(f"  layers.alpha = 'binary'  ({', '.join(ALPHAS)})")
-    lines.append(f"  layers.split = 'components'  ({', '.join(SPLITS)})")
-    lines.append("  layers.min_area < layers.max_area")
-    return "\n".join(lines)
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file, then `--set` overrides; validated."""
-    return load_typed(Config(), path, overrides).validate()
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    cfg = Config()
-    apply_dict(cfg, data)
-    return cfg.validate()

@@ -7,9 +7,9 @@ from typing import Any
 
 PACKAGES = ["l2i-pipeline", "torch", "ray", "diffusers", "timm", "img2dataset", "webdataset", "pyarrow",
             "opencv-python-headless", "numpy", "pillow", "efficientnet-pytorch", "fsspec"]
-# settings that change speed, not output: a rerun may change them freely
-RUNTIME_KEYS = {"batch_size", "num_actors", "num_gpus", "device", "read_tasks", "compile", "compile_mode",
-                "vae_batch_size"}
+# settings that change speed, not output: a rerun may change them freely (leaf names, in any section).
+# A backend adds its own (stages/sd2_settings.py RUNTIME_KEYS; stages/config.py composes them).
+RUNTIME_KEYS = {"batch_size", "num_actors", "num_gpus", "device", "read_tasks"}
 
 
 def versions(packages: list[str] | None = None) -> dict[str, str]:

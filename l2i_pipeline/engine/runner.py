@@ -18,7 +18,6 @@ from contextlib import nullcontext
 from typing import Any
 
 from l2i_pipeline.core.commit import write_output_shard
-from l2i_pipeline.core.config import Config
 from l2i_pipeline.core.errors import UserError, user_error_in
 from l2i_pipeline.core.gpus import Ask
 from l2i_pipeline.core.inputshards import Unit
@@ -30,6 +29,7 @@ from l2i_pipeline.engine.threaded import run_threaded
 from l2i_pipeline.engine.tracker import UnitTracker
 from l2i_pipeline.engine.writer import finalize_unit, records_batch, write_parts
 from stages.base import ModelStage, Stage, device_lock
+from stages.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Chain:
 
 class DeviceActor(Chain):
     """Ray actor holding the pipeline from its first model stage on: models (loaded once, in __init__,
-    i.e. setup()), the CPU stages between and after them, and the part writer.
+    by stage.start()), the CPU stages between and after them, and the part writer.
 
     Why one actor: after inpainting a 512 px sample carries ~5 MB of arrays, and each hop between Ray
     processes copies them about five times (pickle, Arrow block, object store, back), which costs more CPU
@@ -152,10 +152,9 @@ class DeviceActor(Chain):
                     stage.backend.check()
                 if hasattr(stage, "attach"):  # the peel stage shares the models loaded here (stages/peel.py)
                     stage.attach(stages)
-                stage.setup()
+                stage.start()
             except Exception as e:
                 raise UserError(f"{cls.__name__} cannot start on node {platform.node()}: {e}") from e
-            stage._ready = True
             stages.append(stage)
         super().__init__(stages, out, {id(st): device_lock(st) for st in stages
                                        if isinstance(st, ModelStage) and not st.thread_safe})

@@ -13,7 +13,6 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.errors import NotFound
 from l2i_pipeline.core.inputshards import plan_units
 from l2i_pipeline.core.lock import output_lock
@@ -25,6 +24,7 @@ from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.runner import check_backends, run_local, run_ray
 from l2i_pipeline.engine.writer import PARTS
 from l2i_pipeline.formats.names import MARKER, PARQUET, TAR
+from stages.config import RUNTIME_KEYS, Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def write_run_json(out: Store, cfg: Config, raw: Store, runner: str, overwrite: 
     if out.exists("run.json"):
         old = json.loads(out.get("run.json"))
         recorded = with_new_keys(old.get("config", {}), Config().to_dict())
-        diff = differing_keys(output_affecting(recorded), output_affecting(new["config"]))
+        diff = differing_keys(output_affecting(recorded, RUNTIME_KEYS), output_affecting(new["config"], RUNTIME_KEYS))
         changed = [n for n, fp in old.get("input_shards", {}).items() if new["input_shards"].get(n, fp) != fp]
         stale: list[str] | None = None  # input shards whose outputs must be redone (None: all of them)
         if diff or old.get("input") != raw.url:

@@ -75,9 +75,9 @@ def test_pool_and_ranged_reads_from_a_bucket(raw_dir, s3_bucket, tmp_path):
     """`annotate pool --samples s3://...`: offsets from the tar headers, images by one ranged read each."""
     from annotations import db as store_db
     from annotations.pool import build_pool, sample_files
-    from l2i_pipeline.core.config import load_config
     from l2i_pipeline.core.shards import iter_output_samples
     from l2i_pipeline.engine.synthesize import synthesize
+    from stages.config import load_config
 
     synthesize(raw_dir, f"{s3_bucket}/l2i", load_config(None, ["resolution=96"]), runner="local")
     conn = store_db.connect(tmp_path / "labels.sqlite", create=True)

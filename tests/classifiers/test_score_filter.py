@@ -7,10 +7,10 @@ import pytest
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import shards
-from l2i_pipeline.core.config import Config, ConfigError
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.core.sidecars import read_sidecar, sidecar_path
 from l2i_pipeline.formats.decode import decode_image, decode_mask
+from stages.config import Config, ConfigError
 
 
 @pytest.fixture(scope="module")

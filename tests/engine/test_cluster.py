@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from rawshards import make_rows, output_members, write_raw_shard
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import NotFound, StorageError
 from l2i_pipeline.core.shards import complete_shards, read_output_index
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "saliency.batch_size=2", "inpaint.batch_size=2", "read_tasks=2"]
 ROOT = Path(__file__).resolve().parents[2]

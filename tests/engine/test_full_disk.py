@@ -8,9 +8,9 @@ import os
 import pytest
 
 from l2i_pipeline.core import storage
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.engine import synthesize as job
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=4"]
 

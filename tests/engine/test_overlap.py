@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.engine.threaded import run_threaded
+from stages.config import load_config
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))

@@ -21,8 +21,8 @@ def test_finalize_removes_the_units_part_directory(tmp_path):
 def test_a_ray_run_leaves_no_parts_directory(raw_dir, tmp_path):
     import ray
 
-    from l2i_pipeline.core.config import load_config
     from l2i_pipeline.engine.synthesize import synthesize
+    from stages.config import load_config
 
     try:
         summary = synthesize(raw_dir, tmp_path / "l2i", load_config(None, ["resolution=96", "output_shard_size=4"]),

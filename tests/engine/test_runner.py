@@ -2,9 +2,9 @@
 the weights, Ray error chains give back the user's error, and Ray's global DataContext is left alone."""
 import pytest
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import ConfigError, UserError, user_error_in
 from l2i_pipeline.engine.runner import DeviceActor
+from stages.config import load_config
 from stages.saliency import SaliencyStage
 
 

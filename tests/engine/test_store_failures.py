@@ -8,9 +8,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.core import storage
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=4"]
 

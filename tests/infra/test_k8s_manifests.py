@@ -188,7 +188,7 @@ def test_rayjob_entrypoint_is_a_real_resumable_l2i_command(job: str):
         pytest.skip(f"`l2i {job}` is not on this branch yet")
     args = parser.parse_args(argv[1:])  # argparse exits on an unknown flag
     if getattr(args, "set", None):
-        from l2i_pipeline.core.config import load_config
+        from stages.config import load_config
 
         load_config(None, args.set)  # every --set key exists and has the right type
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, load_config
+from stages.config import ConfigError, load_config
 
 
 def test_defaults_follow_the_paper():
@@ -77,7 +77,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path, text, msg):
 
 def test_help_lists_every_range(capsys):
     from l2i_pipeline.cli import main
-    from l2i_pipeline.core.config import RANGES
+    from stages.config import RANGES
 
     with pytest.raises(SystemExit):
         main(["synthesize", "--help"])

@@ -2,11 +2,11 @@
 import pyarrow.parquet as pq
 
 from l2i_pipeline.commands.download import download
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import read_output_index
 from l2i_pipeline.demo.httpserve import LoopbackServer
 from l2i_pipeline.demo.inputs import OK, bad_inputs, photos, write_files, write_laion_parquet
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 
 def test_bad_inputs_through_download_and_synthesize(tmp_path):

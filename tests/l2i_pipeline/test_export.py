@@ -12,11 +12,11 @@ from rawshards import make_rows, write_raw_shard
 from l2i_pipeline.cli import main
 from l2i_pipeline.commands.export import export, sample_stack
 from l2i_pipeline.core.commit import write_output_shard
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.layerfiles import Layer, composite, psd_bytes
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=8", "layers.dilate_kernel=5", "saliency.backend=classical"]
 NAMES = ["original", "layer 1 mask", "layer 1 inpaint mask", "layer 1", "background"]

@@ -54,7 +54,7 @@ def test_a_required_gpu_that_can_never_come_is_a_config_error():
 
 
 def test_stage_resources_carry_the_models_device():
-    from l2i_pipeline.core.config import load_config
+    from stages.config import load_config
     from stages.inpaint import InpaintStage
     from stages.saliency import SaliencyStage
 

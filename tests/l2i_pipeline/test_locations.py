@@ -3,11 +3,11 @@ and `synthesize` refuses an L2I(U) directory (its own output) as --input, each w
 import pytest
 
 from l2i_pipeline.cli import main
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.errors import InputError
 from l2i_pipeline.core.outputs import check_apart
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import ConfigError, load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
 

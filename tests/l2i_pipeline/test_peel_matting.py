@@ -6,10 +6,10 @@ import json
 import numpy as np
 from rawshards import write_scene_shard
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.engine.synthesize import synthesize
 from l2i_pipeline.formats.decode import read_layers
+from stages.config import load_config
 
 SETTINGS = ["resolution=128", "output_shard_size=3", "saliency.backend=classical", "layers.count=3",
             "layers.dilate_kernel=5", "layers.alpha=matting"]

@@ -12,9 +12,9 @@ from rawshards import write_scene_shard
 from l2i_pipeline.cli import main
 from l2i_pipeline.commands.demo import contact_sheet
 from l2i_pipeline.commands.stats import collect, format_report
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 
 @pytest.fixture(scope="module")

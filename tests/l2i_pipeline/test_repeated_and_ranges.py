@@ -30,7 +30,7 @@ def test_a_repeated_set_key_is_refused_with_one_line(argv, key, tmp_path, capsys
 
 def test_a_callers_defaults_give_way_to_the_users_set():
     assert with_defaults(["a=1", "b=2"], ["b=3"]) == ["a=1", "b=3"]
-    from l2i_pipeline.core.config import load_config
+    from stages.config import load_config
 
     with pytest.raises(ConfigError, match="given twice"):
         load_config(None, ["seed=1", " seed =2"])

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from rawshards import make_rows, output_members, write_raw_shard
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
 

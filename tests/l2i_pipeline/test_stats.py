@@ -1,8 +1,8 @@
 """`l2i stats`: counts, Table IV caption percentiles, Fig. 17/18 mask figures, the plot."""
 from l2i_pipeline.cli import main
 from l2i_pipeline.commands.stats import caption_tokens, collect
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 
 def test_caption_tokens_drop_stopwords_and_punctuation():

@@ -10,10 +10,10 @@ from rawshards import make_rows, write_raw_shard
 
 from l2i_pipeline.cli import main
 from l2i_pipeline.core.commit import commit_shard
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.synthesize import synthesize
 from l2i_pipeline.formats.names import MARKER
+from stages.config import load_config
 
 CFG = ["resolution=64", "output_shard_size=4", "layers.dilate_kernel=5"]
 

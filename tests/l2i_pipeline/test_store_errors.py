@@ -8,8 +8,8 @@ from s3server import S3Server
 from serverproc import free_port
 
 from l2i_pipeline.cli import main
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
 

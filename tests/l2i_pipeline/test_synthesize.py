@@ -10,11 +10,11 @@ import webdataset as wds
 from PIL import Image
 from rawshards import make_rows, write_raw_shard
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.shards import list_output_shards, read_output_index
 from l2i_pipeline.core.typedconfig import with_defaults
 from l2i_pipeline.engine.synthesize import synthesize
 from l2i_pipeline.formats.names import MEMBERS
+from stages.config import ConfigError, load_config
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5"]
 
@@ -77,8 +77,12 @@ def test_changed_config_on_existing_output_is_refused(raw_dir, tmp_path):
     synthesize(raw_dir, out, load_config(None, CFG), runner="local")
     with pytest.raises(ConfigError, match=r"made with settings \(layers.threshold differ\)"):
         synthesize(raw_dir, out, load_config(None, CFG + ["layers.threshold=0.3"]), runner="local")
-    # speed-only settings may change on resume
+    # speed-only settings may change on resume, the backends' own among them (stages/sd2_settings.py)
     synthesize(raw_dir, out, load_config(None, CFG + ["saliency.batch_size=2"]), runner="local")
+    synthesize(raw_dir, out, load_config(None, CFG + ["inpaint.compile=true", "inpaint.vae_batch_size=2"]),
+               runner="local")
+    with pytest.raises(ConfigError, match=r"made with settings \(inpaint.steps differ\)"):
+        synthesize(raw_dir, out, load_config(None, CFG + ["inpaint.steps=20"]), runner="local")
 
 
 def test_truncated_input_tar_is_read_up_to_the_damage(raw_dir, tmp_path):

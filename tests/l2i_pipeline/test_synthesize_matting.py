@@ -6,10 +6,10 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from l2i_pipeline.core.config import LayersConfig, load_config
 from l2i_pipeline.core.shards import list_output_shards
 from l2i_pipeline.engine.synthesize import synthesize
 from l2i_pipeline.formats.names import MEMBERS
+from stages.config import LayersConfig, load_config
 from stages.matting import trimap
 
 CFG = ["resolution=96", "output_shard_size=4", "layers.dilate_kernel=5", "saliency.backend=classical"]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from l2i_pipeline.commands import models as models_cli
-from l2i_pipeline.core.config import ConfigError, SaliencyConfig
+from stages.config import ConfigError, SaliencyConfig
 from stages.registry import SALIENCY
 from stages.saliency_icon import IconBackend
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from l2i_pipeline.core.config import SaliencyConfig
 from l2i_pipeline.models.icon import IconSaliency, preprocess
+from stages.config import SaliencyConfig
 from stages.saliency_icon import IconBackend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from l2i_pipeline.core.config import Config, DecodeConfig
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.demo.inputs import OK, bad_inputs
+from stages.config import Config, DecodeConfig
 from stages.decode import DecodeStage, Rejected, decode_image, resize_center_crop
 
 EXPECTED_REASON = {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.sample import Sample
+from stages.config import ConfigError, load_config
 from stages.encode import encode_members
 from stages.layers import foreground
 from stages.registry import inpaint_backend, saliency_backend

@@ -20,8 +20,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from l2i_pipeline.core.config import ConfigError, InpaintConfig
 from stages import sd2_pipeline as sd2
+from stages.config import ConfigError, InpaintConfig
 from stages.inpaint_sd2 import Sd2Inpainter, sample_seed
 
 SIZE = 32

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import Config, LayersConfig
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.formats import mask8
+from stages.config import Config, LayersConfig
 from stages.inpaint import InpaintStage, paste_back
 from stages.layers import count_components, dilated_mask, foreground, make_layers
 from stages.saliency_classical import classical_mask

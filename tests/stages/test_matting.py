@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, LayersConfig, load_config
 from l2i_pipeline.core.sample import Sample
+from stages.config import ConfigError, LayersConfig, load_config
 from stages.layers import make_layers
 from stages.matting import UNKNOWN, soft_alpha, soft_trimap, trimap
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, LayersConfig, load_config
 from l2i_pipeline.demo.peel_scenes import shape_scene
+from stages.config import ConfigError, LayersConfig, load_config
 from stages.layers import split_for_peeling
 from stages.overlap import occlusion_order, split_overlapping
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.demo.peel_scenes import shape_scene as scene
 from l2i_pipeline.engine.runner import build_stages
 from l2i_pipeline.formats.decode import composite, depth_of, read_layers
+from stages.config import ConfigError, load_config
 from stages.layers import split_components
 from stages.peel import PeelStage
 
@@ -121,7 +121,7 @@ def test_in_a_device_actor_the_peel_stage_uses_the_actors_models_and_builds_the_
     assert type(stages[first]).__name__ == "InpaintStage"  # classical saliency runs as tasks before it
     actor = DeviceActor(cfg, tuple(type(st) for st in stages[first:]), open_store(tmp_path))
     peel = next(st for st in actor.stages if isinstance(st, PeelStage))
-    assert peel.inpaint is actor.stages[0] and peel.saliency._ready  # its own saliency, set up
+    assert peel.inpaint is actor.stages[0] and peel.saliency.ready  # its own saliency, set up
 
 
 def test_an_unexpected_error_ends_that_samples_peeling_only(monkeypatch):

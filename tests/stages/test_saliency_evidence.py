@@ -3,9 +3,9 @@ the sample alone (issues 17, 24)."""
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.sample import Sample
 from l2i_pipeline.demo.saliency_cases import composed_scenes, no_object_cases
+from stages.config import load_config
 from stages.decode import resize_center_crop
 from stages.saliency import SaliencyStage
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import skimage.data
 
-from l2i_pipeline.core.config import ConfigError, load_config
 from l2i_pipeline.demo.saliency_cases import composed_scenes, no_object_cases
 from stages import saliency_u2netp
+from stages.config import ConfigError, load_config
 from stages.decode import resize_center_crop
 from stages.saliency_u2netp import U2NetpSaliency
 

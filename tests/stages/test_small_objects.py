@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.sample import Sample
+from stages.config import load_config
 from stages.layers import LayersStage
 from stages.saliency import SaliencyStage
 

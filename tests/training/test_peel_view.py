@@ -13,11 +13,11 @@ import pytest
 from rawshards import write_scene_shard
 from trainshards import tiny_config
 
-from l2i_pipeline.core.config import load_config
 from l2i_pipeline.core.errors import ConfigError, InputError
 from l2i_pipeline.core.shards import iter_output_samples, list_output_shards
 from l2i_pipeline.core.storage import open_store
 from l2i_pipeline.engine.synthesize import synthesize
+from stages.config import load_config
 from training.data.index import build_index, parse_item
 from training.data.stream import L2IData, decode_sample
 

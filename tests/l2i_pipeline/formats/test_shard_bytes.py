@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[2]))  # tests/, for rawshards when run as a script
 from rawshards import make_rows, write_raw_shard, write_scene_shard  # noqa: E402
 
-from l2i_pipeline.core.config import load_config  # noqa: E402
 from l2i_pipeline.engine.synthesize import synthesize  # noqa: E402
+from stages.config import load_config  # noqa: E402
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "format_shards.json"
 VERSIONS = ("opencv-python-headless", "pillow", "fpng", "pyarrow", "numpy", "pymatting", "onnxruntime")
