@@ -72,15 +72,15 @@ def test_damaged_tar_loses_only_the_cut_sample_and_says_so(tmp_path, with_parque
 
 def _cmd(raw: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "l2i_pipeline.cli", "synthesize", "--input", str(raw), "--output", str(out),
-            "--runner", "local", "--set", "resolution=96", "--set", "output_shard_size=2",
+            "--runner", "local", "--set", "resolution=96", "--set", "output_shard_size=4",
             "--set", "layers.dilate_kernel=5"]
 
 
 def test_killed_and_rerun_writes_the_same_bytes_as_an_uninterrupted_run(tmp_path):
     raw = tmp_path / "raw"
-    rows = make_rows(12)
-    for i in range(3):  # three input units: their output shards are committed unit by unit, so a kill at the
-        write_raw_shard(raw, f"0000{i}", rows[4 * i: 4 * i + 4])  # first marker lands mid-run, even under load
+    rows = make_rows(48)
+    for i in range(12):  # twelve input units: the model batches cross units, so a small job's units all finish
+        write_raw_shard(raw, f"{i:05d}", rows[4 * i: 4 * i + 4])  # in the last batch; these commit in ~3 waves
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run(_cmd(raw, tmp_path / "clean"), check=True, capture_output=True, timeout=300, env=env)
     out = tmp_path / "resumed"
@@ -92,7 +92,7 @@ def test_killed_and_rerun_writes_the_same_bytes_as_an_uninterrupted_run(tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     written_before_kill = len(list(out.glob("*_stats.json")))
-    assert 1 <= written_before_kill < 6, "the kill must land mid-run for this test to mean anything"
+    assert 1 <= written_before_kill < 12, "the kill must land mid-run for this test to mean anything"
     subprocess.run(_cmd(raw, out), check=True, capture_output=True, timeout=300, env=env)
     clean, resumed = output_members(tmp_path / "clean"), output_members(out)
     assert sorted(clean) == sorted(resumed)
