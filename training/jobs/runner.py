@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ from training.data.index import build_index
 from training.data.stream import L2IData
 
 log = logging.getLogger(__name__)
+# seconds before the first restart of a failed worker group, doubled for each next one (10, 20, 40 s): a
+# restart at once fails again while the lost node's replacement is still joining
+RESTART_BACKOFF_S = float(os.environ.get("L2I_TRAIN_RESTART_BACKOFF_S", "10"))
 
 
 @dataclass
@@ -192,9 +196,11 @@ def run_ray(task_cls: Any, cfg: TrainConfig, data: L2IData, run_dir: Path, job: 
                     raise type(user)(str(user)) from None  # deterministic: a restart would fail the same way
                 if attempt == job.max_failures:
                     raise
-                log.warning("the Ray worker group failed (%s); restart %d/%d from the last checkpoint",
+                wait = RESTART_BACKOFF_S * 2 ** attempt  # a lost node: give its replacement time to join
+                log.warning("the Ray worker group failed (%s); restart %d/%d from the last checkpoint in %.0f s",
                             str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, attempt + 1,
-                            job.max_failures)
+                            job.max_failures, wait)
+                time.sleep(wait)
     finally:
         if not job.ray_address:
             ray.shutdown()
