@@ -53,6 +53,7 @@ class LocalCluster:
         self.workdir, self.cpus = workdir, cpus_per_node
         self.temp_dir = tempfile.mkdtemp(prefix="l2icd_", dir="/tmp")  # short: Ray puts sockets in it
         self.procs: list[subprocess.Popen] = []
+        self.killed: set[int] = set()  # pids of nodes killed on purpose (`kill_node`)
         (gcs, dash, client, *self.node_ports) = free_ports(3 + self.MAX_NODES * 6)
         self.gcs_address, self.dashboard = f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
         self.head_ports = {"--port": gcs, "--dashboard-port": dash, "--ray-client-server-port": client}
@@ -108,7 +109,15 @@ class LocalCluster:
             raise RuntimeError(f"at most {self.MAX_NODES} nodes")
         self._start(name, ["--address", self.gcs_address, "--resources", json.dumps(resources)]
                     + self._node_args(i, gpus, cpus), env)
-        self.wait_for_nodes(i + 1)
+        self.wait_for_nodes(i + 1 - len(self.killed))
+
+    def kill_node(self, i: int) -> None:
+        """kill -9 of node `i` (its `ray start` and every Ray process it started: one process group), as a
+        lost machine; the cluster goes on without it."""
+        pid = self.procs[i].pid
+        self.killed.add(pid)
+        os.killpg(pid, signal.SIGKILL)
+        self.procs[i].wait()
 
     def ray(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         r = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], env=self.env, text=True,
@@ -121,7 +130,7 @@ class LocalCluster:
         deadline = time.time() + timeout
         while time.time() < deadline:
             for p in self.procs:
-                if p.poll() is not None:
+                if p.pid not in self.killed and p.poll() is not None:
                     raise RuntimeError(f"`ray start` (pid {p.pid}) exited with {p.returncode}; see {self.workdir}")
             out = self.ray("list", "nodes", "--address", self.dashboard, "--format", "json", check=False)
             try:
