@@ -17,6 +17,8 @@ import argparse
 import os
 import sys
 
+from l2i_pipeline.core.lock import NO_LOCK_HELP
+
 RUNNERS = ("ray", "local")
 DEFAULT_RUNNER = "ray"  # why one default, and why this one: README, "Commands"
 
@@ -69,6 +71,11 @@ def add_storage_options_arg(p: argparse.ArgumentParser) -> None:
                         "'{\"anon\": true}' (credentials otherwise come from the usual AWS/GCP "
                         "environment and config files; AWS_ENDPOINT_URL for S3-compatible stores); "
                         "never recorded in run.json or logs")
+
+
+def add_lock_arg(p: argparse.ArgumentParser) -> None:
+    """--no-lock: run without the output lock (core/lock.py), for every command that writes an output."""
+    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
 
 
 def unwritten_exit(names: list[str], word: str = "not written") -> int:

@@ -27,9 +27,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from l2i_pipeline.commands import i2d as adapters
-from l2i_pipeline.commands.args import add_config_args, add_storage_options_arg
+from l2i_pipeline.commands.args import add_config_args, add_lock_arg, add_storage_options_arg
 from l2i_pipeline.core.errors import InputError, NotFound
-from l2i_pipeline.core.lock import NO_LOCK_HELP, output_lock
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.core.storage import Store, as_store, open_store
 from l2i_pipeline.formats.index import LAION_COLUMNS
@@ -279,7 +279,7 @@ def register(subparsers) -> None:
                    help="parquet file(s) or folder(s) of them; shards are numbered across them in this order")
     p.add_argument("--output", required=True, metavar="RAW_DIR",
                    help="output folder, a path or a storage URL (s3://, gs://, ...; created if missing)")
-    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(p)
     add_storage_options_arg(p)
     p.add_argument("--distributor", choices=DISTRIBUTORS, default="multiprocessing",
                    help="run shards in local processes or as Ray tasks (default: %(default)s)")

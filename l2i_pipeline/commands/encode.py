@@ -7,11 +7,11 @@ import json
 from l2i_pipeline.commands.args import (
     add_actors_arg,
     add_config_args,
+    add_lock_arg,
     add_runner_args,
     add_storage_options_arg,
     unwritten_exit,
 )
-from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ae", required=True, help="the autoencoder: RUN/ae from `l2i train ae`; an SD vae/ dir with "
                                                 "--set ae.kind=sd_stack or --set ldm.target=image")
     p.add_argument("--out", required=True, help="latent dir or URL")
-    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(p)
     add_config_args(p, "training/base/config.py; encode uses data.resolution, data.test_fraction, data.split_seed, "
                        "ae.kind", "data.resolution=256", preset=True)
     p.add_argument("--batch-size", type=int, default=16)

@@ -9,11 +9,11 @@ from l2i_pipeline.commands.args import (
     DEFAULT_RUNNER,
     add_actors_arg,
     add_config_args,
+    add_lock_arg,
     add_runner_args,
     add_storage_options_arg,
 )
 from l2i_pipeline.core.errors import ConfigError, NotFound
-from l2i_pipeline.core.lock import NO_LOCK_HELP
 from l2i_pipeline.core.storage import open_parent, open_store
 
 FLAGS = ("samples", "real", "la", "out", "inception", "clip", "icon_weights", "icon_variant", "human_masks",
@@ -136,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Table V: CLIP score of captions vs images of --real (L2I) and --la (LAION-A)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping metrics whose weights are absent")
     add_config_args(p, "EvalConfig keys: training/eval/config.py", "max_real=5000")
-    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(p)
     add_storage_options_arg(p)  # for --samples, --out, --ref-cache, --real and --la
     p.set_defaults(func=run_eval)
     esub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_storage_options_arg
+from l2i_pipeline.commands.args import add_lock_arg, add_storage_options_arg
 from l2i_pipeline.commands.classifiers import open_url, print_table
-from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
@@ -36,6 +35,6 @@ def register(subparsers) -> None:
     f.add_argument("--min-inpaint-score", type=float, help="keep P(good inpainting) >= Y (omit: none)")
     f.add_argument("--scores-dir", help="where `l2i score` wrote sidecars (default: the input dir)")
     f.add_argument("--dry-run", action="store_true", help="print the kept/dropped table, write nothing")
-    f.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(f)
     add_storage_options_arg(f)
     f.set_defaults(func=cmd_filter)

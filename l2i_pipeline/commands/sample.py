@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg, unwritten_exit
+from l2i_pipeline.commands.args import (
+    add_actors_arg,
+    add_lock_arg,
+    add_runner_args,
+    add_storage_options_arg,
+    unwritten_exit,
+)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts", help="a text file (one prompt per line) or a parquet with a prompt/caption column")
     p.add_argument("--out", required=True, help="output dir or URL: DIR/<id>/ per sample and DIR/samples.parquet")
-    p.add_argument("--no-lock", action="store_true", help="do not take the output lock of --out")
+    add_lock_arg(p)
     add_storage_options_arg(p)
     p.add_argument("--n", type=int, default=4, help="samples per prompt (seeds SEED..SEED+N-1)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")

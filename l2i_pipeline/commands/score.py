@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_actors_arg, add_runner_args, add_storage_options_arg, unwritten_exit
+from l2i_pipeline.commands.args import (
+    add_actors_arg,
+    add_lock_arg,
+    add_runner_args,
+    add_storage_options_arg,
+    unwritten_exit,
+)
 from l2i_pipeline.commands.classifiers import device_args, open_url, print_table
-from l2i_pipeline.core.lock import NO_LOCK_HELP
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -39,7 +44,7 @@ def register(subparsers) -> None:
                         "--device is not cpu)")
     s.add_argument("--overwrite", action="store_true",
                    help="rescore shards whose sidecar was made by other classifiers (else: refused)")
-    s.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(s)
     add_runner_args(s, "an actor pool scoring shards (GPU when present)")
     device_args(s, 256)
     add_storage_options_arg(s)

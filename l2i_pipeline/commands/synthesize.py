@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
-from l2i_pipeline.core.lock import NO_LOCK_HELP
+from l2i_pipeline.commands.args import add_config_args, add_lock_arg, add_runner_args, add_storage_options_arg
 from l2i_pipeline.core.outputs import check_output
 from l2i_pipeline.engine.synthesize import ShardsFailed, synthesize
 from stages.config import config_help, load_config
@@ -49,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="redo what another input, changed input shards or other settings made in --output "
                         "(default: such a rerun is refused, naming what differs)")
-    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(p)
     add_config_args(p, "every key and its allowed values: below, and stages/config.py",
                     "saliency.backend=icon")
     add_runner_args(p, "the Ray Data pipeline (device actors, one per GPU)")

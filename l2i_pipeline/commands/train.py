@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from l2i_pipeline.commands.args import add_config_args, add_runner_args, add_storage_options_arg
-from l2i_pipeline.core.lock import NO_LOCK_HELP
+from l2i_pipeline.commands.args import add_config_args, add_lock_arg, add_runner_args, add_storage_options_arg
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +20,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     add_runner_args(p, "Ray Train's TorchTrainer, DDP over --workers")
     p.add_argument("--workers", type=int, default=1,
                    help="ray: Ray Train workers, the DDP ranks (one GPU each when GPUs exist; default 1)")
-    p.add_argument("--no-lock", action="store_true", help=NO_LOCK_HELP)
+    add_lock_arg(p)
     p.add_argument("--max-failures", type=int, default=3, help="Ray: worker-group restarts from the last checkpoint")
     add_storage_options_arg(p)  # for --data and a URL --out (the run dir in a bucket)
 
