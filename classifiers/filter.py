@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,7 +169,7 @@ def run_filter(job: FilterJob) -> dict[str, Any]:
     if not job.dry_run:
         check_output(job.output)
     locked = job.lock and not job.dry_run
-    with output_lock(as_store(job.output), "filter", settings=job.settings()) if locked else nullcontext():
+    with output_lock(as_store(job.output), "filter", settings=job.settings(), enabled=locked):
         return _filter_all(job, names, t0, tqdm)
 
 

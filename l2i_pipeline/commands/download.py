@@ -8,7 +8,6 @@ through fsspec itself). Inside img2dataset's workers the adapters of `i2d.py` ap
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib
 import io
@@ -159,7 +158,7 @@ def download(inputs: list[str], output: str, *, allow_private_network: bool = Fa
     out = open_store(output, storage_options)
     out.check_writable()
     # the lock sits in _inputs/: img2dataset reads every top-level *.json of the output as a finished shard's
-    with output_lock(out.child(INPUTS_DIR), "download") if lock else contextlib.nullcontext():
+    with output_lock(out.child(INPUTS_DIR), "download", enabled=lock):
         staging = _stage_inputs(files, out)
         if not out.local and out.protocol != "s3":
             # img2dataset ends with fs.rm(OUTPUT/_tmp, recursive=True), which adlfs refuses for a "directory" that

@@ -87,8 +87,12 @@ def _stale(holder: dict, stale_after: float) -> bool:
 
 @contextmanager
 def output_lock(out: Store, command: str, stale_after: float = 120.0, refresh_every: float = 20.0,
-                settings: dict | None = None) -> Iterator[str]:
-    """Hold the lock of `out` for the block; yields this job's lock id. `settings` are shown to a refused job."""
+                settings: dict | None = None, enabled: bool = True) -> Iterator[str | None]:
+    """Hold the lock of `out` for the block; yields this job's lock id. `settings` are shown to a refused job.
+    `enabled=False` (a command's `--no-lock`) takes no lock and yields None."""
+    if not enabled:
+        yield None
+        return
     me = {"id": uuid.uuid4().hex, "command": command, "host": platform.node(), "pid": os.getpid(),
           "owner": os.environ.get(OWNER_ENV) or None, "started": time.time(), **(settings or {})}
 

@@ -13,7 +13,6 @@ See docs/ARCHITECTURE.md ("The job frame").
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -127,16 +126,10 @@ def _run(job: Job, out: Store, executor: Executor, t0: float) -> Summary:
     return summary
 
 
-def job_lock(out: Store, command: str, lock: bool = True):
-    """`command`'s lock on `out` (core/lock.py), or nothing when `lock` is False. `run_job` takes it; a
-    command that runs several jobs into one output (`l2i eval`) holds it around them all."""
-    return output_lock(out, command) if lock else contextlib.nullcontext()
-
-
 def run_job(job: Job, executor: Executor, lock: bool = True) -> Summary:
     """Run `job` through `executor` (the steps in the module docstring); `lock`: hold the output's lock."""
     out = job.open()
     job.check()
     t0 = time.perf_counter()
-    with job_lock(out, job.command, lock):
+    with output_lock(out, job.command, enabled=lock):
         return _run(job, out, executor, t0)

@@ -10,7 +10,6 @@ import logging
 import platform
 import sys
 import time
-from contextlib import nullcontext
 from typing import Any
 
 from l2i_pipeline.core.errors import NotFound
@@ -97,7 +96,7 @@ def synthesize(raw_url: Any, out_url: Any, cfg: Config, runner: str = "ray", ray
     check_backends(cfg)
     out.check_writable()
     t0 = time.time()
-    with output_lock(out, "synthesize") if lock else nullcontext():
+    with output_lock(out, "synthesize", enabled=lock):
         write_run_json(out, cfg, raw, runner, overwrite)
         out.remove_temp_files()  # under the lock, every leftover belongs to a dead run
         out.delete_tree(PARTS)

@@ -39,3 +39,16 @@ def test_synthesize_refuses_such_a_store_in_one_line_and_runs_with_no_lock(raw_d
     assert main([*argv, "--no-lock"]) == 0
     assert len(read_output_index(out).to_pylist()) == 12 and not out.exists(LOCK)
     assert json.loads(out.get("run.json"))["input"] == str(raw_dir)
+
+
+def test_a_disabled_lock_takes_nothing_and_writes_nothing(tmp_path):
+    # `--no-lock` of every command goes through output_lock(enabled=False): no probe, no lock object
+    from l2i_pipeline.core.lock import output_lock
+    from l2i_pipeline.core.storage import open_store
+
+    out = open_store(tmp_path / "out")
+    with output_lock(out, "synthesize", enabled=False) as held:
+        assert held is None
+        with output_lock(out, "synthesize") as other:  # nothing held: a locked job still gets in
+            assert other
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []

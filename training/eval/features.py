@@ -5,7 +5,7 @@ into the set's feature cache (eval/cache.py) by the job on the driver once each 
 recorded reason (an unreadable image) or is absent from its source. The executor (engine/executor.py:
 in this process, or a Ray Data actor pool with GPU actors when the cluster has them) reads each unit's
 images in its expand step and runs the extractor built once per worker. The eval command holds the output
-lock around all of its jobs (engine/job.py `job_lock`), so each runs without its own. An interrupted run
+lock around all of its jobs (core/lock.py `output_lock`), so each runs without its own. An interrupted run
 keeps the rows it had (`FeatureCache.keep_part`), so a rerun computes only what is left.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ Usable from Python (the demo calls it) as from `l2i eval`. Per-image results are
 `OUT/ref_stats/` (or `ref_cache`), so a rerun resumes and a second model against the same reference sets
 extracts only its own samples. OUT (and `ref_cache`) is a local path or a storage URL: every file is one
 whole-object put through the storage layer, and the command holds OUT's output lock around all its jobs
-(engine/job.py `job_lock`), so a second run into the same OUT is refused while one runs. Settings:
+(core/lock.py `output_lock`), so a second run into the same OUT is refused while one runs. Settings:
 eval/config.py.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from l2i_pipeline.core.errors import ConfigError, InputError, NotFound
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.storage import Store, open_store
 from l2i_pipeline.engine.executor import executor_for
-from l2i_pipeline.engine.job import job_lock
 from training.eval import fid as fidlib
 from training.eval import report as rep
 from training.eval import weights
@@ -186,7 +186,7 @@ def evaluate(cfg: EvalConfig, is_test: IsTest | None = None, storage_options: di
     found, skipped = _weights(cfg)
     sd = read_sample_dir(cfg.samples, cfg.max_samples, storage_options)
     out = _out_dir(cfg, storage_options)
-    with job_lock(out, "eval", lock):
+    with output_lock(out, "eval", enabled=lock):
         return _evaluate(cfg, out, sd, found, skipped, is_test, storage_options)
 
 
@@ -230,7 +230,7 @@ def dataset_only(cfg: EvalConfig, storage_options: dict | str | None = None, loc
         raise ConfigError("--dataset-only needs --real L2I_DIR and/or --la RAW_DIR")
     found, skipped = _weights(cfg)
     out = _out_dir(cfg, storage_options)
-    with job_lock(out, "eval", lock):
+    with output_lock(out, "eval", enabled=lock):
         dataset: dict = {}
         warnings: list[str] = []
         if found["clip"].present:

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from l2i_pipeline.core.errors import user_error_in
+from l2i_pipeline.core.lock import output_lock
 from l2i_pipeline.core.outputs import local_output
 from l2i_pipeline.core.storage import open_store, split_protocol
-from l2i_pipeline.engine.job import job_lock
 from training.base import checkpoint, rundir
 from training.base.config import (
     TrainConfig,
@@ -109,7 +109,7 @@ def run_training(task_cls: Any, job: TrainJob) -> dict[str, Any]:
     local = None if runs else local_output(job.out, f"`l2i train {task_cls.name}` --out")  # before any work
     out = runs.store if runs else open_store(str(local))
     out.check_writable()  # one line (missing bucket, no permission, a file in the way) before the lock
-    with job_lock(out, f"train {task_cls.name}", job.lock):  # the job frame's lock step (engine/job.py)
+    with output_lock(out, f"train {task_cls.name}", enabled=job.lock):
         return _run_locked(task_cls, job, cfg, runs, runs.pull() if runs else local)
 
 
